@@ -1,0 +1,135 @@
+"""The prepared folder's bookkeeping: parameters, per-chunk receipts, and the merged manifest.
+
+Layout of a prepared folder ``OUT``::
+
+    OUT/params.json                       seed, test fraction, format, files per shard
+    OUT/manifest.json                     merged view (written last, atomically)
+    OUT/size=S/{train,test}-NNNNN.parquet shards
+    OUT/size=S/_receipts/chunk-NNNNN.json what chunk NNNNN of the source list produced at size S
+
+A receipt is written after its chunk's shards, so "receipt present, same file list, shards
+present" means the chunk is finished at that size; anything else is redone on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ttsr.data.errors import DataError
+from ttsr.data.shards import shard_name, write_bytes_atomically
+from ttsr.data.split import SPLITS
+
+MANIFEST_NAME = "manifest.json"
+PARAMS_NAME = "params.json"
+MANIFEST_VERSION = 1
+
+
+def size_dir(out: Path, size: int) -> Path:
+    return out / f"size={size}"
+
+
+def receipt_path(out: Path, size: int, chunk: int) -> Path:
+    return size_dir(out, size) / "_receipts" / f"chunk-{chunk:05d}.json"
+
+
+def write_json_atomically(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomically(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from None
+
+
+def check_params(out: Path, params: dict[str, Any]) -> None:
+    """Record the parameters of the first run; later runs must match (else the split shifts)."""
+    path = out / PARAMS_NAME
+    if not path.exists():
+        write_json_atomically(path, params)
+        return
+    old = read_json(path)
+    for key, value in params.items():
+        if old.get(key) != value:
+            raise DataError(
+                f"{out} was prepared with {key}={old.get(key)!r}, not {value!r}; "
+                "use the same value or a new --out"
+            )
+
+
+def chunk_done(out: Path, size: int, chunk: int, files: list[str]) -> bool:
+    path = receipt_path(out, size, chunk)
+    if not path.exists():
+        return False
+    try:
+        receipt = json.loads(path.read_text())
+    except ValueError:
+        return False
+    if receipt.get("files") != files:
+        return False
+    return all((size_dir(out, size) / shard_name(s, chunk)).exists() for s in SPLITS)
+
+
+def merge_receipts(out: Path, params: dict[str, Any], source: str) -> dict[str, Any]:
+    """Fold every receipt into the manifest (items, skipped files, counts and bytes per size)."""
+    items: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    for sdir in sorted(out.glob("size=*")):
+        size = int(sdir.name.split("=", 1)[1])
+        receipts = sorted((sdir / "_receipts").glob("chunk-*.json"))
+        if not receipts:
+            continue
+        stats = {"train": 0, "test": 0, "bytes": 0, "shards": 0}
+        seen: dict[str, str] = {}
+        for rpath in receipts:
+            receipt = read_json(rpath)
+            for split, nbytes in receipt["shard_bytes"].items():
+                stats["bytes"] += nbytes
+                stats["shards"] += 1
+            for item in receipt["items"]:
+                first = seen.setdefault(item["sha256"], item["path"])
+                if first != item["path"]:  # readers drop it the same way (first path wins)
+                    _skip(skipped, item["path"], f"duplicate of {first}", size)
+                    continue
+                stats[item["split"]] += 1
+                entry = items.setdefault(item["path"], {k: v for k, v in item.items()})
+                entry.setdefault("sizes", [])
+                entry["sizes"] = sorted({*entry["sizes"], size})
+            for skip in receipt["skipped"]:
+                _skip(skipped, skip["path"], skip["reason"], size if skip.get("per_size") else None)
+        sizes[str(size)] = stats
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "source": source,
+        **params,
+        "sizes": dict(sorted(sizes.items(), key=lambda kv: int(kv[0]))),
+        "items": [items[p] for p in sorted(items)],
+        "skipped": [skipped[p] for p in sorted(skipped)],
+    }
+    write_json_atomically(out / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def _skip(skipped: dict[str, dict[str, Any]], path: str, reason: str, size: int | None) -> None:
+    entry = skipped.setdefault(path, {"path": path, "reason": reason, "sizes": []})
+    if size is not None:
+        entry["sizes"] = sorted({*entry["sizes"], size})
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST_NAME
+    if not path.exists():
+        raise DataError(f"{out}: not a prepared folder (no {MANIFEST_NAME})")
+    manifest = read_json(path)
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise DataError(f"{path}: manifest version {manifest.get('version')!r} is not supported")
+    return manifest
+
+
+def available_sizes(manifest: dict[str, Any]) -> list[int]:
+    return sorted(int(s) for s in manifest["sizes"])

@@ -1,0 +1,275 @@
+"""``prepare``: a folder of images -> Parquet shards at several sizes, plus a manifest.
+
+Work is cut into chunks of ``files_per_shard`` consecutive source files (sorted paths). One job
+decodes each file of its chunk once and writes that chunk's train and test shard for every size
+still missing, then a receipt per size. Jobs run in a process pool; a rerun skips every chunk
+whose receipt matches, so an interrupted run resumes where it stopped. Shards, receipts and the
+manifest are written to temp names, fsynced and renamed: a killed run leaves either the old
+file, the new file, or an ignored temp file that the next run deletes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ttsr.data.errors import DataError
+from ttsr.data.images import (
+    IMAGE_EXTENSIONS,
+    UnusableImage,
+    decode_rgb_square,
+    encode_png,
+    resize_to,
+)
+from ttsr.data.manifest import (
+    check_params,
+    chunk_done,
+    merge_receipts,
+    receipt_path,
+    size_dir,
+    write_json_atomically,
+)
+from ttsr.data.shards import SHARD_FORMATS, TMP_MARKER, shard_name, write_shard
+from ttsr.data.split import SPLITS, assign_split
+
+DEFAULT_SIZES = (160, 256, 384, 512)
+DEFAULT_FORMAT = "png"
+FILES_PER_SHARD = 128
+PNG_LEVEL = 1  # zlib level: 6 costs ~3x the encode time for ~3 % smaller shards (docs/DATA.md)
+LOCK_NAME = ".lock"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    out: Path
+    manifest: dict[str, Any]
+    chunks_total: int
+    chunks_resumed: int  # chunks already finished by an earlier run for every size
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _ChunkJob:
+    src: str
+    out: str
+    chunk: int
+    files: list[str]
+    sizes: list[int]  # the sizes this chunk still lacks
+    seed: int
+    test_fraction: float
+    fmt: str
+    allow_upscale: bool
+
+
+def list_source_files(src: Path, *, exclude: Path | None = None) -> list[str]:
+    """Every regular file under ``src`` (relative POSIX paths, sorted); hidden folders ignored."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(src):
+        root_path = Path(root)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and (exclude is None or (root_path / d).resolve() != exclude.resolve())
+        )
+        for name in files:
+            path = root_path / name
+            if path.is_file():
+                found.append(path.relative_to(src).as_posix())
+    return sorted(found)
+
+
+@contextmanager
+def folder_lock(path: Path):
+    """Exclusive advisory lock (fcntl) on ``path``; blocks until the holder is done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def prepare(
+    src: Path | str,
+    out: Path | str,
+    *,
+    sizes: tuple[int, ...] | list[int] = DEFAULT_SIZES,
+    test_fraction: float = 0.2,
+    limit: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    fmt: str = DEFAULT_FORMAT,
+    files_per_shard: int = FILES_PER_SHARD,
+    allow_upscale: bool = False,
+    progress: bool = True,
+) -> PrepareResult:
+    """Prepare ``src`` into ``out`` (see module docstring); raises `DataError` on bad options.
+
+    ``workers``: processes (None = all cores; 0 or 1 = in this process, no pool).
+    ``allow_upscale``: bicubic-upscale images smaller than a size instead of skipping them
+    (used by the built-in sample set, whose crops are smaller than 512 px).
+    """
+    start = time.perf_counter()
+    src, out = Path(src), Path(out)
+    sizes = sorted(set(sizes))
+    if not sizes or any(s <= 0 or s % 4 for s in sizes):
+        raise DataError(f"--sizes: every size must be a positive multiple of 4 (got {sizes})")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"--test-fraction: must be in [0, 1) (got {test_fraction})")
+    if fmt not in SHARD_FORMATS:
+        raise DataError(f"--format: must be one of {', '.join(SHARD_FORMATS)} (got {fmt!r})")
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit: must be >= 1 (got {limit})")
+    if not src.is_dir():
+        raise DataError(f"--src {src}: no such folder")
+    files = list_source_files(src, exclude=out)
+    if not files:
+        raise DataError(f"--src {src}: folder is empty (no files found)")
+    if limit is not None:
+        files = files[:limit]
+
+    params = {
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "format": fmt,
+        "files_per_shard": files_per_shard,
+        "allow_upscale": allow_upscale,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out / LOCK_NAME):
+        check_params(out, params)
+        _remove_stale_temp_files(out)
+        chunks = [files[i : i + files_per_shard] for i in range(0, len(files), files_per_shard)]
+        jobs = []
+        for k, chunk_files in enumerate(chunks):
+            missing = [s for s in sizes if not chunk_done(out, s, k, chunk_files)]
+            if missing:
+                jobs.append(
+                    _ChunkJob(
+                        str(src), str(out), k, chunk_files, missing, seed, test_fraction, fmt,
+                        allow_upscale,
+                    )
+                )
+        _run_jobs(jobs, workers, progress)
+        manifest = merge_receipts(out, params, str(src.resolve()))
+    usable = sum(v["train"] + v["test"] for v in manifest["sizes"].values())
+    if usable == 0:
+        raise DataError(
+            f"--src {src}: no usable images ({len(manifest['skipped'])} files skipped; "
+            f"reasons in {out / 'manifest.json'})"
+        )
+    return PrepareResult(out, manifest, len(chunks), len(chunks) - len(jobs),
+                         time.perf_counter() - start)
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    # Only called under the folder lock, so no live writer owns these.
+    for path in out.rglob(f"*{TMP_MARKER}*"):
+        path.unlink(missing_ok=True)
+
+
+def _run_jobs(jobs: list[_ChunkJob], workers: int | None, progress: bool) -> None:
+    total = sum(len(j.files) for j in jobs)
+    bar = tqdm(total=total, unit="img", desc="prepare", disable=not progress or not jobs)
+    workers = os.cpu_count() or 1 if workers is None else workers
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                _process_chunk(job)
+                bar.update(len(job.files))
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+                futures = {pool.submit(_process_chunk, job): job for job in jobs}
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                        bar.update(len(futures[future].files))
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+
+
+def _process_chunk(job: _ChunkJob) -> None:
+    """Decode each file once, write this chunk's shards for every missing size, then receipts."""
+    src, out = Path(job.src), Path(job.out)
+    items: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    per_size: dict[int, dict[str, dict[str, list]]] = {
+        s: {split: {"paths": [], "hashes": [], "images": []} for split in SPLITS}
+        for s in job.sizes
+    }
+    for rel in job.files:
+        suffix = Path(rel).suffix.lower()
+        if suffix not in IMAGE_EXTENSIONS:
+            skipped.append({"path": rel, "reason": f"unsupported extension {suffix or '(none)'}"})
+            continue
+        try:
+            data = (src / rel).read_bytes()
+        except OSError as exc:
+            skipped.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
+            continue
+        try:
+            img, notes = decode_rgb_square(data)
+        except UnusableImage as exc:
+            skipped.append({"path": rel, "reason": str(exc)})
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        split = assign_split(digest, seed=job.seed, test_fraction=job.test_fraction)
+        side = img.size[0]
+        item = {"path": rel, "sha256": digest, "split": split, "side": side, "notes": notes}
+        for size in job.sizes:
+            if side < size and not job.allow_upscale:
+                skipped.append(
+                    {"path": rel, "reason": f"too small ({side} px < {size})", "per_size": size}
+                )
+                continue
+            resized = resize_to(img, size)
+            payload = encode_png(resized, PNG_LEVEL) if job.fmt == "png" else resized.tobytes()
+            columns = per_size[size][split]
+            columns["paths"].append(rel)
+            columns["hashes"].append(digest)
+            columns["images"].append(payload)
+        items.append(item)
+    for size in job.sizes:
+        directory = size_dir(out, size)
+        directory.mkdir(parents=True, exist_ok=True)
+        shard_bytes = {}
+        for split in SPLITS:
+            c = per_size[size][split]
+            shard_bytes[split] = write_shard(
+                directory / shard_name(split, job.chunk),
+                paths=c["paths"],
+                hashes=c["hashes"],
+                images=c["images"],
+                fmt=job.fmt,
+                size=size,
+            )
+        written = {*per_size[size]["train"]["paths"], *per_size[size]["test"]["paths"]}
+        size_skipped = [
+            {"path": sk["path"], "reason": sk["reason"], "per_size": "per_size" in sk}
+            for sk in skipped
+            if sk.get("per_size", size) == size
+        ]
+        receipt = {
+            "chunk": job.chunk,
+            "size": size,
+            "files": job.files,
+            "items": [it for it in items if it["path"] in written],
+            "skipped": size_skipped,
+            "shard_bytes": shard_bytes,
+        }
+        # Last: its presence is what marks the chunk finished at this size.
+        write_json_atomically(receipt_path(out, size, job.chunk), receipt)

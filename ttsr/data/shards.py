@@ -1,0 +1,147 @@
+"""Parquet shards: atomic writes, and lazy random access that survives DataLoader workers.
+
+A shard holds one split of one chunk of source files at one size: ``size=S/{split}-NNNNN.parquet``
+with columns ``path`` (relative to the source folder), ``sha256`` (of the source file) and
+``image`` (PNG bytes, or raw HWC uint8 bytes when the format is "raw"). The format and size are
+in the schema metadata.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SHARD_FORMATS = ("png", "raw")
+TMP_MARKER = ".tmp-"
+# Small row groups make reading one random image cheap (a row group is the unit of I/O); the
+# per-group metadata is a few hundred bytes, nothing next to one image.
+ROW_GROUP_SIZE = 4
+_MAX_OPEN_FILES = 64  # per process; FFHQ at one size is ~1k shard files, over a typical ulimit
+
+
+def shard_name(split: str, chunk: int) -> str:
+    return f"{split}-{chunk:05d}.parquet"
+
+
+def tmp_path_for(path: Path) -> Path:
+    """A sibling temp name no reader globs (readers only open ``*.parquet`` / ``*.json``)."""
+    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it over ``final``, fsync the directory: all or nothing on disk."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    tmp = tmp_path_for(path)
+    try:
+        tmp.write_bytes(data)
+        replace_atomically(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_shard(
+    path: Path,
+    *,
+    paths: list[str],
+    hashes: list[str],
+    images: list[bytes],
+    fmt: str,
+    size: int,
+) -> int:
+    """Write one shard atomically; returns its size in bytes."""
+    schema = pa.schema(
+        [("path", pa.string()), ("sha256", pa.string()), ("image", pa.binary())],
+        metadata={"ttsr.format": fmt, "ttsr.size": str(size)},
+    )
+    table = pa.table({"path": paths, "sha256": hashes, "image": images}, schema=schema)
+    # PNG bytes do not compress further; raw pixels gain ~10-30 % from zstd (see docs/DATA.md).
+    image_codec = "NONE" if fmt == "png" else "ZSTD"
+    tmp = tmp_path_for(path)
+    try:
+        pq.write_table(
+            table,
+            tmp,
+            row_group_size=ROW_GROUP_SIZE,
+            compression={"path": "ZSTD", "sha256": "NONE", "image": image_codec},
+            use_dictionary=False,
+        )
+        replace_atomically(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+class ShardReader:
+    """Random access to the ``image`` column of a list of shard files.
+
+    Files are opened lazily and per process: nothing open is ever pickled into a DataLoader
+    worker, and a worker forked after the parent read something reopens its own handles.
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = [str(p) for p in paths]
+        self.num_rows: list[int] = []
+        self._group_starts: list[list[int]] = []
+        for p in self.paths:
+            meta = pq.read_metadata(p)
+            starts, total = [], 0
+            for g in range(meta.num_row_groups):
+                starts.append(total)
+                total += meta.row_group(g).num_rows
+            self.num_rows.append(total)
+            self._group_starts.append(starts)
+        self._open: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()
+        return state
+
+    def column(self, name: str) -> list:
+        """One small column (``path`` / ``sha256``) of every shard, concatenated."""
+        out: list = []
+        for p in self.paths:
+            out.extend(pq.read_table(p, columns=[name]).column(0).to_pylist())
+        return out
+
+    def _file(self, i: int) -> pq.ParquetFile:
+        if self._pid != os.getpid():  # forked: handles belong to the parent
+            self._open, self._pid = OrderedDict(), os.getpid()
+        f = self._open.get(i)
+        if f is None:
+            f = pq.ParquetFile(self.paths[i], memory_map=True)
+            self._open[i] = f
+            if len(self._open) > _MAX_OPEN_FILES:
+                self._open.popitem(last=False)
+        else:
+            self._open.move_to_end(i)
+        return f
+
+    def read_image(self, file: int, row: int) -> bytes:
+        starts = self._group_starts[file]
+        group = bisect.bisect_right(starts, row) - 1
+        table = self._file(file).read_row_group(group, columns=["image"])
+        return table.column(0)[row - starts[group]].as_py()
+

@@ -1,0 +1,35 @@
+"""Metric and tag names, defined once and imported everywhere (train loop, Tune, reports)."""
+
+# validation quality (per epoch)
+VAL_PSNR = "val_psnr"
+VAL_SSIM = "val_ssim"
+VAL_PSNR_MASK = "val_psnr_mask"  # inpainting: inside the degraded box
+VAL_PSNR_OUTSIDE = "val_psnr_outside"  # inpainting: outside the box
+VAL_LPIPS_PROXY = "val_perceptual"  # perceptual distance (lower is better)
+BICUBIC_PSNR = "bicubic_psnr"  # PSNR of plain bicubic upsampling on the same split
+
+# training (per epoch, train-split means)
+LOSS_TOTAL = "loss_total"
+LOSS_REC = "loss_rec"
+LOSS_PER = "loss_per"
+LOSS_TPL = "loss_tpl"
+LOSS_ADV = "loss_adv"
+LOSS_D = "loss_d"
+
+# speed / resources
+EPOCH = "epoch"
+EPOCH_SECONDS = "epoch_seconds"
+TRAIN_IMAGES_PER_SECOND = "train_images_per_s"
+PEAK_GPU_MEMORY_GIB = "peak_gpu_memory_gib"
+LR_MAIN = "lr_main"
+LR_LTE = "lr_lte"
+LR_D = "lr_d"
+
+# early stopping / outcome
+STOP_REASON = "stop_reason"
+BEST_EPOCH = "best_epoch"
+BEST_VAL_PSNR = "best_val_psnr"
+
+STOP_PATIENCE = "patience"
+STOP_DIVERGED = "diverged"
+STOP_MAX_EPOCHS = "max_epochs"

@@ -1,0 +1,197 @@
+"""MLflow logging for one training run — the same class for standalone runs and Tune trials.
+
+Everything goes through an explicit ``mlflow.MlflowClient(tracking_uri)`` and a run id, never
+through MLflow's fluent global active-run stack: Tune trials run in worker processes and
+threads where that global state is not ours.
+
+Lifecycle: ``MlflowTracker(...)`` creates (or, given ``run_id``, re-opens) the run. Use it as a
+context manager (``train`` does): leaving the block ends the run FINISHED, FAILED on an
+exception, KILLED on KeyboardInterrupt or SIGTERM (in the main thread SIGTERM is turned into a
+``Terminated`` exception while the block runs). Ending is idempotent, and an ``atexit`` hook
+ends a run that is still open when the interpreter exits, so a run never stays RUNNING after
+the process ends normally or by exception (only SIGKILL can leave one behind).
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "ttsr"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that runs stopped by a scheduler end as KILLED."""
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The current git commit of ``cwd`` (default: this package's directory), or None."""
+    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts -> {"a.b": "value"} with MLflow-safe string values."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_params(value, prefix=f"{name}."))
+        elif isinstance(value, tuple | list):
+            out[name] = ",".join(str(v) for v in value)[:MAX_PARAM_LENGTH]
+        else:
+            out[name] = str(value)[:MAX_PARAM_LENGTH]
+    return out
+
+
+class MlflowTracker:
+    """One MLflow run, addressed by id through an explicit client."""
+
+    def __init__(
+        self,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        import mlflow  # imported here: ttsr works without a tracker and mlflow is slow to import
+
+        self.tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
+        self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        run_tags = dict(tags or {})
+        if parent_run_id:
+            run_tags[PARENT_RUN_TAG] = parent_run_id
+        if run_id is not None:
+            run = self.client.get_run(run_id)  # raises if the id is unknown to this store
+            self.client.update_run(run_id, status="RUNNING")
+            for key, value in run_tags.items():
+                self.client.set_tag(run_id, key, value)
+            self.resumed = True
+        else:
+            experiment_id = self._experiment_id(experiment)
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=run_tags)
+            self.resumed = False
+        self.run_id: str = run.info.run_id
+        self.experiment_id: str = run.info.experiment_id
+        self.ended = False
+        self._depth = 0
+        self._previous_sigterm: Any = None
+        atexit.register(self._end_at_exit)
+
+    def _experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except Exception:  # noqa: BLE001 - another process may have created it meanwhile
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    # --- logging ------------------------------------------------------------------------------
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log (flattened) params; on a resumed run, params already logged are skipped.
+
+        MLflow params are immutable: a value that differs from the logged one (e.g. more epochs
+        on resume) is recorded as a tag ``param_changed.<name>`` instead.
+        """
+        from mlflow.entities import Param, RunTag
+
+        flat = flatten_params(params)
+        logged = self.client.get_run(self.run_id).data.params
+        new = [Param(k, v) for k, v in flat.items() if k not in logged]
+        changed = [
+            RunTag(f"param_changed.{k}", v) for k, v in flat.items() if k in logged and logged[k] != v
+        ]
+        for i in range(0, len(new), 100):  # log_batch takes at most 100 params per call
+            self.client.log_batch(self.run_id, params=new[i : i + 100])
+        if changed:
+            self.client.log_batch(self.run_id, tags=changed)
+
+    def log_metrics(self, metrics: dict[str, Any], *, step: int) -> None:
+        """Numeric entries become metrics at ``step``; strings become tags."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        numeric = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        texts = [RunTag(k, v) for k, v in metrics.items() if isinstance(v, str)]
+        for i in range(0, len(numeric), 1000):
+            self.client.log_batch(self.run_id, metrics=numeric[i : i + 1000])
+        if texts:
+            self.client.log_batch(self.run_id, tags=texts)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+
+    def log_image(self, path: str | Path) -> None:
+        """A PNG sample grid, under ``samples/`` in the run's artifacts."""
+        self.log_artifact(path, artifact_path="samples")
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def end(self, status: str = "FINISHED") -> None:
+        """End the run with FINISHED, FAILED or KILLED; later calls do nothing."""
+        if self.ended:
+            return
+        self.ended = True
+        self.client.set_terminated(self.run_id, status=status)
+
+    def _end_at_exit(self) -> None:
+        # The interpreter is exiting with the run still open: the code that should have ended
+        # it never got there.
+        if not self.ended:
+            try:
+                self.end("KILLED")
+            except Exception:  # noqa: BLE001, S110 - nothing left to report to at exit
+                pass
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    def __enter__(self) -> MlflowTracker:
+        self._depth += 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+        if exc_type is None:
+            if self._depth == 0:
+                self.end("FINISHED")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("KILLED")
+        else:
+            self.end("FAILED")
