@@ -1,0 +1,42 @@
+"""Sample grids: one row per sample, columns LR-upsampled | Ref | SR | HR, saved as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+COLUMNS = ("LR_up", "Ref", "SR", "HR")
+PAD = 2  # white pixels between tiles
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images -> uint8 HWC-ready values. (..., 3, H, W) -> same shape, uint8."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def sample_grid(lr_up: torch.Tensor, ref: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> Image.Image:
+    """Four (N, 3, H, W) batches in [-1, 1] -> an RGB image of N rows and 4 columns."""
+    n, _, h, w = hr.shape
+    for name, t in zip(COLUMNS, (lr_up, ref, sr, hr), strict=True):
+        if t.shape != hr.shape:
+            raise ValueError(f"sample grid: {name} has shape {tuple(t.shape)}, HR {tuple(hr.shape)}")
+    canvas = torch.full(
+        (3, n * h + (n + 1) * PAD, 4 * w + 5 * PAD), 255, dtype=torch.uint8
+    )
+    for row in range(n):
+        for col, t in enumerate((lr_up, ref, sr, hr)):
+            y, x = PAD + row * (h + PAD), PAD + col * (w + PAD)
+            canvas[:, y : y + h, x : x + w] = to_uint8(t[row].cpu())
+    return Image.fromarray(canvas.permute(1, 2, 0).numpy(), mode="RGB")
+
+
+def save_sample_grid(
+    path: str | Path, lr_up: torch.Tensor, ref: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor
+) -> Path:
+    """Write the grid as PNG (parent directories created). -> the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample_grid(lr_up, ref, sr, hr).save(path, format="PNG")
+    return path
