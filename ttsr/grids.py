@@ -16,15 +16,17 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 
-def sample_grid(lr_up: torch.Tensor, ref: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> Image.Image:
+def sample_grid(
+    lr_up: torch.Tensor, ref: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor
+) -> Image.Image:
     """Four (N, 3, H, W) batches in [-1, 1] -> an RGB image of N rows and 4 columns."""
     n, _, h, w = hr.shape
     for name, t in zip(COLUMNS, (lr_up, ref, sr, hr), strict=True):
         if t.shape != hr.shape:
-            raise ValueError(f"sample grid: {name} has shape {tuple(t.shape)}, HR {tuple(hr.shape)}")
-    canvas = torch.full(
-        (3, n * h + (n + 1) * PAD, 4 * w + 5 * PAD), 255, dtype=torch.uint8
-    )
+            raise ValueError(
+                f"sample grid: {name} has shape {tuple(t.shape)}, HR {tuple(hr.shape)}"
+            )
+    canvas = torch.full((3, n * h + (n + 1) * PAD, 4 * w + 5 * PAD), 255, dtype=torch.uint8)
     for row in range(n):
         for col, t in enumerate((lr_up, ref, sr, hr)):
             y, x = PAD + row * (h + PAD), PAD + col * (w + PAD)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ttsr.search import dense_relevance_search, dense_transfer, relevance_search, transfer
-from ttsr.vgg import vgg19_features
+from ttsr.vgg import random_vgg19_features, vgg19_features
 
 # ImageNet statistics the VGG19 weights were trained with.
 VGG_MEAN = (0.485, 0.456, 0.406)
@@ -388,9 +388,7 @@ class TTSR(nn.Module):
         if load_vgg:
             features, self.pretrained_vgg = vgg19_features(vgg_weights)
         else:
-            from torchvision.models import vgg19
-
-            features, self.pretrained_vgg = vgg19(weights=None).features, False
+            features, self.pretrained_vgg = random_vgg19_features(), False
         self.LTE = LTE(features, requires_grad=True)
         # Frozen copy for the transferal perceptual loss; refreshed from LTE before every use.
         self.LTE_copy = LTE(copy.deepcopy(features), requires_grad=False)
@@ -402,9 +400,7 @@ class TTSR(nn.Module):
         _, _, lrsr_lv3 = self.LTE((lr_up.detach() + 1.0) / 2.0)
         _, _, refsr_lv3 = self.LTE((ref_downup.detach() + 1.0) / 2.0)
         ref_lv1, ref_lv2, ref_lv3 = self.LTE((ref.detach() + 1.0) / 2.0)
-        S, T_lv3, T_lv2, T_lv1 = self.SearchTransfer(
-            lrsr_lv3, refsr_lv3, ref_lv1, ref_lv2, ref_lv3
-        )
+        S, T_lv3, T_lv2, T_lv1 = self.SearchTransfer(lrsr_lv3, refsr_lv3, ref_lv1, ref_lv2, ref_lv3)
         sr = self.MainNet(lr, S, T_lv3, T_lv2, T_lv1)
         return TTSROutput(sr, S, T_lv3, T_lv2, T_lv1)
 

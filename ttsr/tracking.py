@@ -4,6 +4,9 @@ Everything goes through an explicit ``mlflow.MlflowClient(tracking_uri)`` and a 
 through MLflow's fluent global active-run stack: Tune trials run in worker processes and
 threads where that global state is not ours.
 
+Artifacts go where the experiment says; a new experiment gets ``artifact_location`` (default:
+MLflow's, ``./mlruns`` next to a SQLite store).
+
 Lifecycle: ``MlflowTracker(...)`` creates (or, given ``run_id``, re-opens) the run. Use it as a
 context manager (``train`` does): leaving the block ends the run FINISHED, FAILED on an
 exception, KILLED on KeyboardInterrupt or SIGTERM (in the main thread SIGTERM is turned into a
@@ -71,6 +74,7 @@ class MlflowTracker:
         parent_run_id: str | None = None,
         run_id: str | None = None,
         tags: dict[str, str] | None = None,
+        artifact_location: str | None = None,
     ) -> None:
         import mlflow  # imported here: ttsr works without a tracker and mlflow is slow to import
 
@@ -86,7 +90,7 @@ class MlflowTracker:
                 self.client.set_tag(run_id, key, value)
             self.resumed = True
         else:
-            experiment_id = self._experiment_id(experiment)
+            experiment_id = self._experiment_id(experiment, artifact_location)
             run = self.client.create_run(experiment_id, run_name=run_name, tags=run_tags)
             self.resumed = False
         self.run_id: str = run.info.run_id
@@ -96,12 +100,12 @@ class MlflowTracker:
         self._previous_sigterm: Any = None
         atexit.register(self._end_at_exit)
 
-    def _experiment_id(self, name: str) -> str:
+    def _experiment_id(self, name: str, artifact_location: str | None) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, artifact_location=artifact_location)
         except Exception:  # noqa: BLE001 - another process may have created it meanwhile
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -121,7 +125,9 @@ class MlflowTracker:
         logged = self.client.get_run(self.run_id).data.params
         new = [Param(k, v) for k, v in flat.items() if k not in logged]
         changed = [
-            RunTag(f"param_changed.{k}", v) for k, v in flat.items() if k in logged and logged[k] != v
+            RunTag(f"param_changed.{k}", v)
+            for k, v in flat.items()
+            if k in logged and logged[k] != v
         ]
         for i in range(0, len(new), 100):  # log_batch takes at most 100 params per call
             self.client.log_batch(self.run_id, params=new[i : i + 100])

@@ -15,13 +15,27 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "TTSR_VGG19_WEIGHTS"
 # The file name torchvision's VGG19_Weights.IMAGENET1K_V1 downloads into the hub cache.
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
+
+
+def random_vgg19_features() -> nn.Sequential:
+    """`vgg19(weights=None).features` with torchvision's init, without building the classifier.
+
+    The classifier holds 120 M parameters whose random init alone takes seconds; the LTE and the
+    perceptual loss only ever use `features`.
+    """
+    features = make_layers(cfgs["E"], batch_norm=False)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.constant_(m.bias, 0)
+    return features
 
 
 def _candidates(weights: str | Path | None) -> list[tuple[Path, bool]]:
@@ -46,19 +60,20 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"VGG19 weights {path}: not a readable torch file ({exc})") from None
     if not isinstance(state, dict):
         raise ValueError(f"VGG19 weights {path}: expected a state dict, got {type(state).__name__}")
-    features = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
-    return features
+    return {
+        k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")
+    }
 
 
 def vgg19_features(weights: str | Path | None = None) -> tuple[nn.Sequential, bool]:
-    """Return torchvision's `vgg19().features` and whether ImageNet weights were loaded.
+    """Return torchvision's `vgg19().features` (37 layers) and whether ImageNet weights loaded.
 
     Looks at, in order: the explicit `weights` path, the file named by `$TTSR_VGG19_WEIGHTS`, and
     torchvision's cache (`torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth`). Never downloads.
     A missing or unreadable file at an explicit path (argument or environment) is a `ValueError`
     naming the path; if nothing is found the network keeps its random init and a warning says so.
     """
-    features = vgg19(weights=None).features
+    features = random_vgg19_features()
     for path, explicit in _candidates(weights):
         if not path.is_file():
             if explicit:
@@ -69,7 +84,9 @@ def vgg19_features(weights: str | Path | None = None) -> tuple[nn.Sequential, bo
             features.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise ValueError(f"VGG19 weights {path}: not a torchvision VGG19 state dict ({first})") from None
+            raise ValueError(
+                f"VGG19 weights {path}: not a torchvision VGG19 state dict ({first})"
+            ) from None
         log.info("VGG19 ImageNet weights loaded from %s", path)
         return features, True
 

@@ -32,9 +32,10 @@ def resolve_storage(storage: str) -> str:
     return str(Path(storage).expanduser().resolve())
 
 
-def check_storage(storage: str) -> None:
+def check_storage(storage: str, *, create: bool = True) -> None:
     """The storage path must be writable: a local dir we can create and write a file in, or a
-    URI pyarrow can open (s3://, gs://)."""
+    URI pyarrow can open (s3://, gs://). ``create=False`` (dry runs) only checks that the
+    nearest existing directory is writable."""
     if is_remote(storage):
         try:
             import pyarrow.fs
@@ -46,6 +47,11 @@ def check_storage(storage: str) -> None:
             raise PreflightError(f"--storage {storage}: cannot open ({first})") from None
         return
     path = Path(storage)
+    if not create:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise PreflightError(f"--storage {storage}: {existing} is not a writable directory")
+        return
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):

@@ -200,9 +200,8 @@ def _resolve(label: str, name: str, raw: dict[str, Any], profile: str) -> Study:
         raise fail(f"profiles.{profile}", "must be a mapping")
     unknown = sorted(set(prof) - PROFILE_KEYS)
     if unknown:
-        raise fail(
-            f"profiles.{profile}.{unknown[0]}", f"unknown key; known: {', '.join(sorted(PROFILE_KEYS))}"
-        )
+        known = ", ".join(sorted(PROFILE_KEYS))
+        raise fail(f"profiles.{profile}.{unknown[0]}", f"unknown key; known: {known}")
 
     def pick(key: str, default: Any) -> tuple[str, Any]:
         if key in prof:

@@ -38,9 +38,9 @@ def box_pixels(
     if options.random:
         if rng is None:
             raise ValueError("a random inpaint box needs a generator")
-        w, h = x1 - x0, y1 - y0
-        x0, y0 = rng.uniform(0.0, 1.0 - w), rng.uniform(0.0, 1.0 - h)
-        x1, y1 = x0 + w, y0 + h
+        w, h = max(1, round((x1 - x0) * size)), max(1, round((y1 - y0) * size))
+        left, top = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        return left, top, left + w, top + h
     left, top = round(x0 * size), round(y0 * size)
     right, bottom = max(left + 1, round(x1 * size)), max(top + 1, round(y1 * size))
     return left, top, min(right, size), min(bottom, size)

@@ -88,9 +88,8 @@ def merge_receipts(out: Path, params: dict[str, Any], source: str) -> dict[str, 
         seen: dict[str, str] = {}
         for rpath in receipts:
             receipt = read_json(rpath)
-            for split, nbytes in receipt["shard_bytes"].items():
-                stats["bytes"] += nbytes
-                stats["shards"] += 1
+            stats["bytes"] += sum(receipt["shard_bytes"].values())
+            stats["shards"] += len(receipt["shard_bytes"])
             for item in receipt["items"]:
                 first = seen.setdefault(item["sha256"], item["path"])
                 if first != item["path"]:  # readers drop it the same way (first path wins)

@@ -157,7 +157,14 @@ def prepare(
             if missing:
                 jobs.append(
                     _ChunkJob(
-                        str(src), str(out), k, chunk_files, missing, seed, test_fraction, fmt,
+                        str(src),
+                        str(out),
+                        k,
+                        chunk_files,
+                        missing,
+                        seed,
+                        test_fraction,
+                        fmt,
                         allow_upscale,
                     )
                 )
@@ -169,8 +176,9 @@ def prepare(
             f"--src {src}: no usable images ({len(manifest['skipped'])} files skipped; "
             f"reasons in {out / 'manifest.json'})"
         )
-    return PrepareResult(out, manifest, len(chunks), len(chunks) - len(jobs),
-                         time.perf_counter() - start)
+    return PrepareResult(
+        out, manifest, len(chunks), len(chunks) - len(jobs), time.perf_counter() - start
+    )
 
 
 def _remove_stale_temp_files(out: Path) -> None:
@@ -208,8 +216,7 @@ def _process_chunk(job: _ChunkJob) -> None:
     items: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     per_size: dict[int, dict[str, dict[str, list]]] = {
-        s: {split: {"paths": [], "hashes": [], "images": []} for split in SPLITS}
-        for s in job.sizes
+        s: {split: {"paths": [], "hashes": [], "images": []} for split in SPLITS} for s in job.sizes
     }
     for rel in job.files:
         suffix = Path(rel).suffix.lower()

@@ -144,4 +144,3 @@ class ShardReader:
         group = bisect.bisect_right(starts, row) - 1
         table = self._file(file).read_row_group(group, columns=["image"])
         return table.column(0)[row - starts[group]].as_py()
-

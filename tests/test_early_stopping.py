@@ -1,0 +1,106 @@
+import math
+
+import pytest
+import torch
+
+from ttsr import names
+from ttsr.early_stopping import EarlyStopper, OutputCollapseMonitor
+
+
+def run(sequence, **kwargs):
+    """Feed a scripted val_psnr sequence; -> (stopper, epoch it stopped at, best epochs seen)."""
+    stopper = EarlyStopper(
+        **{"patience": 3, "min_delta": 0.0, "divergence_floor_db": 3.0, **kwargs}
+    )
+    bests = []
+    for epoch, value in enumerate(sequence, start=1):
+        if stopper.update(epoch, value):
+            bests.append(epoch)
+        if stopper.should_stop:
+            return stopper, epoch, bests
+    stopper.finish()
+    return stopper, len(sequence), bests
+
+
+def test_peak_at_10_patience_3_stops_at_13():
+    seq = [20 + e for e in range(1, 11)] + [29.5, 29.8, 29.9, 30.5, 31]
+    stopper, stopped, bests = run(seq)
+    assert stopped == 13
+    assert stopper.stop_reason == names.STOP_PATIENCE
+    assert stopper.best_epoch == 10 and stopper.best_val_psnr == 30
+    assert bests == list(range(1, 11))
+
+
+def test_min_delta_counts_small_gains_as_no_improvement():
+    stopper, stopped, _ = run([30, 30.05, 30.1, 30.12], min_delta=0.2)
+    assert (stopped, stopper.best_epoch, stopper.stop_reason) == (4, 1, names.STOP_PATIENCE)
+
+
+def test_max_epochs_and_patience_off():
+    stopper, stopped, _ = run([30, 29, 29, 29, 29, 29], patience=None)
+    assert stopped == 6 and stopper.stop_reason == names.STOP_MAX_EPOCHS
+    assert stopper.best_epoch == 1
+
+
+def test_floor_drop_diverges_and_keeps_best():
+    stopper, stopped, bests = run([25, 27, 28, 24.9, 30])
+    assert stopped == 4 and stopper.stop_reason == names.STOP_DIVERGED
+    assert (stopper.best_epoch, stopper.best_val_psnr, bests) == (3, 28, [1, 2, 3])
+    assert "below its best" in stopper.detail
+    # A drop within the floor is only a bad epoch.
+    stopper, stopped, _ = run([28, 25.5, 29], patience=5)
+    assert stopper.stop_reason == names.STOP_MAX_EPOCHS and stopper.best_epoch == 3
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_val_psnr_diverges_at_once(bad):
+    stopper, stopped, _ = run([25, 26, bad, 30])
+    assert stopped == 3 and stopper.stop_reason == names.STOP_DIVERGED
+    assert stopper.best_epoch == 2
+
+
+def test_diverge_is_final_and_blocks_new_bests():
+    stopper = EarlyStopper(patience=3)
+    stopper.update(1, 20.0)
+    stopper.diverge("loss is nan at step 7")
+    assert stopper.stop_reason == names.STOP_DIVERGED
+    assert stopper.update(2, 40.0) is False and stopper.best_epoch == 1
+    stopper.finish()
+    assert stopper.stop_reason == names.STOP_DIVERGED
+
+
+def test_state_dict_round_trip_continues_identically():
+    seq = [25, 26, 27, 26.5, 26.6, 26.7]
+    full, stopped_full, _ = run(seq)
+    part = EarlyStopper(patience=3, divergence_floor_db=3.0)
+    for epoch, value in enumerate(seq[:4], start=1):
+        part.update(epoch, value)
+    resumed = EarlyStopper(patience=3, divergence_floor_db=3.0)
+    resumed.load_state_dict(part.state_dict())
+    stopped = None
+    for epoch, value in enumerate(seq[4:], start=5):
+        resumed.update(epoch, value)
+        if resumed.should_stop:
+            stopped = epoch
+            break
+    assert stopped == stopped_full == 6
+    assert resumed.state_dict() == full.state_dict()
+
+
+def test_collapse_monitor_white_flat_and_normal():
+    white = OutputCollapseMonitor()
+    white.update(torch.ones(2, 3, 8, 8))
+    white.update(torch.ones(1, 3, 8, 8))
+    assert "saturated" in white.collapsed()
+
+    gray = OutputCollapseMonitor()
+    gray.update(torch.full((2, 3, 8, 8), 0.2))
+    assert "std" in gray.collapsed()
+
+    torch.manual_seed(0)
+    normal = OutputCollapseMonitor()
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    x[0, 0, 0, 0] = 1.0  # a few saturated pixels are fine
+    normal.update(x)
+    assert normal.collapsed() is None
+    assert OutputCollapseMonitor().collapsed() is None  # nothing validated, nothing collapsed

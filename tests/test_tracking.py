@@ -1,0 +1,218 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from ttsr import names
+from ttsr.config import TrainConfig
+from ttsr.tracking import MlflowTracker, flatten_params
+from ttsr.train import load_state, train
+
+mlflow = pytest.importorskip("mlflow")
+warnings.filterwarnings("ignore", message="VGG19 ImageNet weights not found")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # see tests/test_train.py
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    # Artifacts next to the database, not in the working directory.
+    return f"sqlite:///{root}/mlflow.db", root
+
+
+def tracker(uri, **kw):
+    db, root = uri
+    return MlflowTracker(
+        tracking_uri=db,
+        experiment=kw.pop("experiment", "test"),
+        artifact_location=(root / "artifacts").as_uri(),
+        **kw,
+    )
+
+
+def status(uri, run_id):
+    return mlflow.MlflowClient(uri[0]).get_run(run_id).info.status
+
+
+def tiny(tmp_path, **changes) -> TrainConfig:
+    values = dict(
+        size=32,
+        batch_size=2,
+        fraction=0.03,
+        n_feats=8,
+        num_res_blocks="1+1+1+1",
+        epochs=2,
+        patience=None,
+        device="cpu",
+        out_dir=str(tmp_path / "run"),
+        num_samples_grid=1,
+        seed=0,
+    )
+    values.update(changes)
+    return TrainConfig.from_dict(values)
+
+
+def test_flatten_params():
+    flat = flatten_params({"a": 1, "b": (0.5, 0.8), "c": {"d": None, "e": "x"}})
+    assert flat == {"a": "1", "b": "0.5,0.8", "c.d": "None", "c.e": "x"}
+
+
+def test_lifecycle_params_metrics_and_resume(uri, tmp_path):
+    client = mlflow.MlflowClient(uri[0])
+    first = tracker(uri, run_name="parent")  # also creates the experiment in the tmp store
+    parent = first.run_id
+    first.end()
+    with tracker(uri, run_name="unit", parent_run_id=parent, tags={"k": "v"}) as t:
+        t.log_params({"lr": 1e-4, "extra": {"note": "hi"}})
+        t.log_metrics({"val_psnr": 20.0, names.STOP_REASON: "patience"}, step=1)
+        t.log_metrics({"val_psnr": 21.0}, step=2)
+        png = tmp_path / "g.png"
+        png.write_bytes(b"\x89PNG fake")
+        t.log_image(png)
+        assert status(uri, t.run_id) == "RUNNING"
+    run = client.get_run(t.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"lr": "0.0001", "extra.note": "hi"}
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["k"] == "v"
+    assert run.data.tags[names.STOP_REASON] == "patience"
+    assert [(m.step, m.value) for m in client.get_metric_history(t.run_id, "val_psnr")] == [
+        (1, 20.0),
+        (2, 21.0),
+    ]
+    assert [a.path for a in client.list_artifacts(t.run_id, "samples")] == ["samples/g.png"]
+
+    # Re-open the same run (resume): equal params are skipped, a changed one becomes a tag.
+    with tracker(uri, run_id=t.run_id) as again:
+        assert again.run_id == t.run_id and status(uri, t.run_id) == "RUNNING"
+        again.log_params({"lr": 1e-4, "extra": {"note": "bye"}, "epochs": 3})
+    run = client.get_run(t.run_id)
+    assert run.data.params["epochs"] == "3" and run.data.params["extra.note"] == "hi"
+    assert run.data.tags["param_changed.extra.note"] == "bye"
+    assert run.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"), [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")]
+)
+def test_exit_status(uri, error, expected):
+    t = tracker(uri)
+    with pytest.raises(error):
+        with t:
+            raise error("stop")
+    assert status(uri, t.run_id) == expected
+    t.end("FINISHED")  # ending twice does nothing
+    assert status(uri, t.run_id) == expected
+
+
+def test_train_logs_params_metrics_images_and_checkpoint(uri, tmp_path):
+    t = tracker(uri, run_name="train")
+    result = train(tiny(tmp_path), tracker=t, progress=False)
+    client = mlflow.MlflowClient(uri[0])
+    run = client.get_run(t.run_id)
+    assert run.info.status == "FINISHED" and result.run_id == t.run_id
+    assert run.data.params["size"] == "32" and run.data.params["num_res_blocks"] == "1+1+1+1"
+    assert run.data.params["inpaint_box"] == "0.5,0.5,0.8,0.8"
+    history = client.get_metric_history(t.run_id, names.VAL_PSNR)
+    assert sorted(m.step for m in history) == [1, 2]
+    assert {m.value for m in history} == {h[names.VAL_PSNR] for h in result.history}
+    for key in (names.LOSS_REC, names.BICUBIC_PSNR, names.EPOCH_SECONDS, names.LR_MAIN):
+        assert key in run.data.metrics
+    samples = {a.path for a in client.list_artifacts(t.run_id, "samples")}
+    assert samples == {f"samples/epoch_00{e}_{s}.png" for e in (1, 2) for s in ("train", "test")}
+    assert [a.path for a in client.list_artifacts(t.run_id, "checkpoints/best")] == [
+        "checkpoints/best/model.pt"
+    ]
+    tags = run.data.tags
+    assert tags[names.STOP_REASON] == names.STOP_MAX_EPOCHS
+    assert tags[names.BEST_EPOCH] == str(result.best_epoch)
+    assert tags["vgg_pretrained"] in ("true", "false") and tags["device"] == "cpu"
+    if tags["vgg_pretrained"] == "false":
+        assert "RANDOM" in tags["warning"] or "random" in tags["warning"]
+    assert load_state(result.best_checkpoint)["tracker_run_id"] == t.run_id
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"), [(KeyboardInterrupt, "KILLED"), (ValueError, "FAILED")]
+)
+def test_train_interrupted_or_failing_marks_run(uri, tmp_path, error, expected):
+    t = tracker(uri)
+
+    def on_epoch_end(metrics, checkpoint_dir):
+        raise error("from the callback")
+
+    with pytest.raises(error):
+        train(tiny(tmp_path, sample_every=0), tracker=t, on_epoch_end=on_epoch_end, progress=False)
+    assert status(uri, t.run_id) == expected
+    # The epoch was logged before the callback ran.
+    assert mlflow.MlflowClient(uri[0]).get_run(t.run_id).data.metrics[names.EPOCH] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_cli_marks_run_killed(uri, tmp_path, sig):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ttsr.train",
+        "--size",
+        "32",
+        "--batch-size",
+        "2",
+        "--fraction",
+        "0.03",
+        "--n-feats",
+        "8",
+        "--num-res-blocks",
+        "1+1+1+1",
+        "--device",
+        "cpu",
+        "--epochs",
+        "50",
+        "--patience",
+        "50",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--mlflow-uri",
+        uri[0],
+        "--experiment",
+        "signals",
+        "--sample-every",
+        "0",
+    ]
+    # Run from tmp_path so that nothing (e.g. a default ./mlruns) lands in the repository.
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    latest = out / "checkpoints" / "latest" / "state.pt"
+    deadline = time.time() + 120
+    while not latest.is_file():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline, "no checkpoint in time"
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    run_id = load_state(latest)["tracker_run_id"]
+    assert status(uri, run_id) == "KILLED"

@@ -1,0 +1,385 @@
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from ttsr import names
+from ttsr import train as train_mod
+from ttsr.checkpoint import load_model
+from ttsr.config import TrainConfig
+from ttsr.model import TTSR
+from ttsr.train import load_state, resolve_checkpoint_dir, train, write_dir_atomically
+
+warnings.filterwarnings("ignore", message="VGG19 ImageNet weights not found")
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = {names.EPOCH_SECONDS, names.TRAIN_IMAGES_PER_SECOND, names.PEAK_GPU_MEMORY_GIB}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two OpenMP threads on a shared 2-core machine spin against each other (10x slower convs).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(tmp_path, **changes) -> TrainConfig:
+    """3 train items (1 step of 2 per epoch), 1 validation image, 32 px, n_feats 8."""
+    values = dict(
+        size=32,
+        batch_size=2,
+        fraction=0.03,
+        n_feats=8,
+        num_res_blocks="1+1+1+1",
+        epochs=1,
+        patience=None,
+        device="cpu",
+        out_dir=str(tmp_path / "run"),
+        num_samples_grid=2,
+        seed=0,
+    )
+    values.update(changes)
+    return TrainConfig.from_dict(values)
+
+
+def comparable(history):
+    return [{k: v for k, v in m.items() if k not in TIMING} for m in history]
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """Count perceptual-loss builds/calls, texture_features calls, discriminator builds and
+    optimizer steps per optimizer kind."""
+    counts = {
+        k: Counter() for k in ("per_built", "per_called", "tpl", "d_built", "d_steps", "g_steps")
+    }
+
+    class SpyPerceptual(train_mod.PerceptualLoss):
+        def __init__(self, **kw):
+            counts["per_built"].n += 1
+            super().__init__(**kw)
+
+        def forward(self, sr, hr):
+            counts["per_called"].n += 1
+            return super().forward(sr, hr)
+
+    class SpyDiscriminator(train_mod.Discriminator):
+        def __init__(self, **kw):
+            counts["d_built"].n += 1
+            super().__init__(**kw)
+
+    original_tf = TTSR.texture_features
+
+    def spy_tf(self, sr):
+        counts["tpl"].n += 1
+        return original_tf(self, sr)
+
+    def on_step(optimizer, args, kwargs):
+        is_d = optimizer.defaults["betas"] == train_mod.D_BETAS
+        counts["d_steps" if is_d else "g_steps"].n += 1
+
+    monkeypatch.setattr(train_mod, "PerceptualLoss", SpyPerceptual)
+    monkeypatch.setattr(train_mod, "Discriminator", SpyDiscriminator)
+    monkeypatch.setattr(TTSR, "texture_features", spy_tf)
+    handle = register_optimizer_step_post_hook(on_step)
+    yield {k: c for k, c in counts.items()}
+    handle.remove()
+
+
+def test_zero_weight_losses_are_never_built(tmp_path, spies):
+    result = train(tiny(tmp_path), progress=False)
+    assert spies["per_built"].n == spies["tpl"].n == spies["d_built"].n == spies["d_steps"].n == 0
+    assert spies["g_steps"].n == 1
+    m = result.history[-1]
+    assert m[names.LOSS_PER] == m[names.LOSS_TPL] == m[names.LOSS_ADV] == m[names.LOSS_D] == 0
+    assert m[names.LOSS_REC] > 0 and m[names.LR_D] == 0.0
+
+
+def test_all_losses_and_gan_k_discriminator_steps(tmp_path, spies):
+    config = tiny(tmp_path, per_w=0.01, tpl_w=0.01, adv_w=0.001, gan_k=3, epochs=2, init_epochs=1)
+    result = train(config, progress=False)
+    first, second = result.history
+    # Epoch 1 is reconstruction only; then every loss joins.
+    assert first[names.LOSS_PER] == first[names.LOSS_TPL] == first[names.LOSS_ADV] == 0
+    assert all(
+        second[k] != 0 for k in (names.LOSS_PER, names.LOSS_TPL, names.LOSS_ADV, names.LOSS_D)
+    )
+    assert spies["per_built"].n == 1 and spies["d_built"].n == 1
+    assert spies["per_called"].n == 1 and spies["tpl"].n == 1
+    assert spies["g_steps"].n == 2 and spies["d_steps"].n == 3  # gan_k per generator step
+    assert second[names.LR_D] == config.lr_d
+
+
+def test_checkpoints_metrics_and_grids(tmp_path):
+    seen = []
+
+    def on_epoch_end(metrics, checkpoint_dir):
+        state = load_state(checkpoint_dir)
+        seen.append((dict(metrics), state["epoch"], checkpoint_dir))
+
+    config = tiny(tmp_path, epochs=2)
+    result = train(config, on_epoch_end=on_epoch_end, progress=False)
+    assert [e for _, e, _ in seen] == [1, 2]  # the checkpoint was written before the callback
+    last = seen[-1][0]
+    for key in (
+        names.LOSS_TOTAL,
+        names.LOSS_REC,
+        names.VAL_PSNR,
+        names.VAL_SSIM,
+        names.VAL_LPIPS_PROXY,
+        names.BICUBIC_PSNR,
+        names.EPOCH_SECONDS,
+        names.TRAIN_IMAGES_PER_SECOND,
+        names.PEAK_GPU_MEMORY_GIB,
+        names.LR_MAIN,
+        names.LR_LTE,
+        names.LR_D,
+        names.EPOCH,
+    ):
+        assert key in last and isinstance(last[key], int | float), key
+    assert names.STOP_REASON not in seen[0][0]
+    assert last[names.STOP_REASON] == names.STOP_MAX_EPOCHS == result.stop_reason
+    assert last[names.BEST_EPOCH] == result.best_epoch
+    assert math.isfinite(last[names.VAL_PSNR]) and last[names.PEAK_GPU_MEMORY_GIB] == 0.0
+    out = Path(config.out_dir)
+    for epoch in (1, 2):
+        for split in ("train", "test"):
+            assert (out / "samples" / f"epoch_{epoch:03d}_{split}.png").is_file()
+    # The best checkpoint loads as a plain model (ttsr.infer's path) and matches the run.
+    model = load_model(result.best_checkpoint / "model.pt")
+    state = load_state(result.best_checkpoint)
+    assert state["epoch"] == result.best_epoch
+    for k, v in model.reference_state_dict().items():
+        assert torch.equal(v, state["model"][k])
+    assert not any(p.name.startswith(".") for p in (out / "checkpoints").iterdir())
+
+
+class TinyCritic(torch.nn.Module):
+    """Stands in for the 17.8M-parameter discriminator: same role, cheap to save every epoch."""
+
+    def __init__(self, **kw):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3, 2, 1),
+            torch.nn.LeakyReLU(0.2),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4, 1),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_resume_is_exact(tmp_path, monkeypatch):
+    # Adversarial + TPL on: the gradient penalty draws from the global RNG, augmentation from
+    # (seed, epoch, index), the data order from (seed, epoch).
+    monkeypatch.setattr(train_mod, "Discriminator", TinyCritic)
+    common = dict(adv_w=0.001, tpl_w=0.01, gan_k=1, val_limit=1)
+    full = train(tiny(tmp_path / "a", epochs=4, **common), progress=False)
+    first = tiny(tmp_path / "b", epochs=2, **common)
+    train(first, progress=False)
+    latest = Path(first.out_dir) / "checkpoints" / "latest"
+    resumed = train(tiny(tmp_path / "b", epochs=4, **common), resume_from=latest, progress=False)
+    a = load_state(Path(tiny(tmp_path / "a").out_dir) / "checkpoints" / "latest")
+    b = load_state(latest)
+    assert a["epoch"] == b["epoch"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["discriminator"]:
+        assert torch.equal(a["discriminator"][k], b["discriminator"][k]), k
+    assert comparable(full.history) == comparable(resumed.history)
+    assert len(resumed.history) == 4
+
+
+def test_nan_loss_diverges_at_once_and_keeps_best(tmp_path, monkeypatch):
+    calls = Counter()
+    original = train_mod.reconstruction_loss
+
+    def poisoned(sr, hr):
+        calls.n += 1
+        value = original(sr, hr)
+        return value * math.nan if calls.n == 3 else value
+
+    monkeypatch.setattr(train_mod, "reconstruction_loss", poisoned)
+    config = tiny(tmp_path, fraction=0.05, epochs=5)  # 2 steps per epoch: NaN in epoch 2, step 1
+    reports = []
+    result = train(config, on_epoch_end=lambda m, d: reports.append(m), progress=False)
+    assert calls.n == 3  # not a single step after the NaN
+    assert result.stop_reason == names.STOP_DIVERGED
+    assert [m[names.EPOCH] for m in reports] == [2 - 1, 2]
+    assert math.isnan(reports[-1][names.VAL_PSNR]) and math.isnan(reports[-1][names.LOSS_TOTAL])
+    assert reports[-1][names.STOP_REASON] == names.STOP_DIVERGED
+    assert result.best_epoch == 1 and load_state(result.best_checkpoint)["epoch"] == 1
+
+
+def test_white_output_diverges(tmp_path, monkeypatch):
+    original = TTSR.forward
+
+    def white_in_eval(self, *args):
+        out = original(self, *args)
+        return out if self.training else out._replace(sr=torch.ones_like(out.sr))
+
+    monkeypatch.setattr(TTSR, "forward", white_in_eval)
+    result = train(tiny(tmp_path, epochs=3), progress=False)
+    assert result.stop_reason == names.STOP_DIVERGED and len(result.history) == 1
+    assert result.best_checkpoint is None and result.best_epoch == 0
+
+
+def test_patience_in_the_loop(tmp_path, monkeypatch):
+    scripted = iter([20.0, 22.0, 21.0, 21.5, 30.0])
+    original = train_mod.validate
+
+    def fake_validate(*args, **kwargs):
+        val, collapse = original(*args, **kwargs)
+        val[names.VAL_PSNR] = next(scripted)
+        return val, collapse
+
+    monkeypatch.setattr(train_mod, "validate", fake_validate)
+    result = train(tiny(tmp_path, epochs=5, patience=2, sample_every=0), progress=False)
+    assert result.stop_reason == names.STOP_PATIENCE
+    assert (result.best_epoch, result.best_val_psnr, len(result.history)) == (2, 22.0, 4)
+    assert load_state(result.best_checkpoint)["epoch"] == 2
+    # A finished run resumed with the same config does nothing more.
+    again = train(
+        tiny(tmp_path, epochs=5, patience=2, sample_every=0),
+        resume_from=Path(tmp_path / "run" / "checkpoints" / "latest"),
+        progress=False,
+    )
+    assert again.stop_reason == names.STOP_PATIENCE and len(again.history) == 4
+
+
+def test_atomic_directory_swap(tmp_path):
+    target = tmp_path / "latest"
+
+    def write(value):
+        return lambda d: (d / "state.pt").write_text(value)
+
+    write_dir_atomically(target, write("one"))
+    write_dir_atomically(target, write("two"))
+    assert (target / "state.pt").read_text() == "two"
+
+    def crash(d):
+        (d / "state.pt").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_dir_atomically(target, crash)
+    assert (target / "state.pt").read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["latest"]
+    # Died between the two renames: the old copy is found.
+    os.rename(target, tmp_path / ".latest.old")
+    assert resolve_checkpoint_dir(target) == tmp_path / ".latest.old"
+
+
+def test_cli_config_errors_exit_2(capsys, tmp_path):
+    from ttsr.train_cli import main
+
+    assert main(["--size", "30", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: size:") and "\n" not in err
+    bad = tmp_path / "c.yaml"
+    bad.write_text("sizee: 32\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "sizee" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "nope")]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["--rec-w", "0"]) == 2
+    assert "rec_w" in capsys.readouterr().err
+
+
+def _cli(out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "ttsr.train",
+        "--size",
+        "32",
+        "--batch-size",
+        "2",
+        "--fraction",
+        "0.05",
+        "--n-feats",
+        "8",
+        "--num-res-blocks",
+        "1+1+1+1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--val-limit",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _wait_for_epoch(path: Path, epoch: int, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early with {proc.returncode}")
+        try:
+            if load_state(path)["epoch"] >= epoch:
+                return
+        except Exception:  # noqa: BLE001 - not there yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint in time")
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_match_uninterrupted(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    full = subprocess.run(
+        _cli(tmp_path / "full", "--epochs", "3", "--patience", "5"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert full.returncode == 0, full.stderr[-2000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(out, "--epochs", "3", "--patience", "5"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    latest = out / "checkpoints" / "latest"
+    try:
+        _wait_for_epoch(latest, 1, proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert load_state(latest)["epoch"] < 3
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ttsr.train", "--resume", str(latest), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_state(tmp_path / "full" / "checkpoints" / "latest")
+    b = load_state(latest)
+    assert comparable(a["history"]) == comparable(b["history"])
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

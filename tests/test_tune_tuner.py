@@ -1,0 +1,66 @@
+"""Tuner parts from a study (no Ray cluster started): search space, searcher, scheduler, configs;
+and the trainable's pure helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from tune.studies import load_study
+from tune.trainable import pick_device, trial_values
+from tune.tuner import param_space, run_config, scheduler, searcher
+
+SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
+
+
+def test_loss_weights_is_optuna_multi_objective_without_asha():
+    study = load_study(SHIPPED, "loss-weights", "demo")
+    space = param_space(study)
+    assert set(space) == {"per_w", "tpl_w", "adv_w"}
+    assert 0.0 in space["per_w"].categories
+    alg = searcher(study, seed=0)
+    assert isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent == study.max_concurrent
+    assert alg.searcher.metric == ["val_psnr", "val_perceptual"]
+    assert alg.searcher.mode == ["max", "min"]
+    assert isinstance(scheduler(study), FIFOScheduler)
+
+
+def test_grid_study_uses_grid_search_and_default_searcher():
+    study = load_study(SHIPPED, "train-time", "seed")
+    space = param_space(study)
+    assert space["case"] == tune.grid_search([dict(c) for c in study.cases])
+    assert searcher(study, seed=0) is None
+    assert load_study(SHIPPED, "dataset-fraction", "demo").is_grid
+    assert param_space(load_study(SHIPPED, "dataset-fraction", "demo"))["fraction"] == (
+        tune.grid_search([0.125, 0.25, 0.5, 1.0])
+    )
+
+
+def test_asha_and_checkpoint_and_failure_config(tmp_path):
+    from dataclasses import replace
+
+    study = replace(load_study(SHIPPED, "ref-is-gt", "demo"), scheduler="asha")
+    sched = scheduler(study)
+    assert isinstance(sched, AsyncHyperBandScheduler)
+    assert sched._time_attr == "epoch" and sched._metric == "val_psnr"
+    rc = run_config(study, storage=str(tmp_path), name="x")
+    assert rc.checkpoint_config.num_to_keep == 2
+    assert rc.checkpoint_config.checkpoint_score_attribute == "val_psnr"
+    assert rc.failure_config.max_failures == 2
+
+
+def test_trial_values_merge_order():
+    base = {"size": 32, "batch_size": 8, "per_w": 0.0}
+    values = trial_values(base, {"case": {"size": 64, "batch_size": 2}, "per_w": 0.01})
+    assert values == {"size": 64, "batch_size": 2, "per_w": 0.01}
+    assert base["size"] == 32  # not mutated
+
+
+def test_pick_device_records_fallback():
+    assert pick_device("auto", [0]) == ("cuda", None)
+    assert pick_device("auto", []) == ("cpu", None)
+    device, note = pick_device("cuda", [])
+    assert device == "cpu" and "no GPU" in note

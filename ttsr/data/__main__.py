@@ -1,0 +1,167 @@
+"""``python -m ttsr.data prepare|info|bench`` (see docs/DATA.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ttsr.data.errors import DataError
+from ttsr.data.manifest import read_manifest
+
+MAX_LISTED = 50
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def print_manifest(manifest: dict, out: Path) -> None:
+    print(
+        f"{out}  (source {manifest['source']}, format {manifest['format']}, "
+        f"seed {manifest['seed']}, test fraction {manifest['test_fraction']})"
+    )
+    print(f"{'size':>6} {'train':>8} {'test':>8} {'shards':>7} {'bytes':>12} {'per image':>10}")
+    for size, st in manifest["sizes"].items():
+        n = st["train"] + st["test"]
+        per = _human(st["bytes"] / n) if n else "-"
+        print(
+            f"{size:>6} {st['train']:>8} {st['test']:>8} {st['shards']:>7} "
+            f"{_human(st['bytes']):>12} {per:>10}"
+        )
+    skipped = manifest["skipped"]
+    print(f"skipped files: {len(skipped)}")
+    for s in skipped[:MAX_LISTED]:
+        where = f" (size {', '.join(map(str, s['sizes']))})" if s["sizes"] else ""
+        print(f"  {s['path']}: {s['reason']}{where}")
+    if len(skipped) > MAX_LISTED:
+        print(f"  ... {len(skipped) - MAX_LISTED} more in {out / 'manifest.json'}")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from ttsr.data.prepare import prepare
+
+    result = prepare(
+        args.src,
+        args.out,
+        sizes=args.sizes,
+        test_fraction=args.test_fraction,
+        limit=args.limit,
+        seed=args.seed,
+        workers=args.workers,
+        fmt=args.format,
+        files_per_shard=args.files_per_shard,
+        progress=not args.no_progress,
+    )
+    print(
+        f"prepared {result.chunks_total} chunks ({result.chunks_resumed} already done) "
+        f"in {result.seconds:.1f} s"
+    )
+    print_manifest(result.manifest, result.out)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    if not args.dir.is_dir():
+        raise DataError(f"{args.dir}: no such folder")
+    print_manifest(read_manifest(args.dir), args.dir)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from ttsr.data.bench import loader_throughput, stage_times
+    from ttsr.data.dataset import ShardDataset
+    from ttsr.data.source import open_dataset
+
+    torch.set_num_threads(1)  # like a DataLoader worker; measures one core
+    print(
+        f"cores: {os.cpu_count()}, batch {args.batch_size}, ref_mode {args.ref_mode}, "
+        f"train split with augmentation, {args.seconds:g} s per point"
+    )
+    for size in args.sizes:
+        ds = open_dataset(args.data, size=size, split="train", ref_mode=args.ref_mode)
+        line = f"size {size} ({len(ds)} items)"
+        if isinstance(ds, ShardDataset):
+            st = stage_times(ds)
+            line += (
+                f": CPU per item: decode {st.decode:.2f} ms, bicubic resizes {st.resize:.2f} ms,"
+                f" item build {st.item:.2f} ms -> {1e3 / (st.decode + st.item):.0f} items/s"
+                " per core"
+            )
+        print(line, flush=True)
+        for w in args.workers:
+            rate = loader_throughput(
+                ds, workers=w, seconds=args.seconds, batch_size=args.batch_size
+            )
+            per_cpu = f" ({rate.per_cpu:.0f} per CPU-second)" if w == 0 else ""
+            print(f"  workers {w}: {rate.wall:8.1f} samples/s{per_cpu}", flush=True)
+
+
+def cmd_photos(args: argparse.Namespace) -> None:
+    from ttsr.data.sample import write_photo_variants
+
+    n = write_photo_variants(args.out, args.count, side=args.side, seed=args.seed)
+    print(f"wrote {n} images of {args.side} px to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ttsr.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="images -> Parquet shards at several sizes + manifest")
+    p.add_argument("--src", type=Path, required=True, help="folder tree of images")
+    p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[160, 256, 384, 512])
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--limit", type=int, default=None, help="first N files (sorted paths)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--format",
+        choices=("png", "raw"),
+        default="png",
+        help="png: PNG bytes (default); raw: uint8 pixels, zstd",
+    )
+    p.add_argument("--files-per-shard", type=int, default=128)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("info", help="counts per split and size, skipped files, bytes")
+    p.add_argument("dir", type=Path)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="training-loader samples/s per worker count")
+    p.add_argument("--data", default=None, help="prepared folder (default: built-in sample)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[160, 512])
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--ref-mode", default="gt")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("photos", help="N images cut from the scikit-image photos (for sizing)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--side", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_photos)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Turn a resolved study into a Ray Tune ``Tuner`` (search space, searcher, scheduler, configs).
+
+- Grid studies (``cases`` or ``grid`` dimensions) enumerate every point with
+  ``tune.grid_search`` and Tune's default searcher (BasicVariantGenerator).
+- Search studies sample with ``OptunaSearch`` (seeded) under a ``ConcurrencyLimiter``; with two
+  objectives Optuna runs multi-objective and the report draws the Pareto front.
+- ASHA (time_attr ``epoch``) only where the study says ``scheduler: asha`` (single objective).
+- The training loop's own early stopping ends a trial by returning; its last report carries
+  ``stop_reason``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from ttsr import names
+from tune.studies import Study
+from tune.trainable import CASE_KEY, train_trial
+
+REPORT_COLUMNS = (
+    names.EPOCH,
+    names.VAL_PSNR,
+    names.VAL_SSIM,
+    names.VAL_LPIPS_PROXY,
+    names.EPOCH_SECONDS,
+    names.STOP_REASON,
+)
+
+
+def param_space(study: Study) -> dict[str, Any]:
+    """What Tune varies per trial (the fixed config travels separately)."""
+    space: dict[str, Any] = {}
+    if study.cases:
+        space[CASE_KEY] = tune.grid_search([dict(c) for c in study.cases])
+    for key, dim in study.search.items():
+        if dim.kind == "grid":
+            space[key] = tune.grid_search(list(dim.values))
+        elif dim.kind == "choice":
+            space[key] = tune.choice(list(dim.values))
+        elif dim.kind == "uniform":
+            space[key] = tune.uniform(*dim.values)
+        elif dim.kind == "loguniform":
+            space[key] = tune.loguniform(*dim.values)
+    return space
+
+
+def searcher(study: Study, *, seed: int) -> ConcurrencyLimiter | None:
+    """Optuna for sampled spaces; None (Tune's default) for grids and fixed-config studies."""
+    if study.is_grid or not study.search:
+        return None
+    metrics = [o.metric for o in study.objectives]
+    modes = [o.mode for o in study.objectives]
+    optuna = OptunaSearch(
+        metric=metrics if study.multi_objective else metrics[0],
+        mode=modes if study.multi_objective else modes[0],
+        seed=seed,
+    )
+    return ConcurrencyLimiter(optuna, max_concurrent=study.max_concurrent)
+
+
+def scheduler(study: Study) -> AsyncHyperBandScheduler | FIFOScheduler:
+    if study.scheduler == "asha":
+        return AsyncHyperBandScheduler(
+            time_attr=names.EPOCH,
+            metric=study.metric,
+            mode=study.mode,
+            max_t=max(1, int(study.config.get("epochs", 10))),
+            grace_period=study.grace_period,
+            reduction_factor=2,
+        )
+    return FIFOScheduler()
+
+
+def trainable(study: Study, *, meta: dict[str, Any]):
+    """The resource-wrapped trainable; rebuilt identically for Tuner.restore."""
+    fn = tune.with_parameters(train_trial, base=dict(study.config), meta=dict(meta))
+    return tune.with_resources(fn, {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial})
+
+
+def run_config(study: Study, *, storage: str, name: str, verbose: int = 1) -> tune.RunConfig:
+    reporter = tune.CLIReporter(
+        metric_columns=list(REPORT_COLUMNS),
+        parameter_columns=_parameter_columns(study),
+        max_report_frequency=30,
+        max_column_length=14,
+    )
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage,
+        verbose=verbose,
+        progress_reporter=reporter,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=2,
+            checkpoint_score_attribute=names.VAL_PSNR,
+            checkpoint_score_order="max",
+        ),
+        # A crashed trial restarts from its last reported checkpoint.
+        failure_config=tune.FailureConfig(max_failures=2),
+    )
+
+
+def build_tuner(
+    study: Study, *, meta: dict[str, Any], storage: str, name: str, seed: int = 0
+) -> tune.Tuner:
+    search_alg = searcher(study, seed=seed)
+    tune_config = tune.TuneConfig(
+        search_alg=search_alg,
+        scheduler=scheduler(study),
+        num_samples=study.num_samples,
+        # grids: the limiter is Tune's own cap (there is no searcher to wrap)
+        max_concurrent_trials=None if search_alg is not None else study.max_concurrent,
+        trial_name_creator=lambda t: f"{study.name}_{t.trial_id}",
+        trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+    )
+    return tune.Tuner(
+        trainable(study, meta=meta),
+        param_space=param_space(study),
+        tune_config=tune_config,
+        run_config=run_config(study, storage=storage, name=name),
+    )
+
+
+def restore_tuner(study: Study, *, meta: dict[str, Any], path: str) -> tune.Tuner:
+    """Continue a study from its Tune experiment directory (Tune's pickled state)."""
+    return tune.Tuner.restore(
+        path, trainable=trainable(study, meta=meta), resume_errored=True, resume_unfinished=True
+    )
+
+
+def _parameter_columns(study: Study) -> list[str]:
+    cols = list(study.search)
+    if study.cases:
+        cols += sorted({f"{CASE_KEY}/{k}" for c in study.cases for k in c})
+    return cols
