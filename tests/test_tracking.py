@@ -206,7 +206,7 @@ def test_signal_to_cli_marks_run_killed(uri, tmp_path, sig):
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     latest = out / "checkpoints" / "latest" / "state.pt"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while not latest.is_file():
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.time() < deadline, "no checkpoint in time"

@@ -328,7 +328,7 @@ def _cli(out, *extra):
     ]
 
 
-def _wait_for_epoch(path: Path, epoch: int, proc, timeout=120):
+def _wait_for_epoch(path: Path, epoch: int, proc, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
