@@ -59,6 +59,7 @@ def _args(tmp_path: Path, temp_dir: str) -> list[str]:
         "--mlflow-uri", f"sqlite:///{tmp_path}/mlflow.db",
         "--storage", str(tmp_path / "results"),
         "--num-cpus", "2",
+        "--no-dashboard",
         "--ray-temp-dir", temp_dir,
     ]  # fmt: skip
 

@@ -60,7 +60,10 @@ def test_trial_values_merge_order():
 
 
 def test_pick_device_records_fallback():
-    assert pick_device("auto", [0]) == ("cuda", None)
-    assert pick_device("auto", []) == ("cpu", None)
-    device, note = pick_device("cuda", [])
+    assert pick_device("auto", [0], cuda_available=True) == ("cuda", None)
+    assert pick_device("auto", [], cuda_available=True) == ("cpu", None)
+    device, note = pick_device("cuda", [], cuda_available=True)
     assert device == "cpu" and "no GPU" in note
+    # a node that declares a GPU CUDA can't see (ray start --num-gpus=1 on a CPU box)
+    device, note = pick_device("auto", [0], cuda_available=False)
+    assert device == "cpu" and "CUDA is not available" in note

@@ -114,6 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan; start nothing")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="local Ray only: don't start the Ray dashboard (default: on 127.0.0.1:8265)",
+    )
+    p.add_argument(
+        "--dashboard-port", type=int, default=8265, help="local Ray only: dashboard port"
+    )
     return p.parse_args(argv)
 
 
@@ -232,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"--resume {resume_path}: no {_parent_file()} (not made by tune/run.py)")
 
     # Cluster: connect to the given one, or start a local Ray (not for a dry run: starts nothing).
+    if not args.address:
+        # A Ray started here serves this machine only: without this, Ray resolves 127.0.0.1 to
+        # the machine's outward address and its GCS, raylet and dashboard listen there.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     try:
@@ -243,16 +255,20 @@ def main(argv: list[str] | None = None) -> int:
             nodes = [{"Alive": True, "Resources": {"CPU": os.cpu_count() or 1, "GPU": gpus}}]
             address = "a local Ray on 127.0.0.1 (not started: dry run)"
         else:
-            ray.init(
+            context = ray.init(
                 _node_ip_address="127.0.0.1",
-                include_dashboard=False,
+                include_dashboard=not args.no_dashboard,
                 dashboard_host="127.0.0.1",
+                dashboard_port=args.dashboard_port,
                 log_to_driver=False,  # trial output goes to the trial logs; the table is enough
                 logging_level="WARNING",
                 num_cpus=args.num_cpus,
                 _temp_dir=args.ray_temp_dir,
             )
             nodes, address = ray.nodes(), "local Ray on 127.0.0.1 (started by this command)"
+            if not args.no_dashboard:
+                url = context.dashboard_url or f"127.0.0.1:{args.dashboard_port}"
+                print(f"Ray dashboard: http://{url}", flush=True)
         cluster_gpus = sum(n.get("Resources", {}).get("GPU", 0) for n in nodes if n.get("Alive"))
 
         try:

@@ -38,10 +38,14 @@ def trial_values(base: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]
     return {**base, **config.get(CASE_KEY, {}), **sampled}
 
 
-def pick_device(requested: str, gpu_ids: list) -> tuple[str, str | None]:
-    """cuda when Ray assigned this trial a GPU, else cpu; returns (device, fallback note)."""
-    if gpu_ids:
+def pick_device(requested: str, gpu_ids: list, *, cuda_available: bool) -> tuple[str, str | None]:
+    """cuda when Ray assigned this trial a GPU and CUDA works here, else cpu; returns (device,
+    fallback note). A node can declare GPUs (``ray start --num-gpus``) that CUDA can't see."""
+    if gpu_ids and cuda_available:
         return "cuda", None
+    if gpu_ids:
+        ids = ",".join(map(str, gpu_ids))
+        return "cpu", f"Ray assigned GPU {ids} but CUDA is not available here; ran on cpu"
     if requested == "cuda":
         return "cpu", "config asked for cuda but Ray assigned this trial no GPU; ran on cpu"
     return "cpu", None
@@ -56,7 +60,11 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     values = trial_values(base, config)
-    device, fallback = pick_device(values.get("device", "auto"), ray.get_gpu_ids())
+    import torch
+
+    device, fallback = pick_device(
+        values.get("device", "auto"), ray.get_gpu_ids(), cuda_available=torch.cuda.is_available()
+    )
     values["device"] = device
     # The loop's own checkpoints go to node-local scratch, not the trial dir: Tune already keeps
     # the reported ones in storage, and syncing the scratch copies too would double the bytes.

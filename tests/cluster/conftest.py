@@ -16,8 +16,8 @@ Layout (one short directory under /tmp, removed at the end)::
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -87,10 +87,9 @@ sys.exit(main())
 """
 
 
-def _clean_env_keys() -> None:
-    """Variables inherited from the developer's shell that would redirect the driver."""
-    for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "CUDA_VISIBLE_DEVICES"):
-        os.environ.pop(key, None)
+# Inherited variables that would redirect the nodes or the driver (removed for what we start;
+# this process's environment is left alone).
+UNSET = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "CUDA_VISIBLE_DEVICES", "RAY_TMPDIR")
 
 
 @dataclass
@@ -175,8 +174,6 @@ def _node_id(node: dict[str, Any]) -> str:
 
 def _stop_all(started: list[procs.Started], grace: float = 6.0) -> set[int]:
     """Stop every started command at once (SIGTERM, then SIGKILL after ``grace``)."""
-    import signal
-
     for p in started:
         p.pids()  # record the current tree before anything is reparented
     procs.signal_pids(set().union(*(p.seen for p in started)), signal.SIGTERM)
@@ -194,7 +191,6 @@ def _stop_all(started: list[procs.Started], grace: float = 6.0) -> set[int]:
 @pytest.fixture(scope="session")
 def services():
     """Ray head (1 CPU, dashboard) + Ray worker (1 CPU, 1 logical GPU) + MLflow server."""
-    _clean_env_keys()
     root = procs.short_tmpdir("rc")
     logs, ray_tmp = root / "logs", root / "ray"
     for d in (logs, ray_tmp, root / "mlflow" / "artifacts", root / "shared_results"):
@@ -219,6 +215,7 @@ def services():
             + node_args,
             log_dir=logs,
             env=_ray_env(),
+            unset=UNSET,
             cwd=root,
         )
         started.append(head)
@@ -230,6 +227,7 @@ def services():
             + ["--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
             log_dir=logs,
             env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            unset=UNSET,
             cwd=root,
         )
         started.append(server)
@@ -246,7 +244,12 @@ def services():
         nodes: list[dict[str, Any]] = []
         for attempt in range(1, WORKER_ATTEMPTS + 1):
             worker = procs.start(
-                f"ray-worker-{attempt}", worker_argv, log_dir=logs, env=_ray_env(), cwd=root
+                f"ray-worker-{attempt}",
+                worker_argv,
+                log_dir=logs,
+                env=_ray_env(),
+                unset=UNSET,
+                cwd=root,
             )
             started.append(worker)
             try:
@@ -278,6 +281,7 @@ def services():
         left = _stop_all(started)
         # Anything still naming our temp dir (e.g. a worker reparented to init) is ours too.
         stray = procs.pids_naming(str(root))
+        procs.signal_pids(stray, signal.SIGKILL)  # fail below, but leave nothing running
         _keep_logs(root / "logs")
         if not left and not stray:
             shutil.rmtree(root, ignore_errors=True)
@@ -289,6 +293,8 @@ def _keep_logs(logs: Path) -> None:
     """Copy the started commands' logs to test-artifacts/cluster-logs for post-mortems."""
     dest = ARTIFACTS / "cluster-logs"
     dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("*.log"):  # only this session's logs
+        old.unlink()
     for f in logs.glob("*.log"):
         shutil.copy(f, dest / f.name)
 
@@ -342,7 +348,9 @@ def run_study(services: Services, experiments: Path, study: str, log_dir: Path) 
     argv += ["--address", services.ray.address, "--mlflow-uri", services.mlflow.uri]
     argv += ["--storage", str(storage), "--max-epochs", "2", "--no-report"]
     t0 = time.monotonic()
-    driver = procs.start(f"run-{study}", argv, log_dir=log_dir, env=_ray_env(), cwd=services.root)
+    driver = procs.start(
+        f"run-{study}", argv, log_dir=log_dir, env=_ray_env(), unset=UNSET, cwd=services.root
+    )
     try:
         returncode = driver.popen.wait(timeout=STUDY_TIMEOUT)
     except Exception:  # noqa: BLE001 - TimeoutExpired or an interrupt: stop the driver

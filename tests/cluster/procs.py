@@ -156,8 +156,10 @@ def start(
     env: dict[str, str] | None = None,
     marker: str | None = None,
     cwd: Path | None = None,
+    unset: tuple[str, ...] = (),
 ) -> Started:
-    """Popen ``argv`` in its own session, stdout+stderr to ``log_dir/name.log``."""
+    """Popen ``argv`` in its own session, stdout+stderr to ``log_dir/name.log``; ``env`` is
+    added to this process's environment, ``unset`` names are removed from it."""
     log = log_dir / f"{name}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
@@ -165,7 +167,7 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset},
             cwd=cwd,
             start_new_session=True,
         )
