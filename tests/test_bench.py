@@ -1,0 +1,142 @@
+"""`python -m ttsr.bench` on a tiny configuration (CPU): both paths, a ratio, the JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ttsr import bench
+
+
+def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ttsr.bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow  # a real process: ~10 s on a quiet machine, ~40 s on a loaded one
+def test_quick_cpu_run_prints_both_paths_and_a_ratio(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = _run(
+        "--quick",
+        "--cases",
+        "rec-32-b2",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--isolate",
+        "none",
+        "--json",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("rec-32-b2")]
+    assert [r[1] for r in rows] == ["reference", "optimised"], proc.stdout
+    assert rows[1][-2].endswith("x")  # the speed ratio b/a
+
+    report = json.loads(out.read_text())
+    results = {r["path"]: r for r in report["results"]}
+    assert set(results) == {"reference", "optimised"}
+    for r in results.values():
+        assert r["status"] == "ok" and r["img_s"] > 0 and r["step_ms"] > 0
+        assert r["size"] == 32 and r["batch"] == 2
+    ratio = report["ratios"][0]["speed_ratio"]
+    assert ratio == pytest.approx(results["optimised"]["img_s"] / results["reference"]["img_s"])
+    assert report["settings"]["reference"]["search_chunk"] == 0
+    assert report["settings"]["optimised"]["search_chunk"] is None
+    assert report["environment"]["torch"]
+
+
+def test_the_bench_path_imports_neither_ray_nor_mlflow():
+    # The GPU box has only PyTorch: importing the bench must not pull Ray or MLflow in.
+    code = (
+        "import sys, ttsr.bench, ttsr.optimize; "
+        "bad = [m for m in ('ray', 'mlflow') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_child_protocol_round_trips_a_job():
+    job = bench.Job(
+        case=bench.Case("c", 32, 1, "rec", 0, 1),
+        settings=bench.optimised("cpu"),
+        path="optimised",
+        device="cpu",
+        n_feats=8,
+        blocks="1+1+1+1",
+        threads=1,
+        barrier=("/tmp/x", 0, 2),
+    )
+    assert bench._job_from_json(bench._job_to_json(job)) == job
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cases", "nope"], "--cases: unknown case(s) nope"),
+        (["--steps", "0"], "--steps: must be >= 1"),
+        (["--blocks", "1+1"], "--n-feats/--blocks"),
+        (["--packed", "-1"], "--packed: must be >= 0"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(args, message):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", *args])
+    assert message in str(exc.value)
+
+
+def test_targets_are_checked_against_the_optimised_path():
+    results = [
+        {"case": "rec-160-b8", "path": "optimised", "status": "ok", "img_s": 700.0},
+        {"case": "infer-160-b8", "path": "optimised", "status": "ok", "img_s": 2000.0},
+        {"case": "all-160-b9", "path": "optimised", "status": "ok", "img_s": 100.0},
+        {
+            "case": "rec-512-b8",
+            "path": "optimised",
+            "status": "ok",
+            "img_s": 70.0,
+            "peak_mib": 20 * 1024,
+        },
+        {"case": "rec-1024-b8", "path": "optimised", "status": "oom"},
+    ]
+    checks = {c["target"]: c for c in bench.target_checks(results, None)}
+    assert checks["rec-160-b8 img/s"]["pass"] is True
+    assert checks["all-160-b9 img/s"]["pass"] is False
+    assert checks["rec-512-b8 img/s"]["pass"] is True
+    assert checks["rec-512-b8 peak GiB"]["pass"] is False  # 20 GiB > 16
+    assert checks["rec-1024-b8 peak GiB"]["pass"] is False  # OOM
+    epoch = checks["epoch 8k+2k @160, compute only (s)"]
+    assert epoch["measured"] == pytest.approx(8000 / 700 + 2000 / 2000)
+    assert epoch["pass"] is True
+
+
+@pytest.mark.slow
+def test_packed_trials_report_an_aggregate(tmp_path):
+    out = tmp_path / "packed.json"
+    proc = _run(
+        "--quick",
+        "--cases",
+        "rec-32-b2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--no-compare",
+        "--packed",
+        "2",
+        "--json",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    packed = json.loads(out.read_text())["packed"]
+    assert packed["status"] == "ok" and packed["trials"] == 2
+    assert len(packed["per_trial_img_s"]) == 2 and packed["aggregate_img_s"] > 0
