@@ -1,11 +1,11 @@
 """`python -m ttsr.bench`: training speed and peak memory, reference path vs optimised path.
 
 A benchmark, not a test. For each configuration (image size, batch, losses) it times the
-training step of `ttsr.optimize.TrainingStep` run two ways in one invocation — (a) the way the
-reference runs (`ttsr.optimize.REFERENCE`) and (b) the optimised path (`optimised(device)`) —
-and prints images/s, step time, peak memory and the ratio b/a. Data are random tensors created
-on the device once (like the reference figures in docs/BENCHMARKS.md): the loader is measured
-separately by `python -m ttsr.data bench`.
+training step `ttsr.train` runs (`ttsr.step.TrainStep`, built by `ttsr.optimize.TrainingStep`)
+two ways in one invocation — (a) the way the reference runs (`ttsr.optimize.REFERENCE`) and
+(b) the optimised path (`optimised(device)`) — and prints images/s, step time, peak memory and
+the ratio b/a. Data are random tensors created on the device once (like the reference figures
+in docs/BENCHMARKS.md): the loader is measured separately by `python -m ttsr.data bench`.
 
     python -m ttsr.bench                              # CPU preset, ~2-3 min on 2 cores
     python -m ttsr.bench --device cuda --preset gpu --json bench.json

@@ -8,34 +8,26 @@
   bf16 autocast, channels_last, fused Adam, cuDNN autotuning with TF32 matmuls; optionally
   `torch.compile` of MainNet and LTE; no host syncs inside the step.
 
-`TrainingStep` builds the networks, losses and optimisers for one `PathSettings` and runs one
-generator step (plus the WGAN-GP critic steps when the adversarial loss is on) exactly as
-`ttsr.train` does. Both paths draw the same initial weights for the same seed: the settings
-change how the step is computed, never what it computes.
+`TrainingStep` builds the networks, losses and optimisers for one `PathSettings` and runs
+`ttsr.step.TrainStep` on them, the step `ttsr.train` runs: one generator step plus the WGAN-GP
+critic steps when the adversarial loss is on. Both paths draw the same initial weights for the
+same seed: the settings change how the step is computed, never what it computes.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ttsr import names
 from ttsr.discriminator import Discriminator
-from ttsr.losses import (
-    PerceptualLoss,
-    discriminator_wgan_loss,
-    generator_adversarial_loss,
-    gradient_penalty,
-    reconstruction_loss,
-    transferal_perceptual_loss,
-)
+from ttsr.losses import PerceptualLoss
 from ttsr.model import TTSR, ModelConfig, TTSROutput
+from ttsr.step import D_BETAS, LossWeights, TrainStep
 from ttsr.vgg import random_vgg19_features
-
-D_BETAS = (0.0, 0.9)  # the reference's discriminator Adam betas (as floats)
 
 
 @dataclass(frozen=True)
@@ -102,19 +94,17 @@ def set_backend_flags(settings: PathSettings, device: torch.device) -> None:
     torch.set_float32_matmul_precision("high" if settings.fast_kernels else "highest")
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    rec: float = 1.0
-    per: float = 0.0
-    tpl: float = 0.0
-    adv: float = 0.0
-    gan_k: int = 2  # critic steps per generator step
-    gp_weight: float = 10.0
-
-
 REC_ONLY = LossWeights()
 # The reference's full TTSR recipe.
 ALL_LOSSES = LossWeights(per=1e-2, tpl=1e-2, adv=1e-3)
+# `TrainingStep.step`'s short keys for `TrainStep`'s names.LOSS_* ("d": the last critic step).
+SHORT_KEYS = {
+    names.LOSS_REC: "rec",
+    names.LOSS_PER: "per",
+    names.LOSS_TPL: "tpl",
+    names.LOSS_ADV: "adv",
+    names.LOSS_TOTAL: "total",
+}
 
 
 class TrainingStep:
@@ -180,11 +170,19 @@ class TrainingStep:
             self.model.MainNet.compile()
             self.model.LTE.compile()
         self.model.train()
+        self.train_step = TrainStep(
+            model=self.model,
+            optimizer=self.optimizer,
+            weights=weights,
+            device_type=self.device.type,
+            amp_dtype=torch.bfloat16 if settings.amp_bf16 else None,
+            perceptual=self.perceptual,
+            discriminator=self.discriminator,
+            d_optimizer=self.d_optimizer,
+        )
 
     def autocast(self) -> Any:
-        if not self.settings.amp_bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return self.train_step.autocast()
 
     def prepare(self, x: Tensor) -> Tensor:
         return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -206,45 +204,8 @@ class TrainingStep:
 
         lr (N, 3, h, w); lr_up, hr, ref, ref_downup (N, 3, 4h, 4w); all in [-1, 1].
         """
-        w = self.weights
-        with self.autocast():
-            out = self.model(lr, lr_up, ref, ref_downup)
-        sr = out.sr
-        losses: dict[str, Tensor] = {}
-
-        if self.discriminator is not None:
-            self.discriminator.requires_grad_(True)
-            fake = sr.detach()
-            for _ in range(w.gan_k):
-                self.d_optimizer.zero_grad(set_to_none=True)
-                with self.autocast():
-                    loss_d = discriminator_wgan_loss(
-                        self.discriminator(hr), self.discriminator(fake)
-                    )
-                    loss_d = loss_d + w.gp_weight * gradient_penalty(self.discriminator, hr, fake)
-                loss_d.backward()
-                self.d_optimizer.step()
-            losses["d"] = loss_d.detach().float()
-            self.discriminator.requires_grad_(False)
-
-        with self.autocast():
-            total = sr.new_zeros((), dtype=torch.float32)
-            if w.rec > 0:
-                losses["rec"] = reconstruction_loss(sr, hr)
-                total = total + w.rec * losses["rec"]
-            if self.perceptual is not None:
-                losses["per"] = self.perceptual(sr, hr)
-                total = total + w.per * losses["per"]
-            if w.tpl > 0:
-                losses["tpl"] = transferal_perceptual_loss(
-                    self.model.texture_features(sr), (out.T_lv1, out.T_lv2, out.T_lv3)
-                )
-                total = total + w.tpl * losses["tpl"]
-            if self.discriminator is not None:
-                losses["adv"] = generator_adversarial_loss(self.discriminator(sr))
-                total = total + w.adv * losses["adv"]
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        losses["total"] = total
-        return {k: v.detach().float() for k, v in losses.items()}
+        losses = self.train_step(lr, lr_up, hr, ref, ref_downup)
+        out = {SHORT_KEYS[k]: v for k, v in losses.generator.items()}
+        if losses.critic:
+            out["d"] = losses.critic[-1]
+        return out

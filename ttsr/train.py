@@ -2,10 +2,11 @@
 
 `python -m ttsr.train` runs `ttsr.train_cli.main`.
 
-One epoch reads top to bottom in `train`: set the epoch's data order, for each batch run the
-model, step the discriminator (WGAN-GP, visibly, `gan_k` times), step the generator on the
-weighted losses; then validate, decide whether to stop, write the checkpoint atomically, log,
-and call `on_epoch_end(metrics, checkpoint_dir)`.
+One epoch reads top to bottom in `train`: set the epoch's data order, for each batch run one
+`ttsr.step.TrainStep` (the model, the discriminator's WGAN-GP update `gan_k` times, the
+generator update on the weighted losses: the same step `ttsr.bench` times); then validate,
+decide whether to stop, write the checkpoint atomically, log, and call
+`on_epoch_end(metrics, checkpoint_dir)`.
 
 Exact resume: the data order of epoch e is drawn from a generator seeded with
 ``seed * 1000 + e`` (the dataset's own augmentation draws depend on (seed, epoch, index)), and
@@ -48,22 +49,14 @@ from ttsr.data import open_dataset_from_config
 from ttsr.discriminator import Discriminator
 from ttsr.early_stopping import EarlyStopper, OutputCollapseMonitor
 from ttsr.grids import save_sample_grid
-from ttsr.losses import (
-    PerceptualDistance,
-    PerceptualLoss,
-    discriminator_wgan_loss,
-    generator_adversarial_loss,
-    gradient_penalty,
-    reconstruction_loss,
-    transferal_perceptual_loss,
-)
+from ttsr.losses import PerceptualDistance, PerceptualLoss, reconstruction_loss
 from ttsr.metrics import psnr, ssim, to_y
 from ttsr.model import TTSR, ModelConfig
+from ttsr.step import D_BETAS, LossWeights, TrainStep
 from ttsr.vgg import vgg19_features
 
 NAN_CHECK_STEPS = 50  # on GPU: how often the running loss sum is checked for NaN/inf
 PSNR_CAP = 100.0  # identical images have infinite PSNR; cap per image so means stay finite
-D_BETAS = (0.0, 0.9)  # floats: the reference's int 0 crashes Adam on PyTorch 2.x
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 IMAGE_KEYS = ("LR", "LR_up", "HR", "Ref", "Ref_downup")
@@ -112,6 +105,19 @@ def check_loss_weights(config: TrainConfig) -> None:
 def model_config(config: TrainConfig) -> ModelConfig:
     return ModelConfig(
         n_feats=config.n_feats, num_res_blocks=config.res_blocks, res_scale=config.res_scale
+    )
+
+
+def loss_weights(config: TrainConfig) -> LossWeights:
+    return LossWeights(
+        rec=config.rec_w,
+        per=config.per_w,
+        tpl=config.tpl_w,
+        adv=config.adv_w,
+        gan_k=config.gan_k,
+        gp_weight=config.gp_weight,
+        tpl_use_s=config.tpl_use_s,
+        tpl_kind=config.tpl_loss,
     )
 
 
@@ -419,9 +425,20 @@ def _train(
         d_optimizer = torch.optim.Adam(
             discriminator.parameters(), lr=config.lr_d, betas=D_BETAS, eps=config.eps, fused=fused
         )
-    # fp16 needs loss scaling; bf16 and fp32 do not (the scalers are then pass-throughs).
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    d_scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    # The step owns the fp16 loss scalers. `reconstruction_loss` is passed by name from this
+    # module so that a test can swap it here (tests/test_train.py poisons it with a NaN).
+    train_step = TrainStep(
+        model=model,
+        forward=forward,
+        optimizer=optimizer,
+        weights=loss_weights(config),
+        device_type=device.type,
+        amp_dtype=dtype,
+        perceptual=perceptual,
+        discriminator=discriminator,
+        d_optimizer=d_optimizer,
+        rec_loss=reconstruction_loss,
+    )
     stopper = EarlyStopper(
         patience=config.patience,
         min_delta=config.min_delta,
@@ -532,61 +549,12 @@ def _train(
         )
         for batch in bar:
             lr, lr_up, hr, ref, ref_downup = (prepare(batch[k]) for k in IMAGE_KEYS)
-            with autocast():
-                out = forward(lr, lr_up, ref, ref_downup)
-            sr = out.sr
-            use_adv = discriminator is not None and not init
-
-            # Discriminator (critic) steps, WGAN-GP, on the detached output.
-            if use_adv:
-                discriminator.requires_grad_(True)
-                fake = sr.detach()
-                for _ in range(config.gan_k):
-                    d_optimizer.zero_grad(set_to_none=True)
-                    with autocast():
-                        loss_d = discriminator_wgan_loss(discriminator(hr), discriminator(fake))
-                    # fp16 would need the penalty's inner gradient unscaled: compute it in fp32.
-                    with torch.autocast(device.type, dtype=dtype, enabled=dtype == torch.bfloat16):
-                        loss_d = loss_d + config.gp_weight * gradient_penalty(
-                            discriminator, hr, fake
-                        )
-                    d_scaler.scale(loss_d).backward()
-                    d_scaler.step(d_optimizer)
-                    d_scaler.update()
-                    sums[names.LOSS_D] += loss_d.detach().float()
-                    d_steps += 1
-                # The generator's adversarial term must not accumulate critic gradients.
-                discriminator.requires_grad_(False)
-
-            # Generator step on the weighted losses.
-            with autocast():
-                total = sr.new_zeros((), dtype=torch.float32)
-                if config.rec_w > 0:
-                    loss_rec = reconstruction_loss(sr, hr)
-                    total = total + config.rec_w * loss_rec
-                    sums[names.LOSS_REC] += loss_rec.detach().float()
-                if perceptual is not None and not init:
-                    loss_per = perceptual(sr, hr)
-                    total = total + config.per_w * loss_per
-                    sums[names.LOSS_PER] += loss_per.detach().float()
-                if config.tpl_w > 0 and not init:
-                    loss_tpl = transferal_perceptual_loss(
-                        model.texture_features(sr),
-                        (out.T_lv1, out.T_lv2, out.T_lv3),
-                        out.S if config.tpl_use_s else None,
-                        kind=config.tpl_loss,
-                    )
-                    total = total + config.tpl_w * loss_tpl
-                    sums[names.LOSS_TPL] += loss_tpl.detach().float()
-                if use_adv:
-                    loss_adv = generator_adversarial_loss(discriminator(sr))
-                    total = total + config.adv_w * loss_adv
-                    sums[names.LOSS_ADV] += loss_adv.detach().float()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            sums[names.LOSS_TOTAL] += total.detach().float()
+            losses = train_step(lr, lr_up, hr, ref, ref_downup, init=init)
+            for key, value in losses.generator.items():
+                sums[key] += value
+            for value in losses.critic:
+                sums[names.LOSS_D] += value
+            d_steps += len(losses.critic)
             steps += 1
             images += hr.shape[0]
 
