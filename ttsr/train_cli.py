@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
 
 from ttsr.config import ConfigError, TrainConfig
+from ttsr.data.errors import DataError
 
 # flag dest -> TrainConfig field (flags default to None: "not given").
 FLAG_FIELDS = {
@@ -120,6 +122,14 @@ def config_from_args(
     return TrainConfig.from_dict(values)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Fail before any work when the output directory can't be written (not after epoch 1).
+    Creates nothing: the nearest existing ancestor must be a writable directory."""
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir}: not a writable directory ({existing} is not one)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     resumed_state = None
@@ -131,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
                 resumed_state = load_state(args.resume)
             except FileNotFoundError as exc:
                 raise ConfigError(f"--resume: {exc}") from None
+            except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as exc:
+                # weights_only=True refuses anything but tensors and primitives: a pickled
+                # object is reported, never executed.
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(
+                    f"--resume {args.resume}: not a ttsr-tune training checkpoint ({first})"
+                ) from None
         config = config_from_args(args, resumed_state["config"] if resumed_state else None)
+        check_out_dir(Path(config.out_dir))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -152,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(
             config, resume_from=args.resume, tracker=tracker, progress=not args.no_progress
         )
-    except ConfigError as exc:
+    except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -131,8 +131,8 @@ def fail(message: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
-    """CLI flags over the profile's values; checked like the YAML."""
+def check_flags(args: argparse.Namespace) -> None:
+    """Flag values, checked before anything is created or started."""
     for flag, value, low in (
         ("--num-samples", args.num_samples, 1),
         ("--max-epochs", args.max_epochs, 1),
@@ -144,6 +144,10 @@ def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
         raise PreflightError(f"--gpus-per-trial {args.gpus_per_trial:g}: must be >= 0")
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise PreflightError(f"--cpus-per-trial {args.cpus_per_trial:g}: must be > 0")
+
+
+def apply_overrides(study: Study, args: argparse.Namespace) -> Study:
+    """CLI flags (already checked by check_flags) over the profile's values."""
     config = dict(study.config)
     if args.max_epochs is not None:
         config["epochs"] = args.max_epochs
@@ -219,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             known = ", ".join(load_file(args.experiments))
             return fail(f"unknown study {args.study!r}; known studies: {known}")
         load_study(args.experiments, args.study, "demo")  # validates every profile of the study
+        check_flags(args)
         storage = preflight.resolve_storage(args.storage)
-        preflight.check_storage(storage, create=not args.dry_run)
+        # Only checked here; created once every other check has passed (nothing half-written).
+        preflight.check_storage(storage, create=False)
         preflight.check_mlflow_uri(args.mlflow_uri)
         if args.address:
             preflight.check_ray_address(args.address)
@@ -238,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         parent_info = preflight.read_json(f"{resume_path}/{_parent_file()}")
         if parent_info is None:
             return fail(f"--resume {resume_path}: no {_parent_file()} (not made by tune/run.py)")
+    if not args.dry_run:
+        try:
+            preflight.check_storage(storage, create=True)
+        except PreflightError as e:
+            return fail(str(e))
 
     # Cluster: connect to the given one, or start a local Ray (not for a dry run: starts nothing).
     if not args.address:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -146,6 +147,7 @@ def prepare(
         "files_per_shard": files_per_shard,
         "allow_upscale": allow_upscale,
     }
+    fresh_out = not out.exists() or not any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out / LOCK_NAME):
         check_params(out, params)
@@ -172,9 +174,15 @@ def prepare(
         manifest = merge_receipts(out, params, str(src.resolve()))
     usable = sum(v["train"] + v["test"] for v in manifest["sizes"].values())
     if usable == 0:
+        skipped = manifest["skipped"]
+        reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        if fresh_out:
+            # Nothing usable came of this call: leave no manifest or empty shard that a later
+            # run could take for a prepared dataset.
+            shutil.rmtree(out, ignore_errors=True)
         raise DataError(
-            f"--src {src}: no usable images ({len(manifest['skipped'])} files skipped; "
-            f"reasons in {out / 'manifest.json'})"
+            f"--src {src}: no usable images ({len(skipped)} files skipped: {reasons}{more})"
         )
     return PrepareResult(
         out, manifest, len(chunks), len(chunks) - len(jobs), time.perf_counter() - start

@@ -1,0 +1,244 @@
+"""Shared helpers for the reliability suite: tiny configs, CLI runners, file-tree snapshots,
+MLflow run queries and a short Ray temp dir.
+
+The Ray and MLflow processes are real; every test starts its own (local Ray, SQLite store)
+except test_node_loss.py, which builds a two-node cluster from the tests/cluster helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = [sys.executable, str(REPO / "tune" / "run.py")]
+TRAIN = [sys.executable, "-m", "ttsr.train"]
+INFER = [sys.executable, "-m", "ttsr.infer"]
+DATA = [sys.executable, "-m", "ttsr.data"]
+
+# The real TTSR at 32 px with 4 features and one residual block per stage: ~1 s epochs on a core.
+TINY = {
+    "size": 32,
+    "batch_size": 4,
+    "fraction": 0.1,
+    "val_limit": 2,
+    "epochs": 3,
+    "n_feats": 4,
+    "num_res_blocks": "1+1+1+1",
+    "device": "cpu",
+    "sample_every": 0,
+    "patience": None,
+}
+TINY_FLAGS = ["--size", "32", "--batch-size", "4", "--fraction", "0.1", "--val-limit", "2"]
+TINY_FLAGS += ["--n-feats", "4", "--num-res-blocks", "1+1+1+1", "--device", "cpu"]
+TINY_FLAGS += ["--sample-every", "0", "--no-progress"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The caller's environment without variables that would redirect Ray or MLflow."""
+    out = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    out["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), out.get("PYTHONPATH", "")) if p)
+    # No CUDA; Ray at normal niceness (workers at nice 15 starve on a busy CI machine); Tune
+    # saves its experiment state every second so a killed driver loses little.
+    out.update(CUDA_VISIBLE_DEVICES="", RAY_worker_niceness="0", TUNE_GLOBAL_CHECKPOINT_S="1")
+    out.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    out.update(extra)
+    return out
+
+
+def run(argv: list[str], cwd: Path, timeout: float = 240, **extra_env: str):
+    return subprocess.run(
+        argv, cwd=cwd, env=env(**extra_env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_clean_error(out: subprocess.CompletedProcess, culprit: str) -> str:
+    """Non-zero exit; stderr's last line is an ``error:`` line naming ``culprit``; no traceback."""
+    assert out.returncode != 0, f"exit 0\nstdout:{out.stdout[-2000:]}\nstderr:{out.stderr[-2000:]}"
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines, f"nothing on stderr (exit {out.returncode}); stdout: {out.stdout[-2000:]}"
+    last = lines[-1]
+    assert last.startswith("error: "), out.stderr[-3000:]
+    assert culprit in last, f"{culprit!r} not in {last!r}"
+    return last
+
+
+def snapshot(root: Path) -> set[str]:
+    """Every path below ``root`` (relative), to compare before and after a command."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.exists() else set()
+
+
+def write_experiments(path: Path, studies: dict[str, dict[str, Any]]) -> Path:
+    path.write_text(yaml.safe_dump({"studies": studies}, sort_keys=False))
+    return path
+
+
+def tiny_study(**over: Any) -> dict[str, Any]:
+    """A study in the experiments.yaml schema around the TINY config; ``over`` replaces keys."""
+    study: dict[str, Any] = {
+        "description": "reliability test study",
+        "objectives": [{"metric": "val_psnr", "mode": "max"}],
+        "scheduler": "fifo",
+        "config": dict(TINY),
+        "profiles": {
+            "seed": {"data": "nowhere", "gpus_per_trial": 1},
+            "demo": {"cpus_per_trial": 1, "max_concurrent": 2},
+        },
+    }
+    study.update(over)
+    return study
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def study_args(
+    tmp_path: Path, ray_temp_dir: str, study: str, experiments: Path, *, dashboard: bool = False
+) -> list[str]:
+    """tune/run.py flags for a local study in ``tmp_path`` (dashboard off unless asked: it costs
+    start-up time; test_trial_faults.py turns it on to check the port it binds)."""
+    # a free port, not the default 8265: other Ray instances may share this machine
+    flags = ["--dashboard-port", str(free_port())] if dashboard else ["--no-dashboard"]
+    return flags + [
+        "--study", study,
+        "--experiments", str(experiments),
+        "--mlflow-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--storage", str(tmp_path / "results"),
+        "--num-cpus", "2",
+        "--ray-temp-dir", ray_temp_dir,
+        "--no-report",
+    ]  # fmt: skip
+
+
+def mlflow_runs(uri: str, experiment: str) -> tuple[Any, list, list]:
+    """(client, parent runs, child runs) of one MLflow experiment."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def trial_rows(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Tune trial id -> the rows of its result.json (one per reported epoch, in order)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for trial_dir in sorted(experiment_dir.glob("trial_*")):
+        text = (
+            (trial_dir / "result.json").read_text() if (trial_dir / "result.json").exists() else ""
+        )
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if rows:
+            out[rows[-1]["trial_id"]] = rows
+    return out
+
+
+def experiment_dirs(tmp_path: Path, study: str) -> list[Path]:
+    root = tmp_path / "results" / study
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def descendants(pid: int) -> set[int]:
+    """PIDs of every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def pids_naming(marker: str) -> set[int]:
+    """Processes whose command line names ``marker`` (our own temp dir: Ray workers retitle
+    themselves, but their command line keeps the session dir)."""
+    found = set()
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmd.read_bytes():
+                found.add(int(cmd.parent.name))
+        except OSError:
+            continue
+    found.discard(os.getpid())
+    return found
+
+
+def kill_pids(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@pytest.fixture
+def ray_temp_dir():
+    """A short Ray temp dir under /tmp (unix socket paths must stay < 108 bytes). At the end,
+    any process still naming it (a Ray worker the test's driver left behind) is ours: killed."""
+    path = tempfile.mkdtemp(prefix="rr_", dir="/tmp")
+    yield path
+    kill_pids(pids_naming(path))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _hex_ip(text: str) -> str:
+    """/proc/net/tcp{,6} address (little-endian hex words) -> dotted / colon form."""
+    raw = bytes.fromhex(text)
+    if len(raw) == 4:
+        return ".".join(str(b) for b in raw[::-1])
+    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
+    joined = b"".join(words)
+    if joined[:12] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped
+        return ".".join(str(b) for b in joined[12:])
+    import ipaddress
+
+    return str(ipaddress.IPv6Address(joined))
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, ip, port) of every listening TCP socket the given processes hold (from /proc)."""
+    listen: dict[str, tuple[str, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                ip, port = fields[1].split(":")
+                listen[fields[9]] = (_hex_ip(ip), int(port, 16))
+    out = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in listen:
+                out.append((pid, *listen[target[8:-1]]))
+    return out

@@ -1,0 +1,116 @@
+"""A node lost mid-trial: on a two-node Ray cluster on this machine (head 127.0.0.1, worker
+127.0.0.2, built with the tests/cluster helpers), the worker node's raylet is SIGKILLed while a
+trial runs there; Tune reschedules that trial on the head node, from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cluster import procs
+from cluster.conftest import RAY_WORKER_CLI, START_TIMEOUT, _ray_env, _stop_all, _wait_nodes
+
+from ttsr import names
+
+from .conftest import REPO, TINY, mlflow_runs, tiny_study, trial_rows, write_experiments
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 4
+WORKER_IP = "127.0.0.2"
+
+
+def _raylet(started: procs.Started) -> int:
+    for pid in started.pids():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if cmd.endswith(b"/raylet"):
+            return pid
+    raise AssertionError(f"no raylet among {started.name}'s processes")
+
+
+def test_lost_node_trial_moves_to_the_other_node_from_its_checkpoint():
+    root = procs.short_tmpdir("rn")
+    logs, ray_tmp, storage = root / "logs", root / "ray", root / "results"
+    for d in (logs, ray_tmp):
+        d.mkdir(parents=True)
+    gcs, dash, client = (procs.free_port() for _ in range(3))
+    node_args = [f"--temp-dir={ray_tmp}", "--disable-usage-stats", "--block"]
+    node_args += ["--object-store-memory=80000000", "--num-cpus=1", "--num-gpus=0"]
+    ray_env = {**_ray_env(), "RAY_worker_niceness": "0"}
+    started: list[procs.Started] = []
+    try:
+        head = procs.start(
+            "ray-head",
+            ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}"]
+            + ["--include-dashboard=true", "--dashboard-host=127.0.0.1"]
+            + [f"--dashboard-port={dash}", f"--ray-client-server-port={client}", *node_args],
+            log_dir=logs,
+            env=ray_env,
+            cwd=root,
+        )
+        started.append(head)
+        dashboard = f"http://127.0.0.1:{dash}"
+        procs.wait_http(f"{dashboard}/api/gcs_healthz", timeout=START_TIMEOUT, proc=head)
+        worker = procs.start(
+            "ray-worker",
+            [sys.executable, "-c", RAY_WORKER_CLI, "start", f"--address=127.0.0.1:{gcs}"]
+            + [f"--node-ip-address={WORKER_IP}", *node_args],
+            log_dir=logs,
+            env=ray_env,
+            cwd=root,
+        )
+        started.append(worker)
+        _wait_nodes(dashboard, 2, timeout=START_TIMEOUT, watch=[head, worker])
+
+        study = tiny_study(config={**TINY, "epochs": EPOCHS}, search={"lr": {"grid": [1e-4, 2e-4]}})
+        experiments = write_experiments(root / "exp.yaml", {"nodes": study})
+        uri = f"sqlite:///{root}/mlflow.db"
+        driver = procs.start(
+            "driver",
+            [sys.executable, str(REPO / "tune" / "run.py"), "--study", "nodes"]
+            + ["--experiments", str(experiments), "--profile", "demo", "--no-report"]
+            + ["--address", f"127.0.0.1:{gcs}", "--mlflow-uri", uri, "--storage", str(storage)],
+            log_dir=logs,
+            env=ray_env,
+            cwd=root,
+        )
+        started.append(driver)
+
+        moved, deadline = None, time.monotonic() + 300
+        while moved is None and time.monotonic() < deadline:
+            assert driver.popen.poll() is None, driver.log_tail(60)
+            for exp_dir in storage.glob("nodes/*/"):
+                for tid, rows in trial_rows(exp_dir).items():
+                    if rows[-1]["node_ip"] == WORKER_IP and rows[-1][names.EPOCH] < EPOCHS:
+                        moved = tid
+            time.sleep(0.2)
+        assert moved is not None, "no trial reported on the worker node in time"
+        procs.signal_pids({_raylet(worker)}, signal.SIGKILL)  # the node is lost
+
+        returncode = driver.popen.wait(timeout=400)
+        output = driver.log.read_text(errors="replace")
+        assert returncode == 0, output[-4000:]
+        (exp_dir,) = list(storage.glob("nodes/*/"))
+        rows = trial_rows(exp_dir)[moved]
+        assert [r[names.EPOCH] for r in rows] == list(range(1, EPOCHS + 1))  # from its checkpoint
+        assert rows[0]["node_ip"] == WORKER_IP and rows[-1]["node_ip"] == "127.0.0.1"
+        assert (exp_dir / f"trial_{moved}" / "error.txt").is_file()
+        assert rows[-1][names.STOP_REASON] == names.STOP_MAX_EPOCHS
+        _, parents, children = mlflow_runs(uri, "nodes")
+        assert [p.info.status for p in parents] == ["FINISHED"]
+        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    finally:
+        left = _stop_all(started)
+        stray = procs.pids_naming(str(root))
+        procs.signal_pids(stray, signal.SIGKILL)
+        if not left and not stray:
+            shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"processes survived teardown: {sorted(left)}"
