@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
+from ttsr.config import REF_MODES
 from ttsr.data.cufed import PairedDataset, is_paired_dir
 from ttsr.data.dataset import ShardDataset
 from ttsr.data.errors import DataError
@@ -16,8 +17,6 @@ from ttsr.data.sample import sample_dataset_dir
 
 if TYPE_CHECKING:
     from ttsr.config import TrainConfig
-
-REF_MODES = ("gt", "gt-augmented", "other", "paired")
 
 
 def open_dataset(
