@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cluster import procs
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -88,23 +89,6 @@ def _runs(tmp_path: Path):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return client, parents, children
-
-
-def _descendants(pid: int) -> list[int]:
-    """PIDs of every process below ``pid`` (from /proc; no psutil needed)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def _kill_leftovers(pids: list[int]) -> None:
@@ -188,7 +172,7 @@ def test_killed_driver_resumes_without_duplicate_or_running_runs(tmp_path, ray_t
         while time.monotonic() < deadline:
             if driver.poll() is not None:
                 pytest.fail("the study finished before it could be killed")
-            started = _descendants(driver.pid)
+            started = sorted(procs.descendants(driver.pid))
             results = list((tmp_path / "results").rglob("result.json"))
             state = list((tmp_path / "results").rglob("experiment_state-*.json"))
             if state and any(r.stat().st_size > 0 for r in results):

@@ -85,6 +85,22 @@ def related_pids(leader: int, marker: str | None = None) -> set[int]:
     return {pid for pid in found if table[pid][0] != "Z"}
 
 
+def descendants(pid: int) -> set[int]:
+    """PIDs of every process below ``pid`` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for child in _all_pids():
+        st = _stat(child)
+        if st is not None:
+            children.setdefault(st[1], []).append(child)
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
 def pids_naming(marker: str) -> set[int]:
     """Live processes whose command line contains ``marker`` (a unique temp dir path)."""
     me = os.getpid()

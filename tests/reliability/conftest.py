@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cluster.procs import descendants  # noqa: F401 - re-exported for the fault tests
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -153,24 +154,6 @@ def trial_rows(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
 def experiment_dirs(tmp_path: Path, study: str) -> list[Path]:
     root = tmp_path / "results" / study
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
-
-
-def descendants(pid: int) -> set[int]:
-    """PIDs of every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.add(child)
-            todo.append(child)
-    return out
 
 
 def pids_naming(marker: str) -> set[int]:
