@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from ttsr.atomic import TMP_MARKER
 from ttsr.data import DataError, prepare
 from ttsr.data.manifest import read_manifest
-from ttsr.data.shards import TMP_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 

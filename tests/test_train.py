@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from ttsr import names
-from ttsr import train as train_mod
-from ttsr.checkpoint import load_model
+from ttsr import evaluate, names, step, trainer
+from ttsr.atomic import write_dir_atomically
+from ttsr.checkpoint import load_model, load_state, resolve_checkpoint_dir
 from ttsr.config import TrainConfig
 from ttsr.model import TTSR
-from ttsr.train import load_state, resolve_checkpoint_dir, train, write_dir_atomically
+from ttsr.step import D_BETAS
+from ttsr.train import Callback, train
 
 warnings.filterwarnings("ignore", message="VGG19 ImageNet weights not found")
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,21 @@ def comparable(history):
     return [{k: v for k, v in m.items() if k not in TIMING} for m in history]
 
 
+class OnEpochEnd(Callback):
+    """A callback from a plain function of (metrics, checkpoint_dir)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, metrics, checkpoint_dir, images):
+        self.fn(metrics, checkpoint_dir)
+
+
+def trained(history):
+    """The epochs that trained (epoch 0 is the validation before training)."""
+    return [m for m in history if m[names.EPOCH] > 0]
+
+
 class Counter:
     def __init__(self):
         self.n = 0
@@ -68,7 +84,7 @@ def spies(monkeypatch):
         k: Counter() for k in ("per_built", "per_called", "tpl", "d_built", "d_steps", "g_steps")
     }
 
-    class SpyPerceptual(train_mod.PerceptualLoss):
+    class SpyPerceptual(trainer.PerceptualLoss):
         def __init__(self, **kw):
             counts["per_built"].n += 1
             super().__init__(**kw)
@@ -77,7 +93,7 @@ def spies(monkeypatch):
             counts["per_called"].n += 1
             return super().forward(sr, hr)
 
-    class SpyDiscriminator(train_mod.Discriminator):
+    class SpyDiscriminator(trainer.Discriminator):
         def __init__(self, **kw):
             counts["d_built"].n += 1
             super().__init__(**kw)
@@ -89,11 +105,11 @@ def spies(monkeypatch):
         return original_tf(self, sr)
 
     def on_step(optimizer, args, kwargs):
-        is_d = optimizer.defaults["betas"] == train_mod.D_BETAS
+        is_d = optimizer.defaults["betas"] == D_BETAS
         counts["d_steps" if is_d else "g_steps"].n += 1
 
-    monkeypatch.setattr(train_mod, "PerceptualLoss", SpyPerceptual)
-    monkeypatch.setattr(train_mod, "Discriminator", SpyDiscriminator)
+    monkeypatch.setattr(trainer, "PerceptualLoss", SpyPerceptual)
+    monkeypatch.setattr(trainer, "Discriminator", SpyDiscriminator)
     monkeypatch.setattr(TTSR, "texture_features", spy_tf)
     handle = register_optimizer_step_post_hook(on_step)
     yield {k: c for k, c in counts.items()}
@@ -112,7 +128,7 @@ def test_zero_weight_losses_are_never_built(tmp_path, spies):
 def test_all_losses_and_gan_k_discriminator_steps(tmp_path, spies):
     config = tiny(tmp_path, per_w=0.01, tpl_w=0.01, adv_w=0.001, gan_k=3, epochs=2, init_epochs=1)
     result = train(config, progress=False)
-    first, second = result.history
+    first, second = trained(result.history)
     # Epoch 1 is reconstruction only; then every loss joins.
     assert first[names.LOSS_PER] == first[names.LOSS_TPL] == first[names.LOSS_ADV] == 0
     assert all(
@@ -132,8 +148,8 @@ def test_checkpoints_metrics_and_grids(tmp_path):
         seen.append((dict(metrics), state["epoch"], checkpoint_dir))
 
     config = tiny(tmp_path, epochs=2)
-    result = train(config, on_epoch_end=on_epoch_end, progress=False)
-    assert [e for _, e, _ in seen] == [1, 2]  # the checkpoint was written before the callback
+    result = train(config, callbacks=[OnEpochEnd(on_epoch_end)], progress=False)
+    assert [e for _, e, _ in seen] == [0, 1, 2]  # the checkpoint was written before the callback
     last = seen[-1][0]
     for key in (
         names.LOSS_TOTAL,
@@ -151,7 +167,7 @@ def test_checkpoints_metrics_and_grids(tmp_path):
         names.EPOCH,
     ):
         assert key in last and isinstance(last[key], int | float), key
-    assert names.STOP_REASON not in seen[0][0]
+    assert names.STOP_REASON not in seen[0][0] and names.STOP_REASON not in seen[1][0]
     assert last[names.STOP_REASON] == names.STOP_MAX_EPOCHS == result.stop_reason
     assert last[names.BEST_EPOCH] == result.best_epoch
     assert math.isfinite(last[names.VAL_PSNR]) and last[names.PEAK_GPU_MEMORY_GIB] == 0.0
@@ -188,7 +204,7 @@ class TinyCritic(torch.nn.Module):
 def test_resume_is_exact(tmp_path, monkeypatch):
     # Adversarial + TPL on: the gradient penalty draws from the global RNG, augmentation from
     # (seed, epoch, index), the data order from (seed, epoch).
-    monkeypatch.setattr(train_mod, "Discriminator", TinyCritic)
+    monkeypatch.setattr(trainer, "Discriminator", TinyCritic)
     common = dict(adv_w=0.001, tpl_w=0.01, gan_k=1, val_limit=1)
     full = train(tiny(tmp_path / "a", epochs=4, **common), progress=False)
     first = tiny(tmp_path / "b", epochs=2, **common)
@@ -203,25 +219,28 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     for k in a["discriminator"]:
         assert torch.equal(a["discriminator"][k], b["discriminator"][k]), k
     assert comparable(full.history) == comparable(resumed.history)
-    assert len(resumed.history) == 4
+    assert len(resumed.history) == 5  # epochs 0-4
 
 
 def test_nan_loss_diverges_at_once_and_keeps_best(tmp_path, monkeypatch):
     calls = Counter()
-    original = train_mod.reconstruction_loss
+    original = step.reconstruction_loss
 
     def poisoned(sr, hr):
         calls.n += 1
         value = original(sr, hr)
         return value * math.nan if calls.n == 3 else value
 
-    monkeypatch.setattr(train_mod, "reconstruction_loss", poisoned)
+    monkeypatch.setattr(step, "reconstruction_loss", poisoned)
     config = tiny(tmp_path, fraction=0.05, epochs=5)  # 2 steps per epoch: NaN in epoch 2, step 1
     reports = []
-    result = train(config, on_epoch_end=lambda m, d: reports.append(m), progress=False)
+    result = train(
+        config, callbacks=[OnEpochEnd(lambda m, d: reports.append(m))], progress=False
+    )
     assert calls.n == 3  # not a single step after the NaN
     assert result.stop_reason == names.STOP_DIVERGED
-    assert [m[names.EPOCH] for m in reports] == [2 - 1, 2]
+    assert "non-finite training loss by step 3" in result.stop_detail
+    assert [m[names.EPOCH] for m in reports] == [0, 2 - 1, 2]
     assert math.isnan(reports[-1][names.VAL_PSNR]) and math.isnan(reports[-1][names.LOSS_TOTAL])
     assert reports[-1][names.STOP_REASON] == names.STOP_DIVERGED
     assert result.best_epoch == 1 and load_state(result.best_checkpoint)["epoch"] == 1
@@ -236,23 +255,25 @@ def test_white_output_diverges(tmp_path, monkeypatch):
 
     monkeypatch.setattr(TTSR, "forward", white_in_eval)
     result = train(tiny(tmp_path, epochs=3), progress=False)
-    assert result.stop_reason == names.STOP_DIVERGED and len(result.history) == 1
-    assert result.best_checkpoint is None and result.best_epoch == 0
+    # Epoch 0 (before training) is only the baseline; epoch 1's white output diverges.
+    assert result.stop_reason == names.STOP_DIVERGED and len(result.history) == 2
+    assert "saturated" in result.stop_detail and "epoch 1" in result.stop_detail
+    assert result.best_epoch == 0 and load_state(result.best_checkpoint)["epoch"] == 0
 
 
 def test_patience_in_the_loop(tmp_path, monkeypatch):
-    scripted = iter([20.0, 22.0, 21.0, 21.5, 30.0])
-    original = train_mod.validate
+    scripted = iter([10.0, 20.0, 22.0, 21.0, 21.5, 30.0])  # epoch 0 first
+    original = evaluate.Evaluator.__call__
 
-    def fake_validate(*args, **kwargs):
-        val, collapse = original(*args, **kwargs)
-        val[names.VAL_PSNR] = next(scripted)
-        return val, collapse
+    def fake_validate(self, trainer):
+        val = original(self, trainer)
+        val.metrics[names.VAL_PSNR] = next(scripted)
+        return val
 
-    monkeypatch.setattr(train_mod, "validate", fake_validate)
+    monkeypatch.setattr(evaluate.Evaluator, "__call__", fake_validate)
     result = train(tiny(tmp_path, epochs=5, patience=2, sample_every=0), progress=False)
     assert result.stop_reason == names.STOP_PATIENCE
-    assert (result.best_epoch, result.best_val_psnr, len(result.history)) == (2, 22.0, 4)
+    assert (result.best_epoch, result.best_val_psnr, len(result.history)) == (2, 22.0, 5)
     assert load_state(result.best_checkpoint)["epoch"] == 2
     # A finished run resumed with the same config does nothing more.
     again = train(
@@ -260,7 +281,7 @@ def test_patience_in_the_loop(tmp_path, monkeypatch):
         resume_from=Path(tmp_path / "run" / "checkpoints" / "latest"),
         progress=False,
     )
-    assert again.stop_reason == names.STOP_PATIENCE and len(again.history) == 4
+    assert again.stop_reason == names.STOP_PATIENCE and len(again.history) == 5
 
 
 def test_atomic_directory_swap(tmp_path):
@@ -287,7 +308,7 @@ def test_atomic_directory_swap(tmp_path):
 
 
 def test_cli_config_errors_exit_2(capsys, tmp_path):
-    from ttsr.train_cli import main
+    from ttsr.train.cli import main
 
     assert main(["--size", "30", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

@@ -15,15 +15,17 @@ arbitrary pickled objects.
 
 from __future__ import annotations
 
-import os
+import random
 import re
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ttsr.atomic import resolve_swapped_dir, write_dir_atomically, write_file_atomically
 from ttsr.model import TTSR, ModelConfig
 
 FORMAT = "ttsr-tune/1"
@@ -135,24 +137,7 @@ def save_checkpoint(
         "model": _strip(model_state),
         **extra,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # Make the rename itself durable.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return write_file_atomically(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -170,25 +155,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def load_model(
-    path: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    search_chunk: int | None = None,
-    search_dtype: torch.dtype | None = None,
-) -> TTSR:
-    """Build a TTSR from a checkpoint of either format, in eval mode on `device`.
+def load_weights(model: TTSR, path: str | Path) -> TTSR:
+    """Load a checkpoint of either format (or a training checkpoint dir) into ``model``.
 
-    The LTE weights come from the checkpoint, so no VGG19 lookup happens (`pretrained_vgg` is
-    False: it describes the initialisation, which a loaded model does not have).
+    The architecture must match exactly: every key present with the model's shape, nothing
+    extra; otherwise a one-line `CheckpointError` names the file and the first mismatches.
     """
     path = Path(path)
+    if path.is_dir():
+        path = resolve_checkpoint_dir(path) / MODEL_FILE
     try:
-        state, config = load_state_dict_any(load_checkpoint(path))
+        state, _ = load_state_dict_any(load_checkpoint(path))
     except CheckpointError as exc:
         msg = str(exc)
         raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    model = TTSR(config, load_vgg=False, search_chunk=search_chunk, search_dtype=search_dtype)
     expected = model.reference_state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -207,7 +187,125 @@ def load_model(
                 f"{path}: shape mismatch for {key}: checkpoint {tuple(value.shape)}, "
                 f"model {tuple(expected[key].shape)}"
             )
-    model.load_state_dict(state, strict=False)  # strict except LTE_copy, checked above
-    # Keep the frozen copy equal to the LTE, as the reference's first texture_features call would.
-    model.LTE_copy.load_state_dict(model.LTE.state_dict())
-    return model.to(device).eval()
+    with torch.no_grad():
+        model.load_state_dict(state, strict=False)  # strict except LTE_copy, checked above
+        # Keep the frozen copy equal to the LTE, as the reference's first texture_features would.
+        model.LTE_copy.load_state_dict(model.LTE.state_dict())
+    return model
+
+
+def checkpoint_model_config(path: str | Path) -> ModelConfig:
+    """The architecture a checkpoint file (or training checkpoint dir) holds."""
+    path = Path(path)
+    if path.is_dir():
+        path = resolve_checkpoint_dir(path) / MODEL_FILE
+    try:
+        return load_state_dict_any(load_checkpoint(path))[1]
+    except CheckpointError as exc:
+        msg = str(exc)
+        raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    search_chunk: int | None = None,
+    search_dtype: torch.dtype | None = None,
+) -> TTSR:
+    """Build a TTSR from a checkpoint of either format, in eval mode on `device`.
+
+    The LTE weights come from the checkpoint, so no VGG19 lookup happens (`pretrained_vgg` is
+    False: it describes the initialisation, which a loaded model does not have).
+    """
+    config = checkpoint_model_config(path)
+    model = TTSR(config, load_vgg=False, search_chunk=search_chunk, search_dtype=search_dtype)
+    return load_weights(model, path).to(device).eval()
+
+
+# --- training checkpoint directories: state.pt (everything to resume) + model.pt --------------
+
+STATE_FILE = "state.pt"
+MODEL_FILE = "model.pt"
+
+
+def write_training_checkpoint(
+    directory: str | Path,
+    *,
+    state: dict[str, Any],
+    model: TTSR,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``state`` (state.pt) and the model in our format (model.pt) as one atomic swap."""
+
+    def write(tmp: Path) -> None:
+        torch.save(state, tmp / STATE_FILE)
+        save_checkpoint(
+            tmp / MODEL_FILE,
+            model_state=model.reference_state_dict(),
+            model_config=model.config,
+            extra=extra,
+        )
+
+    return write_dir_atomically(directory, write)
+
+
+def copy_checkpoint_dir(source: Path, target: Path) -> Path:
+    """Atomically replace ``target`` with a copy of the checkpoint directory ``source``."""
+    return write_dir_atomically(
+        target, lambda d: [shutil.copy2(f, d / f.name) for f in source.iterdir()]
+    )
+
+
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """A checkpoint directory (or its state.pt) -> the directory that holds a complete state."""
+    path = Path(path)
+    if path.name == STATE_FILE:
+        path = path.parent
+    found = resolve_swapped_dir(path, STATE_FILE)
+    if found is None:
+        raise FileNotFoundError(f"resume: no {STATE_FILE} in {path}")
+    return found
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """The training state of a checkpoint directory (tensors and primitives only)."""
+    directory = resolve_checkpoint_dir(path)
+    return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+# --- RNG state as tensors and primitives (torch.load(weights_only=True) can read it) ---------
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))

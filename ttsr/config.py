@@ -43,6 +43,7 @@ class TrainConfig:
     res_scale: float = 1.0
     vgg_weights: str | None = None  # path to torchvision VGG19 ImageNet weights (else cache/env)
     search_chunk: int | None = None  # reference positions per chunk in the search (None = auto)
+    init_checkpoint: str | None = None  # start from these model weights (fine-tuning)
 
     # --- losses -----------------------------------------------------------------------------
     rec_w: float = 1.0
@@ -70,12 +71,22 @@ class TrainConfig:
     patience: int | None = 3  # epochs without val_psnr improvement > min_delta (None = off)
     min_delta: float = 0.0
     divergence_floor_db: float = 3.0  # diverged when val_psnr falls this far below its best
+    early_stop_metric: str = "val_psnr"  # val_psnr or val_psnr_<mode> of val_ref_modes
+    spike_factor: float | None = 20.0  # diverged: loss above this x its running median
+    saturation_rise: float | None = 0.05  # diverged: white-pixel share above baseline + this
+    val_ref_modes: tuple[str, ...] = ()  # extra reference modes to validate with
+    budget_steps: int | None = None  # fixed number of optimiser steps (epochs = val rounds)
+    budget_images: int | None = None  # fixed number of training images seen
 
     # --- runtime ----------------------------------------------------------------------------
     device: str = "auto"  # one of DEVICES
     amp: str = "auto"  # bf16 on CUDA, fp32 on CPU
     channels_last: bool = True
     compile: bool = False
+    search_dtype: str = "fp32"
+    fused_optim: bool = True
+    fast_kernels: bool = True
+    checkpoint_activations: bool = False
     seed: int = 0
     out_dir: str = "runs/ttsr"
     sample_every: int = 1  # write sample grids every N epochs (0 = never)
@@ -182,6 +193,10 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
         if optional:
             return None
         raise ConfigError(f"{name}: must not be null")
+    if "tuple[str" in text:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: must be a list of strings (got {value!r})")
+        return tuple(value)
     if "tuple" in text:
         if not isinstance(value, list | tuple) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value

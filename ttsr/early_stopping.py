@@ -1,11 +1,17 @@
-"""When to stop training: patience on val_psnr, and divergence.
+"""When to stop training: patience on a validation PSNR, and divergence where it happens.
 
-Divergence (stop at once, keep the best checkpoint) is any of:
+Divergence (stop at once, keep the best checkpoint) is any of these signals; the stopper's
+``detail`` names the one that fired:
 - a non-finite training loss (the loop stops the epoch at the step it sees it);
+- a loss spike: a finite training loss more than ``spike_factor`` times the running median
+  of the recent steps (`LossSpikeMonitor`; the loop checks it inside the epoch);
 - a collapsed output over the validation set: more than ``SATURATED_FRACTION`` of the SR values
-  at +-1 (the seed's inpainting run turned white), or a mean per-image standard deviation below
-  ``FLAT_STD`` (a constant image);
-- val_psnr more than ``divergence_floor_db`` below its best, or not finite.
+  at +-1, or a mean per-image standard deviation below ``FLAT_STD`` (a constant image);
+- whitening: the share of white SR pixels, over the image or inside the inpainting box, more
+  than ``saturation_rise`` above its baseline (the larger of the share in the targets and the
+  share at epoch 0) — the seed's inpainting run turned its box white before its PSNR fell far;
+- the watched val_psnr more than ``divergence_floor_db`` below its best, or not finite. Epoch 0
+  (the model before training) counts as the first best, so an epoch-1 collapse is measured.
 
 The stopper only decides; the training loop writes checkpoints, and it writes the best one only
 when ``update`` says the epoch improved (a diverged epoch never does).
@@ -14,6 +20,9 @@ when ``update`` says the epoch improved (a diverged epoch never does).
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,45 +30,151 @@ import torch
 from ttsr import names
 
 SATURATED_FRACTION = 0.9
-SATURATION_LEVEL = 1.0 - 1e-3  # |x| at or above this counts as saturated
+SATURATION_LEVEL = 1.0 - 1e-3  # |x| at or above this counts as saturated (+ side: white)
 FLAT_STD = 1e-3
+SPIKE_WINDOW = 50  # steps in the running median
+SPIKE_MIN_HISTORY = 10  # steps before the spike check starts
+
+
+def white_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) bool: all three channels saturated white."""
+    return (x >= SATURATION_LEVEL).all(dim=1, keepdim=True)
+
+
+@dataclass
+class OutputStats:
+    """Health of the SR images over one validation pass."""
+
+    saturated: float = 0.0  # share of SR values at +-1
+    mean_std: float = math.inf  # mean per-image standard deviation of SR
+    white: float = 0.0  # share of SR pixels white
+    white_mask: float | None = None  # the same inside the inpainting box
+    target_white: float = 0.0  # share of HR pixels white (what a perfect model outputs)
+    target_white_mask: float | None = None
 
 
 class OutputCollapseMonitor:
-    """Accumulates SR statistics over a validation pass without host syncs."""
+    """Accumulates SR (and target) statistics over a validation pass without host syncs."""
 
     def __init__(self) -> None:
-        self.saturated: torch.Tensor | float = 0.0
-        self.values: int = 0
-        self.std_sum: torch.Tensor | float = 0.0
-        self.images: int = 0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.values = self.pixels = self.images = 0
 
-    def update(self, sr: torch.Tensor) -> None:
-        """sr: (N, C, H, W) in [-1, 1]."""
+    def _add(self, key: str, x: torch.Tensor) -> None:
+        x = x.double().sum()
+        self.sums[key] = self.sums[key] + x if key in self.sums else x
+
+    def update(
+        self,
+        sr: torch.Tensor,
+        hr: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> None:
+        """sr, hr: (N, 3, H, W) in [-1, 1]; mask: (N, 1, H, W) of 0/1 (inpainting box)."""
         sr = sr.detach().float()
-        self.saturated = self.saturated + (sr.abs() >= SATURATION_LEVEL).sum()
+        self._add("saturated", sr.abs() >= SATURATION_LEVEL)
+        self._add("std", sr.flatten(1).std(dim=1))
+        sr_white = white_pixels(sr)
+        self._add("white", sr_white)
+        if hr is not None:
+            self._add("target_white", white_pixels(hr.float()))
+        if mask is not None:
+            box = mask.bool()
+            self._add("white_mask", sr_white & box)
+            self._add("mask_pixels", box)
+            if hr is not None:
+                self._add("target_white_mask", white_pixels(hr.float()) & box)
         self.values += sr.numel()
-        self.std_sum = self.std_sum + sr.flatten(1).std(dim=1).sum()
+        self.pixels += sr.shape[0] * sr.shape[2] * sr.shape[3]
         self.images += sr.shape[0]
+
+    def stats(self) -> OutputStats:
+        if not self.images:
+            return OutputStats()
+        keys = list(self.sums)
+        s = dict(zip(keys, torch.stack([self.sums[k] for k in keys]).tolist(), strict=True))
+        box = max(s.get("mask_pixels", 0.0), 1.0)
+        return OutputStats(
+            saturated=s["saturated"] / self.values,
+            mean_std=s["std"] / self.images,
+            white=s["white"] / self.pixels,
+            white_mask=s["white_mask"] / box if "white_mask" in s else None,
+            target_white=s.get("target_white", 0.0) / self.pixels,
+            target_white_mask=s["target_white_mask"] / box if "target_white_mask" in s else None,
+        )
 
     def result(self) -> tuple[float, float]:
         """-> (fraction of saturated values, mean per-image std)."""
-        if not self.images:
-            return 0.0, float("inf")
-        return float(self.saturated) / self.values, float(self.std_sum) / self.images
+        stats = self.stats()
+        return stats.saturated, stats.mean_std
 
     def collapsed(self) -> str | None:
-        """A one-line reason if the outputs collapsed, else None."""
-        saturated, std = self.result()
-        if saturated > SATURATED_FRACTION:
-            return f"output collapsed: {saturated:.0%} of SR values saturated at +-1"
-        if std < FLAT_STD:
-            return f"output collapsed: mean per-image std {std:.2e} < {FLAT_STD:g}"
+        return collapse_reason(self.stats())
+
+
+def collapse_reason(stats: OutputStats) -> str | None:
+    """A one-line reason if the outputs collapsed (white/black or constant), else None."""
+    if stats.saturated > SATURATED_FRACTION:
+        return f"output collapsed: {stats.saturated:.0%} of SR values saturated at +-1"
+    if stats.mean_std < FLAT_STD:
+        return f"output collapsed: mean per-image std {stats.mean_std:.2e} < {FLAT_STD:g}"
+    return None
+
+
+def whitening_reason(stats: OutputStats, baseline: OutputStats, rise: float) -> str | None:
+    """A one-line reason if the share of white pixels rose more than ``rise`` above its
+    baseline (max of the targets' share and the epoch-0 share), overall or in the box."""
+    checks = [("of the output", stats.white, baseline.white, baseline.target_white)]
+    if stats.white_mask is not None:
+        checks.append(
+            (
+                "inside the inpainting box",
+                stats.white_mask,
+                baseline.white_mask or 0.0,
+                baseline.target_white_mask or 0.0,
+            )
+        )
+    for where, share, at_start, in_targets in checks:
+        base = max(at_start, in_targets)
+        if share > base + rise:
+            return (
+                f"whitening: {share:.1%} of the pixels {where} are white (baseline {base:.1%}: "
+                f"{at_start:.1%} at epoch 0, {in_targets:.1%} in the targets)"
+            )
+    return None
+
+
+class LossSpikeMonitor:
+    """Finite losses far above their running median (a blow-up that is not yet a NaN)."""
+
+    def __init__(self, factor: float | None, *, window: int = SPIKE_WINDOW) -> None:
+        self.factor = factor
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def update(self, losses: list[float], *, first_step: int) -> str | None:
+        """Check and record ``losses`` of steps ``first_step, first_step + 1, ...``."""
+        for i, value in enumerate(losses):
+            if self.factor is not None and len(self.recent) >= SPIKE_MIN_HISTORY:
+                median = statistics.median(self.recent)
+                if math.isfinite(value) and median > 0 and value > self.factor * median:
+                    return (
+                        f"loss spike at step {first_step + i}: {value:.4g} is "
+                        f"{value / median:.0f}x the running median {median:.4g} "
+                        f"(spike_factor {self.factor:g})"
+                    )
+            self.recent.append(value)
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent.clear()
+        self.recent.extend(float(v) for v in state["recent"])
 
 
 class EarlyStopper:
-    """Patience on val_psnr plus divergence checks. Epochs are 1-based.
+    """Patience on one validation PSNR plus divergence checks. Epoch 0 is the untrained model.
 
     ``update(epoch, val_psnr)`` returns True when the epoch is a new best (save it as best).
     ``stop_reason`` becomes ``names.STOP_PATIENCE`` / ``names.STOP_DIVERGED`` when training
@@ -67,11 +182,18 @@ class EarlyStopper:
     """
 
     def __init__(
-        self, *, patience: int | None, min_delta: float = 0.0, divergence_floor_db: float = 3.0
+        self,
+        *,
+        patience: int | None,
+        min_delta: float = 0.0,
+        divergence_floor_db: float = 3.0,
+        metric: str = names.VAL_PSNR,
     ) -> None:
         self.patience = patience
         self.min_delta = min_delta
         self.divergence_floor_db = divergence_floor_db
+        self.metric = metric
+        self.has_best = False
         self.best_epoch = 0
         self.best_val_psnr = -math.inf
         self.bad_epochs = 0
@@ -83,38 +205,39 @@ class EarlyStopper:
         return self.stop_reason is not None
 
     def diverge(self, detail: str) -> None:
-        """Stop now (non-finite loss, collapsed output)."""
+        """Stop now (non-finite loss, loss spike, collapsed or white output)."""
         self.stop_reason = names.STOP_DIVERGED
         self.detail = detail
 
     def update(self, epoch: int, val_psnr: float) -> bool:
-        """Record one epoch's val_psnr. -> True if it is the new best."""
+        """Record one epoch's watched PSNR. -> True if it is the new best."""
         if self.should_stop:
             return False
         if not math.isfinite(val_psnr):
-            self.diverge(f"val_psnr is {val_psnr} at epoch {epoch}")
+            self.diverge(f"{self.metric} is {val_psnr} at epoch {epoch}")
             return False
-        if self.best_epoch and val_psnr < self.best_val_psnr - self.divergence_floor_db:
+        if self.has_best and val_psnr < self.best_val_psnr - self.divergence_floor_db:
             self.diverge(
-                f"val_psnr {val_psnr:.2f} dB at epoch {epoch} fell more than "
+                f"{self.metric} {val_psnr:.2f} dB at epoch {epoch} fell more than "
                 f"{self.divergence_floor_db:g} dB below its best {self.best_val_psnr:.2f} dB "
                 f"(epoch {self.best_epoch})"
             )
             return False
-        if not self.best_epoch or val_psnr > self.best_val_psnr + self.min_delta:
+        if not self.has_best or val_psnr > self.best_val_psnr + self.min_delta:
+            self.has_best = True
             self.best_epoch, self.best_val_psnr, self.bad_epochs = epoch, val_psnr, 0
             return True
         self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs >= self.patience:
             self.stop_reason = names.STOP_PATIENCE
             self.detail = (
-                f"no val_psnr improvement > {self.min_delta:g} dB for {self.bad_epochs} epochs "
-                f"(best {self.best_val_psnr:.2f} dB at epoch {self.best_epoch})"
+                f"no {self.metric} improvement > {self.min_delta:g} dB for {self.bad_epochs} "
+                f"epochs (best {self.best_val_psnr:.2f} dB at epoch {self.best_epoch})"
             )
         return False
 
     def finish(self) -> None:
-        """Training ran out of epochs without another reason to stop."""
+        """Training ran out of epochs (or its budget) without another reason to stop."""
         if self.stop_reason is None:
             self.stop_reason = names.STOP_MAX_EPOCHS
             self.detail = "reached the maximum number of epochs"
@@ -124,6 +247,8 @@ class EarlyStopper:
             "patience": self.patience,
             "min_delta": self.min_delta,
             "divergence_floor_db": self.divergence_floor_db,
+            "metric": self.metric,
+            "has_best": self.has_best,
             "best_epoch": self.best_epoch,
             "best_val_psnr": self.best_val_psnr,
             "bad_epochs": self.bad_epochs,
@@ -134,6 +259,7 @@ class EarlyStopper:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # The thresholds come from the (possibly changed) config of the resumed run; only the
         # progress is restored.
+        self.has_best = bool(state.get("has_best", state["best_epoch"] > 0))
         self.best_epoch = int(state["best_epoch"])
         self.best_val_psnr = float(state["best_val_psnr"])
         self.bad_epochs = int(state["bad_epochs"])

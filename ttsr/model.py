@@ -367,7 +367,9 @@ class TTSR(nn.Module):
     bicubic ÷4 then ×4 of ref, both made by the data pipeline with PIL.
 
     vgg_weights: where to find ImageNet VGG19 (see `ttsr.vgg.vgg19_features`); load_vgg=False
-    skips the lookup (random LTE init, no warning) for callers that load a checkpoint right away.
+    skips the lookup (random LTE init, no warning) for callers that load a checkpoint right away;
+    vgg=(features, pretrained) hands in `vgg19().features` the caller loaded (the LTE takes
+    its modules, so pass a copy you don't share with a frozen loss network).
     search_chunk / search_dtype: see `ttsr.search.relevance_search`.
     """
 
@@ -379,13 +381,16 @@ class TTSR(nn.Module):
         search_chunk: int | None = None,
         search_dtype: torch.dtype | None = None,
         load_vgg: bool = True,
+        vgg: tuple[nn.Sequential, bool] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.MainNet = MainNet(
             num_res_blocks=config.num_res_blocks, n_feats=config.n_feats, res_scale=config.res_scale
         )
-        if load_vgg:
+        if vgg is not None:  # (features, pretrained) the caller already has; used as they are
+            features, self.pretrained_vgg = vgg
+        elif load_vgg:
             features, self.pretrained_vgg = vgg19_features(vgg_weights)
         else:
             features, self.pretrained_vgg = random_vgg19_features(), False

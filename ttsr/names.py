@@ -7,6 +7,8 @@ VAL_PSNR_MASK = "val_psnr_mask"  # inpainting: inside the degraded box
 VAL_PSNR_OUTSIDE = "val_psnr_outside"  # inpainting: outside the box
 VAL_LPIPS_PROXY = "val_perceptual"  # perceptual distance (lower is better)
 BICUBIC_PSNR = "bicubic_psnr"  # PSNR of plain bicubic upsampling on the same split
+VAL_WHITE_SHARE = "val_white_share"  # share of SR pixels saturated white (divergence signal)
+VAL_WHITE_SHARE_MASK = "val_white_share_mask"  # the same inside the inpainting box
 
 # training (per epoch, train-split means)
 LOSS_TOTAL = "loss_total"
@@ -17,7 +19,9 @@ LOSS_ADV = "loss_adv"
 LOSS_D = "loss_d"
 
 # speed / resources
-EPOCH = "epoch"
+EPOCH = "epoch"  # validation round: a pass over the data, or budget / epochs steps
+STEP = "step"  # optimiser steps so far
+IMAGES_SEEN = "images_seen"  # training images so far
 EPOCH_SECONDS = "epoch_seconds"
 TRAIN_IMAGES_PER_SECOND = "train_images_per_s"
 PEAK_GPU_MEMORY_GIB = "peak_gpu_memory_gib"
@@ -33,3 +37,10 @@ BEST_VAL_PSNR = "best_val_psnr"
 STOP_PATIENCE = "patience"
 STOP_DIVERGED = "diverged"
 STOP_MAX_EPOCHS = "max_epochs"
+STOP_DETAIL = "stop_detail"
+
+
+def for_ref_mode(metric: str, mode: str) -> str:
+    """The name of a validation metric measured with another reference mode:
+    ``for_ref_mode("val_psnr", "other") == "val_psnr_other"``."""
+    return f"{metric}_{mode}"

@@ -66,7 +66,7 @@ class TrainStep:
     discriminator, d_optimizer: the critic and its optimiser, or None when adv is 0.
     amp_dtype: autocast dtype for the forward and the losses (None = fp32). fp16 gets loss
         scaling (one GradScaler each for generator and critic); bf16 and fp32 need none.
-    rec_loss: the reconstruction loss function (the reference's L1).
+    rec_loss: the reconstruction loss function (default: the reference's L1).
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class TrainStep:
         perceptual: nn.Module | None = None,
         discriminator: nn.Module | None = None,
         d_optimizer: torch.optim.Optimizer | None = None,
-        rec_loss: Callable[[Tensor, Tensor], Tensor] = reconstruction_loss,
+        rec_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> None:
         if (discriminator is None) != (d_optimizer is None):
             raise ValueError("discriminator and d_optimizer: give both or neither")
@@ -94,7 +94,8 @@ class TrainStep:
         self.perceptual = perceptual
         self.discriminator = discriminator
         self.d_optimizer = d_optimizer
-        self.rec_loss = rec_loss
+        # Looked up when the step is built, so a test can swap `ttsr.step.reconstruction_loss`.
+        self.rec_loss = rec_loss if rec_loss is not None else reconstruction_loss
         fp16 = amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(device_type, enabled=fp16)
         self.d_scaler = torch.amp.GradScaler(device_type, enabled=fp16)

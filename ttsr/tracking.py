@@ -201,3 +201,42 @@ class MlflowTracker:
             self.end("KILLED")
         else:
             self.end("FAILED")
+
+
+class MlflowCallback:
+    """Logs a training run to an `MlflowTracker`'s run (a `ttsr.train.Callback`).
+
+    Params (the config) and tags (device, VGG weights, warnings) at the start; every epoch's
+    metrics at step = epoch and its sample grids; at the end the best model file and the stop
+    reason. The tracker's owner enters it (``with tracker:``) so the run's status follows the
+    call that trains.
+    """
+
+    def __init__(self, tracker: MlflowTracker) -> None:
+        self.tracker = tracker
+
+    def on_train_start(self, info: Any) -> None:
+        self.tracker.log_params(info.config.to_dict())
+        self.tracker.set_tags(info.tags)
+
+    def on_epoch_end(
+        self, metrics: dict[str, Any], checkpoint_dir: Path, images: dict[str, Path]
+    ) -> None:
+        self.tracker.log_metrics(metrics, step=int(metrics["epoch"]))
+        for path in images.values():
+            self.tracker.log_image(path)
+
+    def on_train_end(self, result: Any) -> None:
+        from ttsr import names
+        from ttsr.checkpoint import MODEL_FILE
+
+        best = result.best_checkpoint
+        if best is not None and (best / MODEL_FILE).is_file():
+            self.tracker.log_artifact(best / MODEL_FILE, "checkpoints/best")
+        self.tracker.set_tags(
+            {
+                names.STOP_REASON: result.stop_reason,
+                names.BEST_EPOCH: result.best_epoch,
+                names.STOP_DETAIL: result.stop_detail,
+            }
+        )

@@ -22,7 +22,10 @@ from ray import tune
 
 from ttsr import names
 from ttsr.config import TrainConfig
+from ttsr.tracking import MlflowCallback, MlflowTracker
+from ttsr.train.callbacks import Callback
 from tune import parent_run
+from tune.parent_run import MLFLOW_RUN_KEY
 
 FAIL_ONCE_ENV = "TTSR_TEST_FAIL_ONCE"
 CASE_KEY = "case"  # grid studies: the coupled settings of one grid point (a dict)
@@ -54,7 +57,6 @@ def pick_device(requested: str, gpu_ids: list, *, cuda_available: bool) -> tuple
 def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str, Any]) -> None:
     """Tune entry point. ``base``: the study's fixed TrainConfig values; ``meta``: study, MLflow
     URI, experiment and parent run id (fixed per invocation, passed with tune.with_parameters)."""
-    from ttsr.tracking import MlflowTracker
     from ttsr.train import train  # heavy (torch); imported in the worker only
 
     ctx = tune.get_context()
@@ -91,11 +93,37 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
         run_id=run_id,
         tags=tags,
     )
-    fail_marker = os.environ.get(FAIL_ONCE_ENV)
+    report = TuneReport(tracker, trial_id, fail_marker=os.environ.get(FAIL_ONCE_ENV))
+    checkpoint = tune.get_checkpoint()
+    try:
+        with tracker:
+            if checkpoint is None:
+                train(train_config, callbacks=[MlflowCallback(tracker), report], progress=False)
+                return
+            with checkpoint.as_directory() as ckpt_dir:
+                print(f"[{trial_id}] resuming from {checkpoint.path}")
+                train(
+                    train_config,
+                    callbacks=[MlflowCallback(tracker), report],
+                    resume_from=Path(ckpt_dir),
+                    progress=False,
+                )
+    finally:
+        # report() has copied every checkpoint into Tune's storage before returning.
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    def on_epoch_end(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
+
+class TuneReport(Callback):
+    """Reports every epoch (with its checkpoint) to Tune."""
+
+    def __init__(self, tracker: MlflowTracker, trial_id: str, *, fail_marker: str | None):
+        self.tracker, self.trial_id, self.fail_marker = tracker, trial_id, fail_marker
+
+    def on_epoch_end(
+        self, metrics: dict[str, Any], checkpoint_dir: Path, images: dict[str, Path]
+    ) -> None:
         report = dict(metrics)
-        report[parent_run.MLFLOW_RUN_KEY] = tracker.run_id
+        report[MLFLOW_RUN_KEY] = self.tracker.run_id
         try:
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
         except SystemExit:
@@ -103,29 +131,17 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
             # from report(). Not a failure: KILLED here; the driver sets FINISHED for trials Tune
             # counts as TERMINATED. No stop_reason yet = the scheduler (or an interrupt) stopped it.
             if names.STOP_REASON not in metrics:
-                tracker.set_tags({names.STOP_REASON: "scheduler", "stopped_by": "tune"})
-            tracker.end("KILLED")
+                self.tracker.set_tags({names.STOP_REASON: "scheduler", "stopped_by": "tune"})
+            self.tracker.end("KILLED")
             raise
-        if fail_marker and metrics.get(names.EPOCH) == 1 and _claim(fail_marker, trial_id):
-            raise InjectedFailure(f"{FAIL_ONCE_ENV}: injected failure after epoch 1 of {trial_id}")
-
-    checkpoint = tune.get_checkpoint()
-    try:
-        if checkpoint is None:
-            train(train_config, on_epoch_end=on_epoch_end, tracker=tracker, progress=False)
-            return
-        with checkpoint.as_directory() as ckpt_dir:
-            print(f"[{trial_id}] resuming from {checkpoint.path}")
-            train(
-                train_config,
-                on_epoch_end=on_epoch_end,
-                resume_from=Path(ckpt_dir),
-                tracker=tracker,
-                progress=False,
+        if (
+            self.fail_marker
+            and metrics.get(names.EPOCH) == 1
+            and _claim(self.fail_marker, self.trial_id)
+        ):
+            raise InjectedFailure(
+                f"{FAIL_ONCE_ENV}: injected failure after epoch 1 of {self.trial_id}"
             )
-    finally:
-        # report() has copied every checkpoint into Tune's storage before returning.
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _claim(marker: str, trial_id: str) -> bool:

@@ -107,9 +107,13 @@ class PairedDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Item ``index`` with the random draws of ``epoch`` (a function of its arguments)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         source, ref = self.pairs[index]
         return self._build(
-            index, self.epoch, load_square(source, self.size), load_square(ref, self.size)
+            index, epoch, load_square(source, self.size), load_square(ref, self.size)
         )

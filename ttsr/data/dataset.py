@@ -104,7 +104,11 @@ class ShardDataset(Dataset):
         return Image.frombuffer("RGB", (self.size, self.size), data, "raw", "RGB", 0, 1)
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Item ``index`` with the random draws of ``epoch`` (a function of its arguments)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         ref = self.image(self._partner[index]) if self._partner is not None else None
-        return self._build(index, self.epoch, self.image(index), ref)
+        return self._build(index, epoch, self.image(index), ref)

@@ -17,8 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ttsr.atomic import write_bytes_atomically
 from ttsr.data.errors import DataError
-from ttsr.data.shards import shard_name, write_bytes_atomically
+from ttsr.data.shards import shard_name
 from ttsr.data.split import SPLITS
 
 MANIFEST_NAME = "manifest.json"

@@ -23,6 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ttsr.atomic import TMP_MARKER
 from ttsr.data.errors import DataError
 from ttsr.data.images import (
     IMAGE_EXTENSIONS,
@@ -39,7 +40,7 @@ from ttsr.data.manifest import (
     size_dir,
     write_json_atomically,
 )
-from ttsr.data.shards import SHARD_FORMATS, TMP_MARKER, shard_name, write_shard
+from ttsr.data.shards import SHARD_FORMATS, shard_name, write_shard
 from ttsr.data.split import SPLITS, assign_split
 
 DEFAULT_SIZES = (160, 256, 384, 512)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +17,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ttsr.atomic import replace_atomically, tmp_path_for
+
 SHARD_FORMATS = ("png", "raw")
-TMP_MARKER = ".tmp-"
 # Small row groups make reading one random image cheap (a row group is the unit of I/O); the
 # per-group metadata is a few hundred bytes, nothing next to one image.
 ROW_GROUP_SIZE = 4
@@ -28,36 +28,6 @@ _MAX_OPEN_FILES = 64  # per process; FFHQ at one size is ~1k shard files, over a
 
 def shard_name(split: str, chunk: int) -> str:
     return f"{split}-{chunk:05d}.parquet"
-
-
-def tmp_path_for(path: Path) -> Path:
-    """A sibling temp name no reader globs (readers only open ``*.parquet`` / ``*.json``)."""
-    return path.with_name(f".{path.name}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_atomically(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, rename it over ``final``, fsync the directory: all or nothing on disk."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-
-
-def write_bytes_atomically(path: Path, data: bytes) -> None:
-    tmp = tmp_path_for(path)
-    try:
-        tmp.write_bytes(data)
-        replace_atomically(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_shard(

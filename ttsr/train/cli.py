@@ -7,6 +7,7 @@ print one line naming the field or flag and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import sys
@@ -43,6 +44,12 @@ FLAG_FIELDS = {
     "num_workers": "num_workers",
     "sample_every": "sample_every",
     "vgg_weights": "vgg_weights",
+    "init_checkpoint": "init_checkpoint",
+    "val_ref_modes": "val_ref_modes",
+    "early_stop_metric": "early_stop_metric",
+    "budget_steps": "budget_steps",
+    "budget_images": "budget_images",
+    "log_every_steps": "log_every_steps",
 }
 
 
@@ -76,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int)
     p.add_argument("--sample-every", type=int, help="sample grids every N epochs (0 = never)")
     p.add_argument("--vgg-weights", help="path to torchvision VGG19 ImageNet weights")
+    p.add_argument("--init-checkpoint", help="start from these model weights (fine-tune)")
+    p.add_argument(
+        "--val-ref-modes",
+        type=lambda text: [m for m in text.split(",") if m],
+        help="extra reference modes to validate with, comma-separated (e.g. other)",
+    )
+    p.add_argument("--early-stop-metric", help="val_psnr or val_psnr_<mode> of --val-ref-modes")
+    p.add_argument("--budget-steps", type=int, help="make exactly this many optimiser steps")
+    p.add_argument("--budget-images", type=int, help="train on exactly this many images")
+    p.add_argument("--log-every-steps", type=int, help="read the loss every N steps (0 = epoch)")
     p.add_argument(
         "--resume", type=Path, help="checkpoint folder to continue (e.g. OUT/checkpoints/latest)"
     )
@@ -135,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     resumed_state = None
     try:
         if args.resume is not None:
-            from ttsr.train import load_state
+            from ttsr.checkpoint import load_state
 
             try:
                 resumed_state = load_state(args.resume)
@@ -154,22 +171,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    from ttsr.train import train
+    from ttsr.train.loop import train
 
-    tracker = None
+    tracker, callbacks, extra = None, [], {}
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        from ttsr.tracking import MlflowTracker
+        from ttsr.tracking import MlflowCallback, MlflowTracker
 
         run_id = resumed_state.get("tracker_run_id") if resumed_state else None
         tracker = MlflowTracker(
             tracking_uri=uri, experiment=args.experiment, run_name=args.run_name, run_id=run_id
         )
+        callbacks.append(MlflowCallback(tracker))
+        extra["tracker_run_id"] = tracker.run_id
         print(f"MLflow run {tracker.run_id} at {uri}", flush=True)
     try:
-        result = train(
-            config, resume_from=args.resume, tracker=tracker, progress=not args.no_progress
-        )
+        with tracker if tracker is not None else contextlib.nullcontext():
+            result = train(
+                config,
+                callbacks=callbacks,
+                resume_from=args.resume,
+                progress=not args.no_progress,
+                checkpoint_extra=extra,
+            )
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,170 @@
+"""Validation: PSNR/SSIM/perceptual distance on the test split, per reference mode.
+
+The run's own reference mode gives `val_psnr`, `val_ssim`, `val_perceptual` (and in
+inpainting `val_psnr_mask` / `val_psnr_outside`); each extra mode of `val_ref_modes` gives the
+same metrics named with `names.for_ref_mode` (e.g. `val_psnr_other`, an unseen reference), so a
+study can measure how much of the quality comes from copying the reference.
+
+The primary pass also measures the output's health for the divergence checks
+(`ttsr.early_stopping`): the share of SR values saturated at +-1, the per-image spread, and the
+share of white pixels overall and inside the inpainting box, next to the same shares of the
+targets (the baseline a healthy model may reach).
+
+One host sync per pass: sums stay on the device until the end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ttsr import names
+from ttsr.config import TrainConfig
+from ttsr.data import open_dataset, open_dataset_from_config
+from ttsr.data.source import inpaint_options
+from ttsr.early_stopping import OutputCollapseMonitor, OutputStats
+from ttsr.metrics import psnr, ssim, to_y
+
+if TYPE_CHECKING:
+    from ttsr.trainer import Trainer
+
+PSNR_CAP = 100.0  # identical images have infinite PSNR; cap per image so means stay finite
+
+
+def masked_psnr(sr: Tensor, hr: Tensor, mask: Tensor) -> Tensor:
+    """PSNR (the reference's luma difference) over the pixels where mask is 1.
+
+    sr, hr: (N, 3, H, W) in [-1, 1]; mask: (N, 1, H, W) of 0/1. -> (N,)
+    """
+    se = ((to_y(sr) - to_y(hr)) / 255.0).pow(2)
+    m = mask.to(se.dtype)
+    mse = (se * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1.0)
+    return (-10.0 * torch.log10(mse)).clamp(max=PSNR_CAP)
+
+
+@dataclass
+class Validation:
+    metrics: dict[str, float]
+    output: OutputStats = field(default_factory=OutputStats)
+
+
+class _Sums:
+    """Device-side running sums, read once."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Tensor] = {}
+
+    def add(self, key: str, value: Tensor) -> None:
+        value = value.double().sum()
+        self.values[key] = self.values[key] + value if key in self.values else value
+
+    def read(self) -> dict[str, float]:
+        if not self.values:
+            return {}
+        keys = list(self.values)
+        numbers = torch.stack([self.values[k] for k in keys]).tolist()  # the one sync
+        return dict(zip(keys, numbers, strict=True))
+
+
+def _limited(dataset: Dataset, limit: int | None) -> Dataset:
+    return Subset(dataset, range(limit)) if limit is not None and limit < len(dataset) else dataset
+
+
+class Evaluator:
+    """The validation sets of a config (its own ref mode first) and the pass over them."""
+
+    def __init__(self, config: TrainConfig, *, pin_memory: bool = False) -> None:
+        self.inpaint = config.inpaint
+        self.sets: dict[str, DataLoader] = {}
+        for mode in (config.ref_mode, *config.val_ref_modes):
+            if mode == config.ref_mode:
+                dataset = open_dataset_from_config(config, "test")
+            else:
+                dataset = open_dataset(
+                    config.data,
+                    size=config.size,
+                    split="test",
+                    ref_mode=mode,
+                    fraction=config.fraction,
+                    inpaint=inpaint_options(config),
+                    seed=config.seed,
+                )
+            self.sets[mode] = DataLoader(
+                _limited(dataset, config.val_limit),
+                batch_size=config.batch_size,
+                shuffle=False,
+                num_workers=config.num_workers,
+                pin_memory=pin_memory,
+            )
+        self.primary = config.ref_mode
+
+    def metric_names(self) -> list[str]:
+        """Every metric a pass reports (for the NaN placeholders of a diverged epoch)."""
+        base = [names.VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY]
+        if self.inpaint:
+            base += [names.VAL_PSNR_MASK, names.VAL_PSNR_OUTSIDE]
+        out = [*base, names.VAL_WHITE_SHARE]
+        if self.inpaint:
+            out.append(names.VAL_WHITE_SHARE_MASK)
+        for mode in self.sets:
+            if mode != self.primary:
+                out += [names.for_ref_mode(m, mode) for m in base]
+        return out
+
+    def missing_metrics(self) -> dict[str, float]:
+        return {k: math.nan for k in self.metric_names()}
+
+    @property
+    def images(self) -> int:
+        return len(self.sets[self.primary].dataset)
+
+    @torch.no_grad()
+    def bicubic_psnr(self, device: torch.device) -> float:
+        """PSNR of plain bicubic upsampling (LR_up) against HR on the validation images."""
+        sums, count = _Sums(), 0
+        for batch in self.sets[self.primary]:
+            hr = batch["HR"].to(device)
+            sums.add("psnr", psnr(batch["LR_up"].to(device), hr).clamp(max=PSNR_CAP))
+            count += hr.shape[0]
+        return sums.read()["psnr"] / count
+
+    @torch.no_grad()
+    def __call__(self, trainer: Trainer) -> Validation:
+        """Validate ``trainer`` on every set (eval mode; the caller restores train mode)."""
+        metrics: dict[str, float] = {}
+        output = OutputStats()
+        for mode, loader in self.sets.items():
+            primary = mode == self.primary
+            health = OutputCollapseMonitor() if primary else None
+            for key, value in self._pass(trainer, loader, health).items():
+                metrics[key if primary else names.for_ref_mode(key, mode)] = value
+            if health is not None:
+                output = health.stats()
+                metrics[names.VAL_WHITE_SHARE] = output.white
+                if output.white_mask is not None:
+                    metrics[names.VAL_WHITE_SHARE_MASK] = output.white_mask
+        return Validation(metrics=metrics, output=output)
+
+    def _pass(
+        self, trainer: Trainer, loader: DataLoader, health: OutputCollapseMonitor | None
+    ) -> dict[str, float]:
+        sums, images = _Sums(), 0
+        for batch in loader:
+            sr = trainer.infer(batch)
+            hr = trainer.prepare(batch["HR"]).float()
+            sums.add(names.VAL_PSNR, psnr(sr, hr).clamp(max=PSNR_CAP))
+            sums.add(names.VAL_SSIM, ssim(sr, hr))
+            sums.add(names.VAL_LPIPS_PROXY, trainer.distance(sr, hr))
+            mask = batch["mask"].to(trainer.device) if self.inpaint else None
+            if mask is not None:
+                sums.add(names.VAL_PSNR_MASK, masked_psnr(sr, hr, mask))
+                sums.add(names.VAL_PSNR_OUTSIDE, masked_psnr(sr, hr, 1.0 - mask))
+            if health is not None:
+                health.update(sr, hr, mask)
+            images += hr.shape[0]
+        return {k: v / images for k, v in sums.read().items()}

@@ -1,0 +1,233 @@
+"""Setting up a training run: the trainer, the data, validation, checkpoints, resume.
+
+`start_run(config, resume_from)` returns a `Run` with everything the loop in
+`ttsr/train/loop.py` needs, so the loop itself shows only the epoch.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ttsr import names
+from ttsr.checkpoint import (
+    STATE_FILE,
+    copy_checkpoint_dir,
+    load_state,
+    write_training_checkpoint,
+)
+from ttsr.config import TrainConfig
+from ttsr.data import open_dataset_from_config
+from ttsr.early_stopping import EarlyStopper, LossSpikeMonitor
+from ttsr.evaluate import Evaluator
+from ttsr.grids import save_sample_grid
+from ttsr.train.batches import PassItems, StepSampler, StepSchedule
+from ttsr.train.callbacks import RunInfo, TrainResult
+from ttsr.train.state import TrainingState
+from ttsr.trainer import IMAGE_KEYS, Trainer, build_trainer
+
+VGG_WARNING = (
+    "VGG19 ImageNet weights not found: LTE, perceptual loss and val_perceptual use random weights"
+)
+
+
+def fixed_samples(dataset: Dataset, count: int) -> dict[str, torch.Tensor]:
+    """The first ``count`` items of a dataset stacked into a batch (for sample grids)."""
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    return {k: torch.stack([it[k] for it in items]) for k in IMAGE_KEYS}
+
+
+@dataclass
+class Run:
+    config: TrainConfig
+    trainer: Trainer
+    train_set: Dataset
+    evaluator: Evaluator
+    schedule: StepSchedule
+    state: TrainingState
+    out_dir: Path
+    grid_samples: dict[str, dict[str, torch.Tensor]]
+    tags: dict[str, str]
+    resumed: bool
+
+    @property
+    def latest_dir(self) -> Path:
+        return self.out_dir / "checkpoints" / "latest"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.out_dir / "checkpoints" / "best"
+
+    @property
+    def stopper(self) -> EarlyStopper:
+        return self.state.stopper
+
+    @property
+    def finished(self) -> bool:
+        return self.stopper.should_stop or self.state.epoch >= self.schedule.rounds
+
+    def info(self) -> RunInfo:
+        return RunInfo(
+            config=self.config,
+            tags=dict(self.tags),
+            resumed=self.resumed,
+            start_epoch=self.state.epoch + 1,
+            out_dir=self.out_dir,
+            train_items=len(self.train_set),
+            val_items=self.evaluator.images,
+            total_steps=self.schedule.round_end(self.schedule.rounds),
+        )
+
+    def batches(self, epoch: int) -> DataLoader:
+        """The training batches of round ``epoch``: steps ``[round_end(e-1), round_end(e))``."""
+        sampler = StepSampler(
+            self.schedule,
+            seed=self.config.seed,
+            start=self.state.step,
+            stop=self.schedule.round_end(epoch),
+        )
+        return DataLoader(
+            PassItems(self.train_set),
+            batch_sampler=sampler,
+            num_workers=self.config.num_workers,
+            pin_memory=self.trainer.device.type == "cuda",
+        )
+
+    def write_grids(self, epoch: int) -> dict[str, Path]:
+        """Sample grids (LR_up | Ref | SR | HR) of fixed train and test items, every
+        ``sample_every`` epochs (epoch 0 included)."""
+        every = self.config.sample_every
+        if not every or epoch % every:
+            return {}
+        paths = {}
+        for split, batch in self.grid_samples.items():
+            sr = self.trainer.infer(batch)
+            parts = {k: self.trainer.prepare(v) for k, v in batch.items()}
+            paths[split] = save_sample_grid(
+                self.out_dir / "samples" / f"epoch_{epoch:03d}_{split}.png",
+                parts["LR_up"],
+                parts["Ref"],
+                sr,
+                parts["HR"],
+            )
+        return paths
+
+    def save(self, *, improved: bool) -> None:
+        """Checkpoint: latest always; best when this epoch improved (never a diverged one)."""
+        last = self.state.history[-1]
+        write_training_checkpoint(
+            self.latest_dir,
+            state=self.state.state_dict(),
+            model=self.trainer.model,
+            extra={"epoch": self.state.epoch, "val_psnr": last.get(names.VAL_PSNR)},
+        )
+        if improved:
+            copy_checkpoint_dir(self.latest_dir, self.best_dir)
+
+    def result(self) -> TrainResult:
+        return TrainResult(
+            stop_reason=self.stopper.stop_reason or names.STOP_MAX_EPOCHS,
+            best_epoch=self.stopper.best_epoch,
+            best_val_psnr=self.stopper.best_val_psnr,
+            history=self.state.history,
+            best_checkpoint=self.best_dir if (self.best_dir / STATE_FILE).is_file() else None,
+            stop_detail=self.stopper.detail,
+        )
+
+
+def start_run(
+    config: TrainConfig,
+    *,
+    resume_from: str | Path | None = None,
+    checkpoint_extra: dict[str, Any] | None = None,
+) -> Run:
+    """Build the trainer and data of ``config``; restore ``resume_from`` when given."""
+    state_dict = load_state(resume_from) if resume_from is not None else None
+    if state_dict is not None and config.init_checkpoint is not None:
+        # The resumed state holds the weights; the warm start already happened.
+        config = config.replace(init_checkpoint=None)
+    trainer = build_trainer(config)
+    train_set = open_dataset_from_config(config, "train")
+    evaluator = Evaluator(config, pin_memory=trainer.device.type == "cuda")
+    state = TrainingState(
+        trainer=trainer,
+        stopper=EarlyStopper(
+            patience=config.patience,
+            min_delta=config.min_delta,
+            divergence_floor_db=config.divergence_floor_db,
+            metric=config.early_stop_metric,
+        ),
+        spikes=LossSpikeMonitor(config.spike_factor),
+        extra=dict(checkpoint_extra or {}),
+    )
+    if state_dict is not None:
+        state.load_state_dict(state_dict)
+    if state.bicubic_psnr is None:
+        state.bicubic_psnr = evaluator.bicubic_psnr(trainer.device)
+    test_set = evaluator.sets[config.ref_mode].dataset
+    return Run(
+        config=config,
+        trainer=trainer,
+        train_set=train_set,
+        evaluator=evaluator,
+        schedule=StepSchedule.from_config(config, len(train_set)),
+        state=state,
+        out_dir=Path(config.out_dir),
+        grid_samples={
+            "train": fixed_samples(train_set, config.num_samples_grid),
+            "test": fixed_samples(test_set, config.num_samples_grid),
+        },
+        tags=_tags(trainer),
+        resumed=state_dict is not None,
+    )
+
+
+def _tags(trainer: Trainer) -> dict[str, str]:
+    from ttsr.tracking import git_commit
+
+    device = trainer.device
+    tags = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "vgg_pretrained": str(trainer.vgg_pretrained).lower(),
+    }
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    if not trainer.vgg_pretrained:
+        tags["warning"] = VGG_WARNING
+    if trainer.config.init_checkpoint:
+        tags["init_checkpoint"] = trainer.config.init_checkpoint
+    return tags
+
+
+def print_summary(metrics: dict[str, Any], epochs: int) -> None:
+    """One line per epoch (also in trial logs)."""
+    losses = " ".join(
+        f"{k.removeprefix('loss_')} {metrics[k]:.4f}"
+        for k in (
+            names.LOSS_TOTAL,
+            names.LOSS_REC,
+            names.LOSS_PER,
+            names.LOSS_TPL,
+            names.LOSS_ADV,
+            names.LOSS_D,
+        )
+        if metrics.get(k)
+    )
+    line = (
+        f"epoch {metrics[names.EPOCH]}/{epochs} | {losses or 'before training'} | "
+        f"val_psnr {metrics[names.VAL_PSNR]:.2f} "
+        f"(bicubic {metrics[names.BICUBIC_PSNR]:.2f}) val_ssim {metrics[names.VAL_SSIM]:.4f} | "
+        f"{metrics[names.EPOCH_SECONDS]:.1f} s"
+    )
+    if names.STOP_REASON in metrics:
+        line += (
+            f" | stop: {metrics[names.STOP_REASON]}, best epoch {metrics[names.BEST_EPOCH]} "
+            f"({metrics[names.BEST_VAL_PSNR]:.2f} dB)"
+        )
+    print(line, file=sys.stdout, flush=True)
