@@ -8,6 +8,14 @@ VAL_PSNR_OUTSIDE = "val_psnr_outside"  # inpainting: outside the box
 VAL_LPIPS_PROXY = "val_perceptual"  # perceptual distance (lower is better)
 BICUBIC_PSNR = "bicubic_psnr"  # PSNR of plain bicubic upsampling on the same split
 
+
+def for_ref_mode(metric: str, mode: str) -> str:
+    """The name of a validation metric measured with an extra reference mode (one of
+    ``TrainConfig.val_ref_modes``): ``for_ref_mode("val_psnr", "other") == "val_psnr_other"``.
+    The run's own ``ref_mode`` keeps the plain name (``val_psnr``)."""
+    return f"{metric}_{mode}"
+
+
 # training (per epoch, train-split means)
 LOSS_TOTAL = "loss_total"
 LOSS_REC = "loss_rec"
