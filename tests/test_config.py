@@ -1,4 +1,5 @@
 import json
+import pickle
 import subprocess
 import sys
 
@@ -292,6 +293,7 @@ def test_config_is_immutable_and_compares_without_extra():
     tagged = TrainConfig(extra={"trial_id": "t1"})
     assert tagged == config and hash(tagged) == hash(config)
     assert TrainConfig(size=64) != config
+    assert pickle.loads(pickle.dumps(tagged)).extra == {"trial_id": "t1"}  # Ray ships configs
 
 
 def test_metric_names_for_extra_reference_modes():

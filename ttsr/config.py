@@ -71,6 +71,9 @@ Box = tuple[Float, Float, Float, Float]
 
 
 class TrainConfig(BaseModel):
+    """Everything one training run needs. Frozen: change a value with ``replace`` (which
+    validates again); an invalid value raises ``ConfigError``."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # --- data -------------------------------------------------------------------------------
