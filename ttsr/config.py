@@ -1,228 +1,302 @@
-"""The typed training configuration: one flat dataclass, validated in one place.
+"""The typed training configuration: one flat pydantic model, validated in one place.
 
 Flat on purpose: every field is one MLflow param and one possible Tune search dimension, and a
-typo in a key is an error (``TrainConfig.from_dict`` rejects unknown keys) instead of a loss that
-silently stays off.
+typo in a key is an error (unknown keys are rejected) instead of a loss that silently stays off.
+
+Types are strict in the way YAML, JSON and Tune values need: ints are accepted for floats and
+integral floats (``8.0``) for ints, lists for tuples; a bool is never a number, a string never a
+number, and ``null`` only fits the optional fields. Every error is one ``ConfigError`` line,
+``<field>: <why> (got <value>)``, so that tune/studies.py can prefix the file/study path.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ttsr import names
 
 REF_MODES = ("gt", "gt-augmented", "other", "paired")
+# Extra validation modes: "paired" needs the data's own pairs, so it is only ever a run's ref_mode.
+VAL_REF_MODES = ("gt", "gt-augmented", "other")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
+SEARCH_DTYPES = ("fp32", "bf16")
+TPL_LOSSES = ("l2", "l1")
+LOSS_WEIGHTS = ("rec_w", "per_w", "tpl_w", "adv_w")
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+def parse_blocks(text: str) -> tuple[int, int, int, int]:
+    """The reference's residual-block spec "16+16+8+4" (SFE, x1, x2, x4 stages) as four ints."""
+    if not isinstance(text, str):
+        raise ConfigError(f"num_res_blocks: must be a string like '16+16+8+4' (got {text!r})")
+    parts = text.split("+")
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        raise ConfigError(f"num_res_blocks: must look like '16+16+8+4' (got {text!r})")
+    blocks = tuple(int(part) for part in parts)
+    if len(blocks) != 4 or min(blocks) < 1:
+        raise ConfigError(
+            f"num_res_blocks: must be four positive integers joined by '+' (got {text!r})"
+        )
+    a, b, c, d = blocks
+    return a, b, c, d
+
+
+def _integral_float_to_int(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The field types: strict, with the two conversions YAML/JSON values need (see the docstring).
+Int = Annotated[int, BeforeValidator(_integral_float_to_int), Strict()]
+Float = Annotated[float, Strict()]  # strict floats still take ints (never bools)
+Box = tuple[Float, Float, Float, Float]
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs. Frozen: change a value with ``replace`` (which
+    validates again); an invalid value raises ``ConfigError``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
     # --- data -------------------------------------------------------------------------------
-    data: str | None = None  # prepared shard dir, CUFED-style paired dir, or None = built-in set
-    size: int = 160  # HR / reference side in pixels (multiple of 4); LR is size // 4
-    batch_size: int = 8
-    fraction: float = 1.0  # nested deterministic subset of each split, in (0, 1]
-    ref_mode: str = "gt"  # one of REF_MODES
-    val_limit: int | None = None  # cap on validation images per epoch (None = whole test split)
-    num_workers: int = 0  # DataLoader workers
+    data: StrictStr | None = None  # prepared shard dir, CUFED-style paired dir, None = built-in
+    size: Int = Field(160, gt=0, multiple_of=4)  # HR / reference side in pixels; LR is size // 4
+    batch_size: Int = Field(8, ge=1)
+    fraction: Float = Field(1.0, gt=0, le=1)  # nested deterministic subset of each split
+    ref_mode: Literal[REF_MODES] = "gt"
+    val_limit: Int | None = Field(None, ge=1)  # validation images per epoch (None = whole split)
+    num_workers: Int = Field(0, ge=0)  # DataLoader workers
     # inpainting (seed Exp2-3/2-4): a box of the reference is blurred, LR comes from it
-    inpaint: bool = False
-    inpaint_box: tuple[float, float, float, float] = (0.5, 0.5, 0.8, 0.8)  # x0, y0, x1, y1
-    inpaint_blur: float = 5.0  # Pillow GaussianBlur radius
-    inpaint_random: bool = False  # random box per sample (deterministic on the test split)
+    inpaint: StrictBool = False
+    inpaint_box: Box = (0.5, 0.5, 0.8, 0.8)  # x0, y0, x1, y1
+    inpaint_blur: Float = Field(5.0, ge=0)  # Pillow GaussianBlur radius
+    inpaint_random: StrictBool = False  # random box per sample (deterministic on the test split)
 
     # --- model ------------------------------------------------------------------------------
-    n_feats: int = 64
-    num_res_blocks: str = "16+16+8+4"
-    res_scale: float = 1.0
-    vgg_weights: str | None = None  # path to torchvision VGG19 ImageNet weights (else cache/env)
-    search_chunk: int | None = None  # reference positions per chunk in the search (None = auto)
-    init_checkpoint: str | None = None  # start from these model weights (fine-tuning)
+    n_feats: Int = Field(64, ge=2, multiple_of=2)  # MergeTail halves the width
+    num_res_blocks: StrictStr = "16+16+8+4"
+    res_scale: Float = 1.0
+    vgg_weights: StrictStr | None = None  # torchvision VGG19 ImageNet weights (else cache/env)
+    search_chunk: Int | None = Field(None, ge=1)  # reference positions per search chunk; None=auto
+    init_checkpoint: StrictStr | None = Field(None, min_length=1)  # start from these weights
 
     # --- losses -----------------------------------------------------------------------------
-    rec_w: float = 1.0
-    per_w: float = 0.0
-    tpl_w: float = 0.0
-    adv_w: float = 0.0
-    tpl_loss: str = "l2"  # "l2" or "l1"
-    tpl_use_s: bool = False  # weight the transferal perceptual loss by sigmoid(S)
-    gan_k: int = 2  # discriminator steps per generator step
-    gp_weight: float = 10.0
-    init_epochs: int = 0  # reconstruction-only epochs before the other losses join
+    rec_w: Float = Field(1.0, ge=0)
+    per_w: Float = Field(0.0, ge=0)
+    tpl_w: Float = Field(0.0, ge=0)
+    adv_w: Float = Field(0.0, ge=0)
+    tpl_loss: Literal[TPL_LOSSES] = "l2"
+    tpl_use_s: StrictBool = False  # weight the transferal perceptual loss by sigmoid(S)
+    gan_k: Int = Field(2, ge=1)  # discriminator steps per generator step
+    gp_weight: Float = Field(10.0, ge=0)
+    init_epochs: Int = Field(0, ge=0)  # reconstruction-only epochs before the other losses join
 
     # --- optimisation -----------------------------------------------------------------------
-    epochs: int = 10  # maximum number of epochs
-    lr: float = 1e-4  # MainNet
-    lr_lte: float = 1e-5
-    lr_d: float = 1e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    lr_decay_epochs: int = 999  # step decay period (the reference's never fires)
-    lr_gamma: float = 0.5
+    epochs: Int = Field(10, ge=1)  # maximum epochs; with a budget: validation rounds
+    budget_steps: Int | None = Field(None, ge=1)  # exactly this many optimiser steps
+    budget_images: Int | None = Field(None, ge=1)  # ... or ceil(images / batch_size) steps
+    lr: Float = Field(1e-4, gt=0)  # MainNet
+    lr_lte: Float = Field(1e-5, gt=0)
+    lr_d: Float = Field(1e-4, gt=0)
+    beta1: Float = Field(0.9, ge=0, lt=1)
+    beta2: Float = Field(0.999, ge=0, lt=1)
+    eps: Float = Field(1e-8, gt=0)
+    lr_decay_epochs: Int = 999  # step decay period (the reference's never fires)
+    lr_gamma: Float = 0.5
 
-    # --- early stopping ---------------------------------------------------------------------
-    patience: int | None = 3  # epochs without val_psnr improvement > min_delta (None = off)
-    min_delta: float = 0.0
-    divergence_floor_db: float = 3.0  # diverged when val_psnr falls this far below its best
-    early_stop_metric: str = "val_psnr"  # val_psnr or val_psnr_<mode> of val_ref_modes
-    spike_factor: float | None = 20.0  # diverged: loss above this x its running median
-    saturation_rise: float | None = 0.05  # diverged: white-pixel share above baseline + this
-    val_ref_modes: tuple[str, ...] = ()  # extra reference modes to validate with
-    budget_steps: int | None = None  # fixed number of optimiser steps (epochs = val rounds)
-    budget_images: int | None = None  # fixed number of training images seen
+    # --- validation, early stopping, divergence ---------------------------------------------
+    val_ref_modes: tuple[Literal[VAL_REF_MODES], ...] = ()  # validated besides ref_mode
+    early_stop_metric: StrictStr = names.VAL_PSNR  # or val_psnr_<mode> of a val_ref_modes mode
+    patience: Int | None = Field(3, ge=1)  # epochs without improvement > min_delta (None = off)
+    min_delta: Float = Field(0.0, ge=0)
+    divergence_floor_db: Float = 3.0  # diverged when the metric falls this far below its best
+    spike_factor: Float | None = Field(20.0, gt=1)  # loss > this x running median (None = off)
+    saturation_rise: Float | None = Field(0.05, gt=0, lt=1)  # white-pixel share rise (None = off)
 
-    # --- runtime ----------------------------------------------------------------------------
-    device: str = "auto"  # one of DEVICES
-    amp: str = "auto"  # bf16 on CUDA, fp32 on CPU
-    channels_last: bool = True
-    compile: bool = False
-    search_dtype: str = "fp32"
-    fused_optim: bool = True
-    fast_kernels: bool = True
-    checkpoint_activations: bool = False
-    seed: int = 0
-    out_dir: str = "runs/ttsr"
-    sample_every: int = 1  # write sample grids every N epochs (0 = never)
-    num_samples_grid: int = 4
-    log_every_steps: int = 0  # 0 = only per-epoch summaries
+    # --- runtime (CUDA-only knobs are ignored on the CPU) -----------------------------------
+    device: Literal[DEVICES] = "auto"
+    amp: Literal[AMP_MODES] = "auto"  # auto = bf16 on CUDA, fp32 on CPU
+    search_dtype: Literal[SEARCH_DTYPES] = "fp32"  # dtype of the relevance-search matmuls
+    channels_last: StrictBool = True  # CUDA only
+    compile: StrictBool = False  # torch.compile MainNet and LTE in place
+    fused_optim: StrictBool = True  # fused Adam kernels (CUDA only)
+    fast_kernels: StrictBool = True  # cuDNN autotune + TF32 matmuls (CUDA only)
+    checkpoint_activations: StrictBool = False  # activation checkpointing of MainNet stages
+    seed: Int = 0
+    out_dir: StrictStr = "runs/ttsr"
+    sample_every: Int = Field(1, ge=0)  # write sample grids every N epochs (0 = never)
+    num_samples_grid: Int = 4
+    log_every_steps: Int = Field(0, ge=0)  # host reads of the loss every N steps (0 = per epoch)
 
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form tags
+    extra: dict[str, Any] = Field(default_factory=dict)  # free-form tags; not compared
 
     # ---------------------------------------------------------------------------------------
-    def __post_init__(self) -> None:
-        self.validate()
+    def __init__(self, **values: Any) -> None:
+        _reject_unknown(values)
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc, values)) from None
 
-    def validate(self) -> None:
+    @field_validator("num_res_blocks")
+    @classmethod
+    def _blocks(cls, text: str) -> str:
+        parse_blocks(text)
+        return text
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> TrainConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"{name}: {why} (got {getattr(self, name)!r})")
 
-        if self.size <= 0 or self.size % 4:
-            raise bad("size", "must be a positive multiple of 4")
-        if self.batch_size < 1:
-            raise bad("batch_size", "must be >= 1")
-        if not (0.0 < self.fraction <= 1.0):
-            raise bad("fraction", "must be in (0, 1]")
-        if self.ref_mode not in REF_MODES:
-            raise bad("ref_mode", f"must be one of {', '.join(REF_MODES)}")
-        if self.amp not in AMP_MODES:
-            raise bad("amp", f"must be one of {', '.join(AMP_MODES)}")
-        if self.device not in DEVICES:
-            raise bad("device", f"must be one of {', '.join(DEVICES)}")
-        if self.tpl_loss not in ("l1", "l2"):
-            raise bad("tpl_loss", "must be 'l1' or 'l2'")
-        for name in ("rec_w", "per_w", "tpl_w", "adv_w", "gp_weight", "min_delta"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise bad(name, "must be a finite number >= 0")
-        for name in ("lr", "lr_lte", "lr_d", "eps"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value <= 0:
-                raise bad(name, "must be a finite number > 0")
-        for name in ("beta1", "beta2"):
-            if not (0.0 <= getattr(self, name) < 1.0):
-                raise bad(name, "must be in [0, 1)")
-        if self.epochs < 1:
-            raise bad("epochs", "must be >= 1")
-        if self.init_epochs < 0:
-            raise bad("init_epochs", "must be >= 0")
-        if self.gan_k < 1:
-            raise bad("gan_k", "must be >= 1")
-        if self.patience is not None and self.patience < 1:
-            raise bad("patience", "must be >= 1 or null")
-        if self.n_feats < 2 or self.n_feats % 2:
-            raise bad("n_feats", "must be an even number >= 2")
-        try:
-            blocks = [int(b) for b in self.num_res_blocks.split("+")]
-        except ValueError:
-            raise bad("num_res_blocks", "must look like '16+16+8+4'") from None
-        if len(blocks) != 4 or min(blocks) < 1:
-            raise bad("num_res_blocks", "must be four positive integers joined by '+'")
         x0, y0, x1, y1 = self.inpaint_box
         if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             raise bad("inpaint_box", "must be x0, y0, x1, y1 fractions with 0 <= x0 < x1 <= 1")
-        if self.inpaint_blur < 0:
-            raise bad("inpaint_blur", "must be >= 0")
-        if self.val_limit is not None and self.val_limit < 1:
-            raise bad("val_limit", "must be >= 1 or null")
-        if self.num_workers < 0:
-            raise bad("num_workers", "must be >= 0")
-        if self.sample_every < 0:
-            raise bad("sample_every", "must be >= 0")
-        if self.search_chunk is not None and self.search_chunk < 1:
-            raise bad("search_chunk", "must be >= 1 or null")
+        weights = tuple(getattr(self, name) for name in LOSS_WEIGHTS)
+        if not any(weights):
+            fields = "/".join(LOSS_WEIGHTS)
+            raise ConfigError(f"{fields}: all loss weights are 0; nothing to train (got {weights})")
+        if self.init_epochs > 0 and self.rec_w == 0:
+            raise bad("init_epochs", "reconstruction-only epochs need rec_w > 0")
+        if self.ref_mode in self.val_ref_modes:
+            raise bad("val_ref_modes", f"must not repeat ref_mode {self.ref_mode!r}")
+        if len(set(self.val_ref_modes)) != len(self.val_ref_modes):
+            raise bad("val_ref_modes", "lists a mode twice")
+        watchable = self.early_stop_metrics()
+        if self.early_stop_metric not in watchable:
+            known = " or ".join(watchable)
+            why = f"must be {known}; val_psnr_<mode> needs <mode> in val_ref_modes"
+            raise bad("early_stop_metric", why)
+        if self.budget_steps is not None and self.budget_images is not None:
+            raise bad("budget_images", "cannot be combined with budget_steps; set one of them")
+        steps = self.step_budget
+        if steps is not None and self.epochs > steps:
+            raise bad("epochs", f"validation rounds must not exceed the step budget of {steps}")
+        return self
 
     # ---------------------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TrainConfig):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def _compared(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.field_names() if name != "extra")
+
     @property
     def res_blocks(self) -> tuple[int, int, int, int]:
-        a, b, c, d = (int(x) for x in self.num_res_blocks.split("+"))
-        return a, b, c, d
+        return parse_blocks(self.num_res_blocks)
+
+    @property
+    def step_budget(self) -> int | None:
+        """Optimiser steps of a budgeted run (``budget_images`` rounded up to whole batches), or
+        None when the run is limited by ``epochs``."""
+        if self.budget_steps is not None:
+            return self.budget_steps
+        if self.budget_images is not None:
+            return math.ceil(self.budget_images / self.batch_size)
+        return None
+
+    def early_stop_metrics(self) -> tuple[str, ...]:
+        """The metrics ``early_stop_metric`` may name: val_psnr and one per ``val_ref_modes``."""
+        return (
+            names.VAL_PSNR,
+            *(names.for_ref_mode(names.VAL_PSNR, m) for m in self.val_ref_modes),
+        )
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a plain dict (YAML, Tune config, CLI); unknown keys and wrong types are
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a plain mapping (YAML, Tune config, CLI); unknown keys and wrong types are
         errors naming the key."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        hints = get_type_hints(cls)
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
-        converted = {name: _coerce(name, hints[name], value) for name, value in values.items()}
-        return cls(**converted)
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config: must be a mapping of TrainConfig fields (got {values!r})")
+        _reject_unknown(values)
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain Python values (tuples stay tuples); ``from_dict(to_dict())`` round-trips."""
+        return self.model_dump()
 
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
-def _coerce(name: str, hint: Any, value: Any) -> Any:
-    """Accept what YAML and JSON give (ints for floats, lists for tuples); reject the rest."""
-    text = str(hint)
-    optional = "None" in text
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{name}: must not be null")
-    if "tuple[str" in text:
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name}: must be a list of strings (got {value!r})")
-        return tuple(value)
-    if "tuple" in text:
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value
-        ):
-            raise ConfigError(f"{name}: must be a list of numbers (got {value!r})")
-        return tuple(float(v) for v in value)
-    if "dict" in text:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name}: must be a mapping (got {value!r})")
-        return value
-    if "bool" in text:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name}: must be true or false (got {value!r})")
-        return value
-    if "float" in text:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name}: must be a number (got {value!r})")
-        return float(value)
-    if "int" in text:
-        if isinstance(value, bool) or not (
-            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        ):
-            raise ConfigError(f"{name}: must be an integer (got {value!r})")
-        return int(value)
-    if "str" in text:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: must be a string (got {value!r})")
-        return value
-    return value
+# ------------------------------------------------------------------------------------------------
+def _reject_unknown(values: Mapping[Any, Any]) -> None:
+    known = TrainConfig.model_fields
+    unknown = sorted(str(key) for key in values if key not in known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+        )
+
+
+_TYPE_PHRASES = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "dict_type": "must be a mapping",
+    "tuple_type": "must be a list",
+}
+_BOUND_PHRASES = {
+    "greater_than": "must be > {gt:g}",
+    "greater_than_equal": "must be >= {ge:g}",
+    "less_than": "must be < {lt:g}",
+    "less_than_equal": "must be <= {le:g}",
+    "multiple_of": "must be a multiple of {multiple_of:g}",
+    "literal_error": "must be one of {expected}",
+}
+
+
+def _one_line(exc: ValidationError, values: Mapping[str, Any]) -> str:
+    """The first error of pydantic's report on ``values`` as ``<field>: <why> (got <value>)``."""
+    error = exc.errors(include_url=False)[0]
+    ctx = error.get("ctx") or {}
+    if isinstance(ctx.get("error"), ConfigError):  # raised by our own validators, worded there
+        return str(ctx["error"])
+    loc = error["loc"]
+    name = str(loc[0]) if loc else "config"
+    where = name + "".join(f"[{part}]" for part in loc[1:])
+    kind, got = error["type"], error["input"]
+    field = TrainConfig.model_fields.get(name)
+    nullable = field is not None and type(None) in get_args(field.annotation)
+    if kind in ("too_short", "too_long") or (kind == "missing" and len(loc) > 1):
+        items = len(get_args(field.annotation)) if field is not None else "?"
+        return f"{name}: must be a list of {items} items (got {values.get(name)!r})"
+    if got is None:
+        return f"{where}: must not be null"
+    if kind in _BOUND_PHRASES:
+        why = _BOUND_PHRASES[kind].format(**ctx)
+    else:
+        why = _TYPE_PHRASES.get(kind, error["msg"])
+    if nullable and why.startswith("must be"):
+        why += " or null"
+    return f"{where}: {why} (got {got!r})"

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ttsr.config import parse_blocks
 from ttsr.search import dense_relevance_search, dense_transfer, relevance_search, transfer
 from ttsr.vgg import random_vgg19_features, vgg19_features
 
@@ -50,13 +51,8 @@ class ModelConfig:
     def from_string(
         cls, num_res_blocks: str, *, n_feats: int = 64, res_scale: float = 1.0
     ) -> ModelConfig:
-        """Parse the reference's "16+16+8+4" block spec."""
-        try:
-            blocks = tuple(int(part) for part in num_res_blocks.split("+"))
-        except ValueError:
-            raise ValueError(
-                f"num_res_blocks must look like '16+16+8+4', got {num_res_blocks!r}"
-            ) from None
+        """Parse the reference's "16+16+8+4" block spec (a ValueError names num_res_blocks)."""
+        blocks = parse_blocks(num_res_blocks)
         return cls(n_feats=n_feats, num_res_blocks=blocks, res_scale=res_scale)
 
     def blocks_string(self) -> str:

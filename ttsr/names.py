@@ -10,6 +10,14 @@ BICUBIC_PSNR = "bicubic_psnr"  # PSNR of plain bicubic upsampling on the same sp
 VAL_WHITE_SHARE = "val_white_share"  # share of SR pixels saturated white (divergence signal)
 VAL_WHITE_SHARE_MASK = "val_white_share_mask"  # the same inside the inpainting box
 
+
+def for_ref_mode(metric: str, mode: str) -> str:
+    """The name of a validation metric measured with an extra reference mode (one of
+    ``TrainConfig.val_ref_modes``): ``for_ref_mode("val_psnr", "other") == "val_psnr_other"``.
+    The run's own ``ref_mode`` keeps the plain name (``val_psnr``)."""
+    return f"{metric}_{mode}"
+
+
 # training (per epoch, train-split means)
 LOSS_TOTAL = "loss_total"
 LOSS_REC = "loss_rec"
@@ -39,8 +47,3 @@ STOP_DIVERGED = "diverged"
 STOP_MAX_EPOCHS = "max_epochs"
 STOP_DETAIL = "stop_detail"
 
-
-def for_ref_mode(metric: str, mode: str) -> str:
-    """The name of a validation metric measured with another reference mode:
-    ``for_ref_mode("val_psnr", "other") == "val_psnr_other"``."""
-    return f"{metric}_{mode}"
