@@ -15,7 +15,6 @@ can then span two rounds, and every trial of a grid makes exactly B steps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,11 +40,11 @@ class StepSchedule:
 
     @classmethod
     def from_config(cls, config: TrainConfig, items: int) -> StepSchedule:
-        budget = config.budget_steps
-        if config.budget_images is not None:
-            budget = math.ceil(config.budget_images / config.batch_size)
         return cls(
-            items=items, batch_size=config.batch_size, rounds=config.epochs, total_steps=budget
+            items=items,
+            batch_size=config.batch_size,
+            rounds=config.epochs,
+            total_steps=config.step_budget,
         )
 
     @property
