@@ -154,13 +154,20 @@ def test_default_destination_is_torchvision_cache(hooks, tmp_path, capsys):
     assert f"saved {dest}" in out and "export" not in out  # training finds it there
 
 
-def test_a_file_path_destination_and_a_wrong_file_is_replaced(hooks, tmp_path, capsys):
+def test_a_file_path_destination_and_a_wrong_file_is_replaced(hooks, tmp_path, monkeypatch, capsys):
     dest = tmp_path / "mine.pth"
     dest.write_bytes(b"something else")
+    monkeypatch.setenv(ENV_VAR, str(dest))  # training will use it: no hint to export
     assert vgg_cli.main(["download", "--to", str(dest)]) == 0
     assert dest.read_bytes() == BODY
-    assert "replacing a file with the wrong sha256" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "replacing a file with the wrong sha256" in out and "export" not in out
     assert _everything_under(tmp_path) == ["mine.pth"]
+
+    # the cache is not what training uses while $TTSR_VGG19_WEIGHTS names another file
+    assert vgg_cli.main(["download"]) == 0
+    cached = tmp_path / "torch-home" / "hub" / "checkpoints" / TORCHVISION_FILE
+    assert f"export {ENV_VAR}={cached}" in capsys.readouterr().out
 
 
 def test_wrong_hash_leaves_nothing(hooks, tmp_path, monkeypatch, capsys):

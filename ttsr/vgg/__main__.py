@@ -43,10 +43,10 @@ def _mib(n: int) -> str:
 
 
 def _found_by_lookup(path: Path) -> bool:
-    """Whether training finds `path` without being told (cache, or $TTSR_VGG19_WEIGHTS)."""
+    """Whether training uses `path` when not told otherwise: $TTSR_VGG19_WEIGHTS, else the cache."""
     env = os.environ.get(ENV_VAR)
-    looked = [cache_path()] + ([Path(env).expanduser()] if env else [])
-    return any(p.absolute() == path.absolute() for p in looked)
+    used = Path(env).expanduser() if env else cache_path()
+    return used.absolute() == path.absolute()
 
 
 def cmd_download(args: argparse.Namespace) -> None:

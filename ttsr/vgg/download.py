@@ -6,8 +6,8 @@ fails (network, a short transfer, a wrong hash, a full disk, Ctrl-C or SIGTERM i
 temporary file left by a killed process (SIGKILL, power loss) is removed by the next download on
 the same host once that process is gone.
 
-The hash is checked twice, as far as it is known: torchvision's convention (the hex digits after
-the last "-" in the file name start the file's sha256) and the full sha256 of torchvision's file.
+The hash is checked twice, as far as it is known: torchvision's convention (the hex digits between
+"-" and "." in the file name start the file's sha256) and the full sha256 of torchvision's file.
 
 Test hooks, not for users: `TTSR_VGG19_URL` replaces the URL and `TTSR_VGG19_SHA256` the full
 expected sha256, so tests can serve a small generated file from 127.0.0.1. With only the URL
@@ -94,7 +94,7 @@ def destination(to: str | Path | None) -> Path:
     torchvision's name in it); a .pth/.pt path is the file itself. None: torchvision's cache."""
     if to is None:
         return cache_path()
-    to = Path(to).expanduser()
+    to = Path(to).expanduser().absolute()
     if to.is_dir() or to.suffix not in (".pth", ".pt"):
         return to / TORCHVISION_FILE
     return to
