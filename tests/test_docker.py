@@ -23,7 +23,8 @@ SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_S3_SECRET_KEY", "
 # variables the compose files read; removed from the environment so the host cannot leak in
 COMPOSE_VARS = (
     "BIND_ADDRESS HEAD_IP DATA_DIR RAY_AUTH_MODE RAY_WORKER_GPUS RAY_WORKER_CPUS TTSR_IMAGE "
-    "BASE_IMAGE TORCH_INDEX_URL MLFLOW_ALLOWED_HOSTS COMPOSE_FILE COMPOSE_PROJECT_NAME"
+    "BASE_IMAGE TORCH_INDEX_URL MLFLOW_ALLOWED_HOSTS COMPOSE_FILE COMPOSE_PROJECT_NAME "
+    "TTSR_VGG19_WEIGHTS"
 ).split() + list(SECRETS)
 
 
@@ -131,6 +132,17 @@ def test_ray_nodes_mount_data_and_results_and_point_at_services(config):
         assert any("ray-head:6379" in a for a in svc["command"]) or name == "ray-head"
     head = config["services"]["ray-head"]["command"]
     assert "--head" in head and "--dashboard-host=0.0.0.0" in head
+
+
+def test_vgg19_weights_variable_reaches_the_ray_nodes(config, env_file):
+    for name in ("ray-head", "ray-worker"):
+        assert config["services"][name]["environment"]["TTSR_VGG19_WEIGHTS"] == ""  # the cache
+    path = "/data/weights/vgg19-dcbb9e9d.pth"
+    seeded = _resolved(env_file[0], TTSR_VGG19_WEIGHTS=path)
+    for name in ("ray-head", "ray-worker"):
+        svc = seeded["services"][name]
+        assert svc["environment"]["TTSR_VGG19_WEIGHTS"] == path
+        assert any(path.startswith(v["target"] + "/") for v in svc["volumes"]), name
 
 
 def test_secrets_reach_only_the_services_that_need_them(config, env_file):
@@ -250,5 +262,22 @@ def test_dockerignore_is_an_allow_list_without_secrets():
     # whatever the Dockerfile copies by name must be in the context
     dockerfile = (DOCKER / "Dockerfile").read_text()
     copied = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", dockerfile, re.M)
-    names = {n for line in copied for n in line.split() if n != "."}
+    names = {n.split("/")[0] for line in copied for n in line.split() if n != "."}
     assert names <= allowed, names - allowed
+
+
+def test_image_carries_the_vgg19_weights():
+    """Downloaded at build time into the torch cache, after torch and the project's
+    dependencies are installed and before the full code is copied (so code edits reuse it)."""
+    text = (DOCKER / "Dockerfile").read_text()
+    steps = [s for s in re.sub(r"\\\n\s*", " ", text).splitlines() if re.match(r"[A-Z]+\s", s)]
+
+    def first(pattern: str) -> int:
+        return next(i for i, step in enumerate(steps) if re.search(pattern, step))
+
+    download = first(r"^RUN python -m ttsr\.vgg download")
+    assert first(r"^RUN pip install .*torch==") < download
+    assert first(r"^RUN .*pip install .*--constraint constraints\.txt") < download
+    assert first(r"^ENV TORCH_HOME=/home/ray/\.cache/torch$") < download
+    assert first(r"^COPY .*ttsr/vgg ") < download < first(r"^COPY .* \. \.$")
+    assert not any(re.search(r"TTSR_VGG19_(URL|SHA256)", step) for step in steps)  # test hooks

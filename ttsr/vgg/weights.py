@@ -1,0 +1,210 @@
+"""Where the ImageNet VGG19 weights are, and whether a file holds them.
+
+Lookup order (the same everywhere): an explicit path (the `vgg_weights` setting or a command-line
+argument), the file named by `$TTSR_VGG19_WEIGHTS`, then torchvision's cache
+(`torch.hub.get_dir()/checkpoints/vgg19-dcbb9e9d.pth`). An explicit path must exist and hold the
+weights: a typo must never fall through to random features. A file that is there but unusable is
+a `VGGWeightsError` whose message is one line naming the path, what is wrong and the fix.
+
+Two levels of checking:
+- `find_imagenet_weights` is cheap, for the orchestration to call before a study: torch's zip
+  format is read through mmap (keys and shapes, no tensor data), and torchvision's own file
+  (the old, non-zip format) is recognised by its header and exact size. Anything else is loaded.
+- `load_features_state` (what training uses, and `python -m ttsr.vgg check`) reads every tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.models.vgg import cfgs, make_layers
+
+ENV_VAR = "TTSR_VGG19_WEIGHTS"
+# The file torchvision's VGG19_Weights.IMAGENET1K_V1 downloads into the hub cache. Its name carries
+# the first 8 hex digits of its sha256 (torchvision's convention); the full digest and size are
+# those of https://download.pytorch.org/models/vgg19-dcbb9e9d.pth.
+TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
+TORCHVISION_SHA256 = "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
+TORCHVISION_BYTES = 574_673_361
+
+DOWNLOAD_COMMAND = "python -m ttsr.vgg download"
+_ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's old format starts with a pickled magic number; torchvision's 2017 file is one.
+_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class VGGWeightsError(ValueError):
+    """A VGG19 weights file that is missing or unusable. The message is always one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(line.strip() for line in message.splitlines() if line.strip()))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A place to look: `source` says who named it ("$TTSR_VGG19_WEIGHTS", ...)."""
+
+    path: Path
+    source: str
+    explicit: bool
+
+    def error(self, what: str) -> VGGWeightsError:
+        if self.explicit:
+            fix = f"point it at torchvision's {TORCHVISION_FILE} (`{DOWNLOAD_COMMAND}` fetches it)"
+        else:
+            fix = f"delete it and run `{DOWNLOAD_COMMAND}`"
+        return VGGWeightsError(f"VGG19 weights {self.path} (from {self.source}): {what}; {fix}")
+
+
+def cache_path() -> Path:
+    """Where torchvision (and `python -m ttsr.vgg download`) keeps the file."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
+
+
+def candidates(weights: str | Path | None, *, source: str = "vgg_weights") -> list[Candidate]:
+    """Where to look, in order."""
+    out: list[Candidate] = []
+    if weights is not None:
+        out.append(Candidate(Path(weights).expanduser(), source, explicit=True))
+    env = os.environ.get(ENV_VAR)
+    if env:
+        # A path named in the environment is as deliberate as an argument.
+        out.append(Candidate(Path(env).expanduser(), f"${ENV_VAR}", explicit=True))
+    out.append(Candidate(cache_path(), "the torchvision cache", explicit=False))
+    return out
+
+
+def resolve(weights: str | Path | None = None, *, source: str = "vgg_weights") -> Candidate | None:
+    """The file the lookup uses (existence only), or None when there is none to use."""
+    for c in candidates(weights, source=source):
+        if c.path.is_file():
+            return c
+        if c.explicit:
+            what = "not a file" if c.path.exists() else "not found"
+            raise VGGWeightsError(f"VGG19 weights {what}: {c.path} (from {c.source})")
+    return None
+
+
+def missing_weights_message() -> str:
+    """One line for a command that needs ImageNet VGG19 and found none: how to get them."""
+    return (
+        f"ImageNet VGG19 weights not found (${ENV_VAR} is not set and {cache_path()} does not "
+        f"exist): run `{DOWNLOAD_COMMAND}`, or set {ENV_VAR}=/path/to/{TORCHVISION_FILE} "
+        "(e.g. on a mounted volume); --allow-random-vgg runs anyway on random VGG features"
+    )
+
+
+def _expected_shapes() -> dict[str, torch.Size]:
+    """Keys and shapes of torchvision's `vgg19().features`, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        features = make_layers(cfgs["E"], batch_norm=False)
+    return {k: v.shape for k, v in features.state_dict().items()}
+
+
+def _listed(keys: list[str], limit: int = 3) -> str:
+    more = f", ... ({len(keys)} in all)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _features_part(state: object, c: Candidate) -> dict[str, torch.Tensor]:
+    """The `features.*` tensors of a full torchvision VGG19 state dict, or of a `features` one."""
+    if not isinstance(state, dict):
+        raise c.error(f"expected a state dict, got {type(state).__name__}")
+    features = {
+        str(k).removeprefix("features."): v
+        for k, v in state.items()
+        if not str(k).startswith("classifier.")
+    }
+    expected = _expected_shapes()
+    problems = []
+    if missing := [k for k in expected if k not in features]:
+        problems.append(f"missing {_listed(missing)}")
+    if unexpected := [k for k in features if k not in expected]:
+        problems.append(f"unexpected {_listed(unexpected)}")
+    wrong = [
+        k
+        for k, shape in expected.items()
+        if k in features
+        and not (
+            isinstance(features[k], torch.Tensor)
+            and features[k].is_floating_point()
+            and features[k].shape == shape
+        )
+    ]
+    if wrong:
+        problems.append(f"wrong shape or dtype: {_listed(wrong)}")
+    if problems:
+        raise c.error(f"not a torchvision VGG19 state dict ({'; '.join(problems)})")
+    return features
+
+
+def _reason(exc: BaseException) -> str:
+    """What torch.load's failure means, in a few words (its own messages run to paragraphs)."""
+    text = _ANSI.sub("", str(exc)).strip()
+    if isinstance(exc, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
+        if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+            return (
+                f"holds a pickled Python object ({found.group(1)}), not a plain state dict of "
+                "tensors (not loaded)"
+            )
+        why = text.partition("WeightsUnpickler error:")[2].split()
+        return f"corrupt (unpickling failed: {' '.join(why[:8]) or 'unknown reason'})"
+    if isinstance(exc, EOFError) or "unexpected EOF" in text:
+        return "truncated (the file ends before its data does)"
+    if "central directory" in text:
+        return "truncated or corrupt (a torch zip archive without its central directory)"
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    return f"not a readable torch file ({type(exc).__name__}: {first[:160]})"
+
+
+def _read(c: Candidate, *, mmap: bool = False) -> object:
+    with c.path.open("rb") as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if not head:
+        raise c.error("empty file")
+    if not head.startswith((_ZIP_MAGIC, b"\x80")):  # a zip archive or a pickle
+        raise c.error(f"not a torch file (starts with {head[:8]!r})")
+    try:
+        return torch.load(c.path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a weights file"
+        raise c.error(_reason(exc)) from None
+
+
+def load_features_state(c: Candidate) -> dict[str, torch.Tensor]:
+    """Read every tensor of `c` and return the `features` part, checked against VGG19's shapes."""
+    return _features_part(_read(c), c)
+
+
+def quick_check(c: Candidate) -> None:
+    """Raise `VGGWeightsError` if `c` is not a VGG19 weights file, without reading all of it when
+    the format allows (see the module docstring)."""
+    with c.path.open("rb") as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if head.startswith(_ZIP_MAGIC):
+        # mmap maps the tensors without reading them; a truncated archive fails here already.
+        _features_part(_read(c, mmap=True), c)
+    elif head == _LEGACY_MAGIC and c.path.stat().st_size == TORCHVISION_BYTES:
+        return  # torchvision's own file, complete (its hash is checked when downloaded)
+    else:
+        load_features_state(c)
+
+
+def find_imagenet_weights(weights: str | Path | None = None) -> Path | None:
+    """The ImageNet VGG19 file that `vgg19_features(weights)` would load, or None if there is none.
+
+    Same lookup as `vgg19_features`; cheap (see the module docstring). An explicit path (argument
+    or `$TTSR_VGG19_WEIGHTS`) that is missing, or any file found that is not VGG19 weights, raises
+    `VGGWeightsError` (one line naming the path). None means: nothing explicit was given and the
+    torchvision cache has no file; `missing_weights_message()` says what to do.
+    """
+    c = resolve(weights)
+    if c is None:
+        return None
+    quick_check(c)
+    return c.path
