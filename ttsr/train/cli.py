@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    from ttsr.train.loop import train
+    from ttsr.train.loop import train  # torch: only once the flags are valid
+    from ttsr.vgg import VGGWeightsError
 
     tracker, callbacks, extra = None, [], {}
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 checkpoint_extra=extra,
             )
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, VGGWeightsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
