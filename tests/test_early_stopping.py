@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from ttsr import names
-from ttsr.early_stopping import EarlyStopper, OutputCollapseMonitor
+from ttsr.early_stopping import (
+    EarlyStopper,
+    LossSpikeMonitor,
+    OutputCollapseMonitor,
+    collapse_reason,
+    whitening_reason,
+)
 
 
 def run(sequence, **kwargs):
@@ -104,3 +110,74 @@ def test_collapse_monitor_white_flat_and_normal():
     normal.update(x)
     assert normal.collapsed() is None
     assert OutputCollapseMonitor().collapsed() is None  # nothing validated, nothing collapsed
+
+
+def test_epoch_zero_is_the_first_best_so_an_epoch_1_collapse_is_caught():
+    stopper = EarlyStopper(patience=3, divergence_floor_db=3.0)
+    assert stopper.update(0, 26.0)  # the model before training (e.g. a warm start)
+    assert not stopper.update(1, 22.5)
+    assert stopper.stop_reason == names.STOP_DIVERGED
+    assert "below its best 26.00 dB (epoch 0)" in stopper.detail
+    assert stopper.best_epoch == 0
+
+
+def test_watched_metric_is_named_in_the_detail():
+    stopper = EarlyStopper(patience=1, metric="val_psnr_other")
+    stopper.update(0, 20.0)
+    stopper.update(1, 19.5)
+    assert stopper.stop_reason == names.STOP_PATIENCE and "val_psnr_other" in stopper.detail
+
+
+def test_loss_spike_fires_far_above_the_running_median_only():
+    monitor = LossSpikeMonitor(20.0)
+    healthy = [0.5 - 0.01 * i for i in range(30)]  # a falling loss, with a little noise
+    healthy[12] *= 3  # a bad batch: 3x is not a spike
+    assert monitor.update(healthy, first_step=1) is None
+    spike = monitor.update([0.3, 9.0, 0.3], first_step=31)
+    assert spike is not None and "step 32" in spike and "median" in spike
+    # Too little history: no verdict on the first steps of a run.
+    fresh = LossSpikeMonitor(20.0)
+    assert fresh.update([0.01] * 5 + [10.0], first_step=1) is None
+    # Off.
+    assert LossSpikeMonitor(None).update([0.1] * 20 + [1e6], first_step=1) is None
+    # State round trip keeps the window.
+    copy = LossSpikeMonitor(20.0)
+    copy.load_state_dict(monitor.state_dict())
+    assert list(copy.recent) == list(monitor.recent)
+
+
+def _stats(images, targets, mask=None):
+    monitor = OutputCollapseMonitor()
+    monitor.update(images, targets, mask)
+    return monitor.stats()
+
+
+def test_whitening_of_the_box_and_of_half_images_against_the_baseline():
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 40, 40) * 1.6 - 0.8  # no white pixels in the targets
+    mask = torch.zeros(2, 1, 40, 40)
+    mask[:, :, 20:32, 20:32] = 1.0  # 9 % of the image, as the seed's box
+    baseline = _stats(hr.clone(), hr, mask)  # a healthy epoch 0
+    assert baseline.white == 0.0 and baseline.white_mask == 0.0
+    assert whitening_reason(baseline, baseline, 0.05) is None
+
+    white_box = hr.clone()
+    white_box[:, :, 20:32, 20:32] = 1.0
+    stats = _stats(white_box, hr, mask)
+    assert stats.white == pytest.approx(0.09) and stats.white_mask == 1.0
+    assert collapse_reason(stats) is None  # far from the 90 % "collapsed" rule
+    reason = whitening_reason(stats, baseline, 0.05)
+    assert reason is not None and "inside the inpainting box" in reason
+
+    half = hr.clone()
+    half[:, :, :20] = 1.0
+    stats = _stats(half, hr)
+    reason = whitening_reason(stats, _stats(hr.clone(), hr), 0.05)
+    assert reason is not None and "50.0% of the pixels of the output" in reason
+
+    # Targets that are white themselves raise the baseline: copying them is not whitening.
+    bright = hr.clone()
+    bright[:, :, :20] = 1.0
+    assert (
+        whitening_reason(_stats(bright.clone(), bright), _stats(bright * 0.5, bright), 0.05) is None
+    )

@@ -14,7 +14,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ttsr import evaluate, names, step, trainer
 from ttsr.atomic import write_dir_atomically
 from ttsr.checkpoint import load_model, load_state, resolve_checkpoint_dir
-from ttsr.config import TrainConfig
+from ttsr.config import ConfigError, TrainConfig
 from ttsr.model import TTSR
 from ttsr.step import D_BETAS
 from ttsr.train import Callback, train
@@ -234,9 +234,7 @@ def test_nan_loss_diverges_at_once_and_keeps_best(tmp_path, monkeypatch):
     monkeypatch.setattr(step, "reconstruction_loss", poisoned)
     config = tiny(tmp_path, fraction=0.05, epochs=5)  # 2 steps per epoch: NaN in epoch 2, step 1
     reports = []
-    result = train(
-        config, callbacks=[OnEpochEnd(lambda m, d: reports.append(m))], progress=False
-    )
+    result = train(config, callbacks=[OnEpochEnd(lambda m, d: reports.append(m))], progress=False)
     assert calls.n == 3  # not a single step after the NaN
     assert result.stop_reason == names.STOP_DIVERGED
     assert "non-finite training loss by step 3" in result.stop_detail
@@ -404,3 +402,149 @@ def test_sigkill_and_resume_match_uninterrupted(tmp_path):
     assert comparable(a["history"]) == comparable(b["history"])
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+# --- epoch 0, budgets, validation modes, divergence signals, warm start -----------------------
+
+
+def scripted_psnr(monkeypatch, values):
+    """Evaluator returns these val_psnr values, epoch 0 first (the rest is measured)."""
+    scripted = iter(values)
+    original = evaluate.Evaluator.__call__
+
+    def fake(self, trainer):
+        val = original(self, trainer)
+        val.metrics[names.VAL_PSNR] = next(scripted)
+        return val
+
+    monkeypatch.setattr(evaluate.Evaluator, "__call__", fake)
+
+
+def test_epoch_1_collapse_is_measured_against_epoch_0(tmp_path, monkeypatch):
+    scripted_psnr(monkeypatch, [26.0, 21.0, 30.0])
+    result = train(tiny(tmp_path, epochs=3, sample_every=0), progress=False)
+    assert result.stop_reason == names.STOP_DIVERGED
+    assert "below its best 26.00 dB (epoch 0)" in result.stop_detail
+    assert [m[names.EPOCH] for m in result.history] == [0, 1]
+    assert result.best_epoch == 0 and load_state(result.best_checkpoint)["epoch"] == 0
+
+
+def test_a_white_inpainting_box_diverges_a_healthy_run_does_not(tmp_path, monkeypatch):
+    config = tiny(tmp_path, epochs=3, inpaint=True, sample_every=0)
+    healthy = train(config, progress=False)
+    assert healthy.stop_reason == names.STOP_MAX_EPOCHS, healthy.stop_detail
+    assert all(m[names.VAL_WHITE_SHARE_MASK] < 0.05 for m in healthy.history)
+
+    original = TTSR.forward
+    after_epoch_0 = Counter()
+
+    def white_box_once_trained(self, *args):
+        out = original(self, *args)
+        if self.training or not after_epoch_0.n:
+            return out
+        sr = out.sr.clone()
+        h, w = sr.shape[-2:]
+        sr[:, :, int(0.5 * h) : int(0.8 * h), int(0.5 * w) : int(0.8 * w)] = 1.0
+        return out._replace(sr=sr)
+
+    class Flip(Callback):
+        def on_epoch_end(self, metrics, checkpoint_dir, images):
+            after_epoch_0.n = 1
+
+    monkeypatch.setattr(TTSR, "forward", white_box_once_trained)
+    result = train(
+        tiny(tmp_path / "white", epochs=3, inpaint=True), callbacks=[Flip()], progress=False
+    )
+    assert result.stop_reason == names.STOP_DIVERGED
+    assert "whitening" in result.stop_detail and "inside the inpainting box" in result.stop_detail
+    assert [m[names.EPOCH] for m in result.history] == [0, 1]
+    assert result.history[1][names.VAL_WHITE_SHARE_MASK] > 0.5  # (the box edges round)
+    assert result.best_epoch == 0  # the white epoch never becomes the best
+
+
+def test_a_finite_loss_spike_diverges_inside_the_epoch(tmp_path, monkeypatch):
+    calls = Counter()
+    original = step.reconstruction_loss
+
+    def spiking(sr, hr):
+        calls.n += 1
+        value = original(sr, hr)
+        return value * 1000.0 if calls.n == 15 else value
+
+    monkeypatch.setattr(step, "reconstruction_loss", spiking)
+    # 0.3 of the 74 sample photos, batch 2: 11 steps per epoch; the spike is step 15.
+    config = tiny(tmp_path, fraction=0.3, epochs=3, sample_every=0)
+    result = train(config, progress=False)
+    assert calls.n == 15  # stopped at the step it saw (the CPU checks every step)
+    assert result.stop_reason == names.STOP_DIVERGED
+    assert "loss spike at step 15" in result.stop_detail
+    assert math.isnan(result.history[-1][names.VAL_PSNR])
+    assert result.best_epoch == 1
+
+
+def test_a_budget_gives_every_data_fraction_the_same_steps(tmp_path):
+    steps = {}
+    for fraction in (0.05, 0.2):
+        config = tiny(
+            tmp_path / str(fraction), fraction=fraction, budget_steps=6, epochs=3, sample_every=0
+        )
+        result = train(config, progress=False)
+        steps[fraction] = [m[names.STEP] for m in result.history]
+        images = result.history[-1][names.IMAGES_SEEN]
+        assert images == 6 * 2
+    assert steps[0.05] == steps[0.2] == [0, 2, 4, 6]
+
+
+def test_budget_resume_is_exact(tmp_path):
+    common = dict(fraction=0.2, budget_steps=7, sample_every=0, val_limit=1)
+    full = train(tiny(tmp_path / "a", epochs=3, **common), progress=False)
+    first = tiny(tmp_path / "b", epochs=3, **common)
+    run = tmp_path / "b" / "run" / "checkpoints" / "latest"
+    scripted = []
+
+    class StopAfter1(Callback):
+        def on_epoch_end(self, metrics, checkpoint_dir, images):
+            scripted.append(metrics[names.STEP])
+            if metrics[names.EPOCH] == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(first, callbacks=[StopAfter1()], progress=False)
+    resumed = train(first, resume_from=run, progress=False)
+    assert scripted == [0, 2]  # rounds end at steps 7 * r // 3
+    assert [m[names.STEP] for m in resumed.history] == [0, 2, 4, 7]
+    assert comparable(full.history) == comparable(resumed.history)
+
+
+def test_unseen_reference_metrics_are_logged_and_differ(tmp_path):
+    config = tiny(
+        tmp_path,
+        fraction=0.3,
+        epochs=2,
+        val_limit=4,
+        val_ref_modes=["other"],
+        early_stop_metric="val_psnr_other",
+        sample_every=0,
+    )
+    result = train(config, progress=False)
+    for m in result.history:
+        assert math.isfinite(m["val_psnr_other"]) and math.isfinite(m["val_ssim_other"])
+        assert "val_perceptual_other" in m
+    last = result.history[-1]
+    # The same model, the same inputs, another reference: a different answer.
+    assert abs(last[names.VAL_PSNR] - last["val_psnr_other"]) > 1e-3
+    best = max(result.history, key=lambda m: m["val_psnr_other"])
+    assert result.best_epoch == best[names.EPOCH]  # early stopping watched the unseen ones
+
+
+def test_warm_start_from_a_checkpoint(tmp_path):
+    first = train(tiny(tmp_path / "a", epochs=1, sample_every=0), progress=False)
+    model_file = first.best_checkpoint / "model.pt"
+    warm = train(
+        tiny(tmp_path / "b", epochs=1, sample_every=0, init_checkpoint=str(model_file)),
+        progress=False,
+    )
+    # Epoch 0 of the warm start measures the loaded weights.
+    assert warm.history[0][names.VAL_PSNR] == pytest.approx(first.best_val_psnr, abs=1e-6)
+    with pytest.raises(ConfigError, match="init_checkpoint: .* n_feats 8"):
+        train(tiny(tmp_path / "c", n_feats=16, init_checkpoint=str(model_file)), progress=False)

@@ -124,8 +124,8 @@ def collapse_reason(stats: OutputStats) -> str | None:
 def whitening_reason(stats: OutputStats, baseline: OutputStats, rise: float) -> str | None:
     """A one-line reason if the share of white pixels rose more than ``rise`` above its
     baseline (max of the targets' share and the epoch-0 share), overall or in the box."""
-    checks = [("of the output", stats.white, baseline.white, baseline.target_white)]
-    if stats.white_mask is not None:
+    checks = []
+    if stats.white_mask is not None:  # the box first: it turns white before the whole image
         checks.append(
             (
                 "inside the inpainting box",
@@ -134,6 +134,7 @@ def whitening_reason(stats: OutputStats, baseline: OutputStats, rise: float) -> 
                 baseline.target_white_mask or 0.0,
             )
         )
+    checks.append(("of the output", stats.white, baseline.white, baseline.target_white))
     for where, share, at_start, in_targets in checks:
         base = max(at_start, in_targets)
         if share > base + rise:

@@ -104,8 +104,7 @@ def train(
         state.epoch = epoch
         state.history.append(metrics)
         run.save(improved=improved)
-        if progress:
-            print_summary(metrics, run.schedule.rounds)
+        print_summary(metrics, run.schedule.rounds)  # one line per epoch, also in trial logs
         for callback in callbacks:
             callback.on_epoch_end(dict(metrics), run.latest_dir, images)
 
