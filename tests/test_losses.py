@@ -173,7 +173,7 @@ def test_perceptual_and_adversarial_reach_mainnet(tiny_model, features):
     assert _grad_norm(tiny_model.MainNet) > 0
 
     out, hr = _forward(tiny_model)
-    critic = Discriminator()
+    critic = Discriminator(crop_size=32)
     critic.requires_grad_(False)
     losses.generator_adversarial_loss(critic(out.sr)).backward()
     assert _grad_norm(tiny_model.MainNet) > 0

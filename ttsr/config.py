@@ -36,6 +36,8 @@ VAL_REF_MODES = ("gt", "gt-augmented", "other")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 SEARCH_DTYPES = ("fp32", "bf16")
+SEARCH_METHODS = ("auto", "chunked", "dense", "fused")  # as ttsr.search.SEARCH_METHODS
+CRITIC_STRIDE = 32  # the critic halves the image five times; its FC is sized to the crop
 TPL_LOSSES = ("l2", "l1")
 LOSS_WEIGHTS = ("rec_w", "per_w", "tpl_w", "adv_w")
 
@@ -95,7 +97,8 @@ class TrainConfig(BaseModel):
     num_res_blocks: StrictStr = "16+16+8+4"
     res_scale: Float = 1.0
     vgg_weights: StrictStr | None = None  # torchvision VGG19 ImageNet weights (else cache/env)
-    search_chunk: Int | None = Field(None, ge=1)  # reference positions per search chunk; None=auto
+    # reference positions per search chunk: None = auto, 0 = the reference's dense search
+    search_chunk: Int | None = Field(None, ge=0)
     init_checkpoint: StrictStr | None = Field(None, min_length=1)  # start from these weights
 
     # --- losses -----------------------------------------------------------------------------
@@ -135,6 +138,7 @@ class TrainConfig(BaseModel):
     device: Literal[DEVICES] = "auto"
     amp: Literal[AMP_MODES] = "auto"  # auto = bf16 on CUDA, fp32 on CPU
     search_dtype: Literal[SEARCH_DTYPES] = "fp32"  # dtype of the relevance-search matmuls
+    search_method: Literal[SEARCH_METHODS] = "auto"  # auto: fused kernel on CUDA, else chunked
     channels_last: StrictBool = True  # CUDA only
     compile: StrictBool = False  # torch.compile MainNet and LTE in place
     fused_optim: StrictBool = True  # fused Adam kernels (CUDA only)
@@ -185,6 +189,9 @@ class TrainConfig(BaseModel):
             known = " or ".join(watchable)
             why = f"must be {known}; val_psnr_<mode> needs <mode> in val_ref_modes"
             raise bad("early_stop_metric", why)
+        if self.adv_w > 0 and self.size % CRITIC_STRIDE:
+            why = f"the critic's FC is sized to the crop: needs size a multiple of {CRITIC_STRIDE}"
+            raise bad("size", f"{why} when adv_w > 0")
         if self.budget_steps is not None and self.budget_images is not None:
             raise bad("budget_images", "cannot be combined with budget_steps; set one of them")
         steps = self.step_budget

@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ttsr.config import parse_blocks
-from ttsr.search import dense_relevance_search, dense_transfer, relevance_search, transfer
+from ttsr.search import (
+    SEARCH_METHODS,
+    dense_relevance_search,
+    dense_transfer,
+    relevance_search,
+    transfer,
+)
 from ttsr.vgg import random_vgg19_features, vgg19_features
 
 # ImageNet statistics the VGG19 weights were trained with.
@@ -300,15 +306,23 @@ class SearchTransfer(nn.Module):
     forward(lrsr_lv3 (N, 256, h, w), refsr_lv3 (N, 256, hr, wr), ref_lv1 (N, 64, 4hr, 4wr),
     ref_lv2 (N, 128, 2hr, 2wr), ref_lv3 (N, 256, hr, wr)) -> (S (N, 1, h, w), T_lv3, T_lv2,
     T_lv1) with T_lvk at the size of the LR↑ level-k features.
-    chunk: see `ttsr.search.relevance_search`; 0 = the reference's dense computation.
+    chunk, dtype, method: see `ttsr.search.relevance_search`; chunk 0 = the reference's dense
+    computation (search and transfer).
     """
 
-    def __init__(self, *, chunk: int | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, *, chunk: int | None = None, dtype: torch.dtype | None = None, method: str = "auto"
+    ) -> None:
         super().__init__()
         if chunk is not None and chunk < 0:
             raise ValueError(f"search_chunk must be None, 0 (dense) or positive, got {chunk}")
+        if method not in SEARCH_METHODS:
+            raise ValueError(
+                f"search_method must be one of {', '.join(SEARCH_METHODS)}, got {method!r}"
+            )
         self.chunk = chunk
         self.dtype = dtype
+        self.method = method
 
     def forward(
         self, lrsr_lv3: Tensor, refsr_lv3: Tensor, ref_lv1: Tensor, ref_lv2: Tensor, ref_lv3: Tensor
@@ -318,7 +332,9 @@ class SearchTransfer(nn.Module):
             S, index = dense_relevance_search(lrsr_lv3, refsr_lv3)
             move = dense_transfer
         else:
-            S, index = relevance_search(lrsr_lv3, refsr_lv3, chunk=self.chunk, dtype=self.dtype)
+            S, index = relevance_search(
+                lrsr_lv3, refsr_lv3, chunk=self.chunk, dtype=self.dtype, method=self.method
+            )
             move = transfer
         T_lv3 = move(ref_lv3, index, query_hw=(h, w), scale=1)
         T_lv2 = move(ref_lv2, index, query_hw=(h, w), scale=2)
@@ -366,7 +382,7 @@ class TTSR(nn.Module):
     skips the lookup (random LTE init, no warning) for callers that load a checkpoint right away;
     vgg=(features, pretrained) hands in `vgg19().features` the caller loaded (the LTE takes
     its modules, so pass a copy you don't share with a frozen loss network).
-    search_chunk / search_dtype: see `ttsr.search.relevance_search`.
+    search_chunk / search_dtype / search_method: see `ttsr.search.relevance_search`.
     """
 
     def __init__(
@@ -376,6 +392,7 @@ class TTSR(nn.Module):
         vgg_weights: str | Path | None = None,
         search_chunk: int | None = None,
         search_dtype: torch.dtype | None = None,
+        search_method: str = "auto",
         load_vgg: bool = True,
         vgg: tuple[nn.Sequential, bool] | None = None,
     ) -> None:
@@ -393,7 +410,9 @@ class TTSR(nn.Module):
         self.LTE = LTE(features, requires_grad=True)
         # Frozen copy for the transferal perceptual loss; refreshed from LTE before every use.
         self.LTE_copy = LTE(copy.deepcopy(features), requires_grad=False)
-        self.SearchTransfer = SearchTransfer(chunk=search_chunk, dtype=search_dtype)
+        self.SearchTransfer = SearchTransfer(
+            chunk=search_chunk, dtype=search_dtype, method=search_method
+        )
 
     def forward(self, lr: Tensor, lr_up: Tensor, ref: Tensor, ref_downup: Tensor) -> TTSROutput:
         _check_inputs(lr, lr_up, ref, ref_downup)

@@ -46,4 +46,3 @@ STOP_PATIENCE = "patience"
 STOP_DIVERGED = "diverged"
 STOP_MAX_EPOCHS = "max_epochs"
 STOP_DETAIL = "stop_detail"
-

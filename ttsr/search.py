@@ -6,7 +6,9 @@ constant (12×12 patches = 144 copies of every level-1 pixel), which is why larg
 absurd allocations (reference issues #18, #56). Here:
 
 - `relevance_search` scans the reference positions in chunks and keeps a running max/argmax, so
-  the largest temporary is one (chunk × HW) block instead of (HrWr × HW).
+  the largest temporary is one (chunk × HW) block instead of (HrWr × HW). On CUDA it runs the
+  fused Triton kernel of `ttsr.fused_search` instead, which keeps every block on chip (no
+  relevance values in memory at all); the chunked path stays the reference and the CPU path.
 - `transfer` gathers the selected reference patches block by block straight from the feature map
   (index arithmetic instead of unfold/gather/fold); its temporaries are the size of the output.
 
@@ -20,6 +22,9 @@ patches and Hr·Wr reference patches, each a C·9 vector.
 
 from __future__ import annotations
 
+import functools
+import importlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,6 +33,8 @@ from torch import Tensor
 # 256 MiB in fp32). Large enough that small images run in one block (no loop overhead), small
 # enough that a 1024-px image (HW = 65536) needs ~1/64 of the dense 16 GiB matrix at a time.
 AUTO_BLOCK_ELEMENTS = 64 * 1024 * 1024
+
+SEARCH_METHODS = ("auto", "chunked", "dense", "fused")
 
 
 def _check_pair(query: Tensor, key: Tensor) -> None:
@@ -45,6 +52,45 @@ def _check_pair(query: Tensor, key: Tensor) -> None:
 def _unit_patches(x: Tensor) -> Tensor:
     """(N, C, H, W) -> (N, C·9, H·W): 3×3 patches (zero padding 1), each L2-normalised, fp32."""
     return F.normalize(F.unfold(x.float(), kernel_size=3, padding=1), dim=1)
+
+
+@functools.cache
+def fused_available() -> bool:
+    """Whether `ttsr.fused_search` imports (Triton installed); it is imported only here."""
+    try:
+        importlib.import_module("ttsr.fused_search")
+    except ImportError:
+        return False
+    return True
+
+
+def choose_method(method: str, chunk: int | None, device: torch.device) -> str:
+    """Resolve `relevance_search`'s `method` against `chunk` and the device.
+
+    auto: chunk 0 -> dense; an explicit chunk -> chunked; on a CUDA GPU of compute capability
+    >= 8.0 with Triton installed -> fused; otherwise chunked.
+    """
+    if method not in SEARCH_METHODS:
+        raise ValueError(f"method must be one of {', '.join(SEARCH_METHODS)}, got {method!r}")
+    if chunk is not None and chunk < 0:
+        raise ValueError(f"chunk must be None, 0 (dense) or positive, got {chunk}")
+    if method == "auto":
+        if chunk == 0:
+            return "dense"
+        if chunk is None and device.type == "cuda" and fused_available():
+            if torch.cuda.get_device_capability(device) >= (8, 0):
+                return "fused"
+        return "chunked"
+    if method == "dense" and chunk not in (None, 0):
+        raise ValueError(f"chunk={chunk} is for the chunked search, not method='dense'")
+    if method == "chunked" and chunk == 0:
+        raise ValueError("chunk=0 means the dense search, not method='chunked'")
+    if method == "fused":
+        if chunk is not None:
+            raise ValueError(f"chunk={chunk} is for the chunked search, not method='fused'")
+        if not fused_available():
+            raise ImportError("method='fused' needs Triton (pip install triton)")
+    return method
 
 
 def auto_chunk(batch: int, num_queries: int) -> int:
@@ -72,6 +118,7 @@ def relevance_search(
     *,
     chunk: int | None = None,
     dtype: torch.dtype | None = None,
+    method: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """For each query patch, the most relevant reference patch: S = max cosine, index = argmax.
 
@@ -79,48 +126,78 @@ def relevance_search(
     Returns S (N, H·W) float32 and index (N, H·W) int64 into the Hr·Wr reference positions
     (row-major, i.e. index = y·Wr + x).
 
-    chunk: reference positions per block; None picks `auto_chunk`, 0 runs the dense reference
-    computation (`dense_relevance_search`). Peak extra memory is O(C·9·(HW + HrWr) + chunk·HW).
-    dtype: dtype of the block matmuls (e.g. torch.bfloat16); patches are normalised and the
-    running max is kept in fp32. None means fp32 — autocast is switched off inside on purpose:
-    in bf16 many relevances round to the same value and the argmax would change.
+    method: "chunked" (blocks of R in memory, any device), "fused" (`ttsr.fused_search`: one
+    Triton kernel, no R in memory; CUDA, or Triton's slow interpreter for CPU tensors), "dense"
+    (`dense_relevance_search`), or "auto" (see `choose_method`: fused on CUDA when Triton is
+    installed and no chunk is given, dense for chunk 0, chunked otherwise).
+    chunk: reference positions per block of the chunked path; None picks `auto_chunk`, 0 runs the
+    dense reference computation. Peak extra memory is O(C·9·(HW + HrWr) + chunk·HW); the fused
+    path needs O(C·9·(HW + HrWr)) only.
+    dtype: dtype of the matmuls (e.g. torch.bfloat16); patches are normalised and the running max
+    is kept in fp32 (the fused kernel also accumulates each product in fp32, while a bf16 block
+    matmul rounds its output to bf16). None means fp32 (tf32 where
+    `torch.backends.cuda.matmul.allow_tf32` is set) — autocast is switched off inside on
+    purpose: in bf16 many relevances round to the same value and the argmax would change.
 
     Ties: like `torch.max`, the first (lowest) reference index among equal maxima wins — within a
-    block by `torch.max`, across blocks because a later block must be strictly greater.
+    block by `torch.max`, across blocks because a later block must be strictly greater; the fused
+    kernel breaks ties the same way (see `ttsr.fused_search`). Values that differ only by
+    rounding may pick different indices on different paths.
 
     Gradients: the search itself runs without autograd; when the inputs require grad, S is
     recomputed as ⟨K̂[index], Q̂⟩, which has exactly the gradient of `max` (it flows through the
     selected pair only) at O(HW · C·9) memory instead of keeping every block alive.
     """
-    if chunk == 0:
-        return dense_relevance_search(query, key)
     _check_pair(query, key)
-    if chunk is not None and chunk < 0:
-        raise ValueError(f"chunk must be None, 0 (dense) or positive, got {chunk}")
+    method = choose_method(method, chunk, query.device)
+    if method == "dense":
+        return dense_relevance_search(query, key)
     with torch.autocast(device_type=query.device.type, enabled=False):
         q = _unit_patches(query)  # (N, D, HW)
         k = _unit_patches(key).transpose(1, 2)  # (N, HrWr, D), a view: bmm takes it transposed
-        n, _, hw = q.shape
-        num_refs = k.shape[1]
-        step = chunk if chunk is not None else auto_chunk(n, hw)
-
         with torch.no_grad():
-            qm = q if dtype is None else q.to(dtype)
-            best = q.new_full((n, hw), float("-inf"))
-            index = torch.zeros((n, hw), dtype=torch.long, device=q.device)
-            for start in range(0, num_refs, step):
-                kc = k[:, start : start + step]
-                if dtype is not None:
-                    kc = kc.to(dtype)
-                value, arg = torch.bmm(kc, qm).max(dim=1)  # (N, HW) each
-                value = value.float()
-                better = value > best  # strict: earlier blocks keep ties (first max wins)
-                best = torch.where(better, value, best)
-                index = torch.where(better, arg + start, index)
+            if method == "fused":
+                best, index = _fused_search(q, k, dtype)
+            else:
+                best, index = _chunked_search(q, k, chunk, dtype)
 
         if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
             picked = torch.gather(k, 1, index.unsqueeze(-1).expand(-1, -1, k.shape[2]))
             best = (picked * q.transpose(1, 2)).sum(dim=-1)  # (N, HW)
+    return best, index
+
+
+def _fused_search(q: Tensor, k: Tensor, dtype: torch.dtype | None) -> tuple[Tensor, Tensor]:
+    """q (N, D, HW), k (N, HrWr, D) unit patches -> the fused kernel's (best, index)."""
+    from ttsr.fused_search import max_inner_product
+
+    # The kernel wants D contiguous in both (see its module docstring): one copy of each.
+    dtype = torch.float32 if dtype is None else dtype
+    contiguous = torch.contiguous_format
+    queries = q.transpose(1, 2).to(dtype, memory_format=contiguous)  # (N, HW, D)
+    keys = k.to(dtype, memory_format=contiguous)  # (N, HrWr, D)
+    return max_inner_product(queries, keys)
+
+
+def _chunked_search(
+    q: Tensor, k: Tensor, chunk: int | None, dtype: torch.dtype | None
+) -> tuple[Tensor, Tensor]:
+    """q (N, D, HW), k (N, HrWr, D) unit patches -> running max/argmax over blocks of keys."""
+    n, _, hw = q.shape
+    num_refs = k.shape[1]
+    step = chunk if chunk is not None else auto_chunk(n, hw)
+    qm = q if dtype is None else q.to(dtype)
+    best = q.new_full((n, hw), float("-inf"))
+    index = torch.zeros((n, hw), dtype=torch.long, device=q.device)
+    for start in range(0, num_refs, step):
+        kc = k[:, start : start + step]
+        if dtype is not None:
+            kc = kc.to(dtype)
+        value, arg = torch.bmm(kc, qm).max(dim=1)  # (N, HW) each
+        value = value.float()
+        better = value > best  # strict: earlier blocks keep ties (first max wins)
+        best = torch.where(better, value, best)
+        index = torch.where(better, arg + start, index)
     return best, index
 
 

@@ -179,6 +179,7 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
         vgg=(copy.deepcopy(features), pretrained),  # the LTE trains its copy; losses stay frozen
         search_chunk=config.search_chunk,
         search_dtype=torch.bfloat16 if config.search_dtype == "bf16" else None,
+        search_method=config.search_method,
     )
     if config.init_checkpoint is not None:
         _warm_start(model, config.init_checkpoint)
@@ -190,7 +191,7 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
     discriminator = d_optimizer = None
     fused = cuda and config.fused_optim
     if config.adv_w > 0:
-        discriminator = Discriminator().to(device, memory_format=memory_format)
+        discriminator = Discriminator(crop_size=config.size).to(device, memory_format=memory_format)
         # As the reference: constant LR for the critic (no scheduler).
         d_optimizer = torch.optim.Adam(
             discriminator.parameters(), lr=config.lr_d, betas=D_BETAS, eps=config.eps, fused=fused
