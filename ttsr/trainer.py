@@ -137,6 +137,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "discriminator": _state(self.discriminator),
+            # The critic's FC is sized to the training crop: record it next to its weights.
+            "discriminator_config": (
+                self.discriminator.config() if self.discriminator is not None else None
+            ),
             "d_optimizer": _state(self.d_optimizer),
         }
 
