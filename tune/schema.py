@@ -170,7 +170,7 @@ def first_error(error: ValidationError, model: type[BaseModel]) -> tuple[str, st
 
 
 def _why(err: dict[str, Any], parent: type[BaseModel] | None) -> str:
-    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
+    kind, ctx, got = err["type"], err.get("ctx") or {}, _Shown(err.get("input"))
     if kind == "extra_forbidden":
         known = ", ".join(sorted(parent.model_fields)) if parent else ""
         return f"unknown key; known: {known}" if known else "unknown key"
@@ -206,6 +206,17 @@ def _why(err: dict[str, Any], parent: type[BaseModel] | None) -> str:
     if kind in types:
         return f"must be {types[kind]} (got {got!r})"
     return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {got!r})"
+
+
+class _Shown:
+    """An input value as shown in a message: its repr, cut to one short line."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        text = repr(self.value)
+        return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _count_phrase(lo: int | None, hi: int | None, kind: str) -> str:
