@@ -1,10 +1,18 @@
-"""MLflow parent/child bookkeeping in a temp SQLite store (no Ray)."""
+"""MLflow parent/child bookkeeping in a temp SQLite store (no Ray): the ParentRun context
+manager's exit paths, child lookup and closing, and the MLflow constants defined once."""
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
+import pytest
 from mlflow.tracking import MlflowClient
 
+from ttsr import tracking
 from tune import parent_run
+from tune.studies import load_study
 
 
 def test_parent_children_lookup_and_closing(tmp_path):
@@ -42,3 +50,66 @@ def test_parent_children_lookup_and_closing(tmp_path):
     assert client.get_run(parent).info.status == "RUNNING"
     parent_run.end(uri, parent, parent_run.FINISHED)
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def _study():
+    return load_study(Path(__file__).parent.parent / "experiments.yaml", "loss-weights", "demo")
+
+
+def _start(uri: str) -> parent_run.ParentRun:
+    return parent_run.ParentRun.start(
+        uri, _study(), run_name="lw-1", tags={"git_commit": "abc"}, overrides={"lr": 3e-4}
+    )
+
+
+def test_parent_run_owns_params_tags_and_ends_on_every_path(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    client = MlflowClient(uri)
+    with _start(uri) as parent:
+        run = client.get_run(parent.run_id)
+        assert run.info.status == "RUNNING"
+        assert run.data.tags["study"] == "loss-weights" and run.data.tags["profile"] == "demo"
+        assert run.data.tags["git_commit"] == "abc"
+        assert run.data.params["set.lr"] == "0.0003" and run.data.params["report"] == "tradeoff"
+        assert run.data.params["repeats"] == "1" and "config.size" in run.data.params
+        assert parent.info["run_id"] == parent.run_id and parent.info["profile"] == "demo"
+        stray = client.create_run(
+            parent.experiment_id, tags={parent_run.PARENT_TAG: parent.run_id}
+        ).info.run_id
+    assert client.get_run(parent.run_id).info.status == "FINISHED"
+    assert client.get_run(stray).info.status == "KILLED"  # no child left RUNNING
+
+    with pytest.raises(ValueError), _start(uri) as parent:
+        raise ValueError("boom")
+    assert client.get_run(parent.run_id).info.status == "FAILED"
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(parent_run.Interrupted), _start(uri) as parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert client.get_run(parent.run_id).info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) == previous  # handler restored
+
+    with parent_run.ParentRun.reopen(parent.info) as again:
+        assert client.get_run(parent.run_id).info.status == "RUNNING"
+        assert again.finish({"a": "TERMINATED", "b": "PENDING"}) == "KILLED"  # interrupted
+    assert client.get_run(parent.run_id).info.status == "KILLED"
+    with parent_run.ParentRun.reopen(parent.info) as again:
+        assert again.finish({"a": "ERROR", "b": "ERROR"}) == "FAILED"
+        assert again.finish({"a": "TERMINATED", "b": "ERROR"}) == "FINISHED"
+        assert again.trial_meta("loss-weights") == {
+            "study": "loss-weights",
+            "tracking_uri": uri,
+            "experiment_id": parent.experiment_id,
+            "parent_run_id": parent.run_id,
+        }
+    assert client.get_run(parent.run_id).info.status == "FINISHED"
+
+
+def test_constants_are_defined_once_in_ttsr_tracking():
+    assert parent_run.PARENT_TAG is tracking.PARENT_RUN_TAG
+    assert parent_run.MLFLOW_RUN_KEY is tracking.MLFLOW_RUN_KEY
+    tune_dir = Path(__file__).parent.parent / "tune"
+    for literal in ('"mlflow.parentRunId"', '"mlflow_run_id"', "6000", "get_experiment_by_name"):
+        users = [p.name for p in tune_dir.glob("*.py") if literal in p.read_text()]
+        assert users == [], (literal, users)
+    assert len(tracking.param_text("x" * 7000)) == tracking.MAX_PARAM_LENGTH

@@ -155,8 +155,92 @@ def test_preflight_checks(tmp_path):
         preflight.check_resources(nodes, gpus_per_trial=2, cpus_per_trial=1, source="x")
     with pytest.raises(PreflightError, match="4 CPU"):
         preflight.check_resources(nodes, gpus_per_trial=0, cpus_per_trial=8, source="x")
-    assert preflight.resolve_storage("rel") == str(Path("rel").resolve())
-    assert preflight.resolve_storage("s3://b/x/") == "s3://b/x"
-    preflight.write_json(str(tmp_path / "a" / "p.json"), {"k": 1})
-    assert preflight.read_json(str(tmp_path / "a" / "p.json")) == {"k": 1}
     assert "--backend-store-uri sqlite:///x" in preflight.mlflow_ui_command("sqlite:///x")
+    # storage helpers (resolve_storage, read/write_json): tests/test_tune_storage.py
+
+
+def test_set_overrides_are_validated_applied_and_printed(tmp_path):
+    out = _run(
+        ["--study", "loss-weights", "--dry-run", "--set", "lr=3e-4", "--set", "repeats=2"],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "trials     8 (num_samples 4 × 2 seeds)" in out.stdout
+    assert "overrides  lr=0.0003, repeats=2" in out.stdout
+    assert "'lr': 0.0003" in out.stdout  # in the fixed config the trials get
+
+
+@pytest.mark.parametrize(
+    ("sets", "expect"),
+    [
+        (["lrr=1"], "--set lrr: unknown key (did you mean lr?)"),
+        (["lr=-1"], "--set lr: must be"),
+        (["lr"], "--set lr: use KEY=VALUE"),
+        (["repeats=0"], "--set repeats: must be an integer >= 1 (got 0)"),
+        (["per_w=0.1"], "--set per_w: the study varies this key"),
+        (["lr=1", "lr=2"], "--set lr: given twice"),
+    ],
+)
+def test_bad_set_exits_2_with_one_line_and_starts_nothing(tmp_path, sets, expect):
+    args = ["--study", "loss-weights", "--storage", str(tmp_path / "rr")]
+    out = _run([*args, *[a for s in sets for a in ("--set", s)]], tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert expect in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert list(tmp_path.iterdir()) == []  # no storage, no mlflow.db
+
+
+def test_list_prints_one_line_per_study(tmp_path):
+    out = _run(["--list"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(load_all(REPO / "experiments.yaml"))
+    row = dict(zip([line.split()[0] for line in lines], lines, strict=True))
+    assert "tradeoff" in row["loss-weights"] and "demo 4, seed 24" in row["loss-weights"]
+    assert "speed" in row["train-time"] and "grid" in row["train-time"]
+
+
+def test_runs_from_another_directory_without_pythonpath(tmp_path):
+    env = {k: v for k, v in _env().items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [*RUN, "--list"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "loss-weights" in out.stdout
+
+
+def test_importing_run_changes_nothing():
+    code = (
+        "import os, sys; env, path = dict(os.environ), list(sys.path); import tune.run; "
+        "assert dict(os.environ) == env and sys.path == path; "
+        "assert not {'ray', 'mlflow', 'optuna'} & set(sys.modules), 'heavy import'"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.fixture
+def restore_environ():
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_one_invocation_parses_experiments_yaml_once(tmp_path, monkeypatch, restore_environ):
+    import tune.studies
+    from tune.run import main
+
+    calls = []
+    real = tune.studies._read_studies
+    monkeypatch.setattr(tune.studies, "_read_studies", lambda p: calls.append(p) or real(p))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    storage = str(tmp_path / "rr")
+    mlflow_uri = f"sqlite:///{tmp_path}/m.db"
+    args = ["--dry-run", "--storage", storage, "--mlflow-uri", mlflow_uri, "--set", "lr=1e-3"]
+    assert main(["--study", "loss-weights", *args]) == 0
+    assert calls == [REPO / "experiments.yaml"]
+    # the local Ray's trial workers would import ttsr and tune from this checkout
+    assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)

@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune.studies import PROFILES, StudyError, choose_profile, load_all, load_study
+from tune import studies as studies_module
+from tune.studies import (
+    PROFILES,
+    StudyError,
+    StudyFile,
+    choose_profile,
+    load_all,
+    load_study,
+    parse_set,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "experiments.yaml"
@@ -63,6 +72,21 @@ def test_shipped_studies_match_the_seed_document():
     assert s["loss-weights"]["demo"].num_trials() >= 4
 
 
+def test_shipped_studies_say_what_their_report_answers():
+    s = load_all(SHIPPED)
+    kinds = {name: (by["seed"].report_kind, by["seed"].report_param) for name, by in s.items()}
+    assert kinds == {
+        "train-time": ("speed", "size"),
+        "ref-is-gt": ("reference", None),
+        "loss-weights": ("tradeoff", None),
+        "dataset-fraction": ("scaling", "fraction"),
+        "resolution": ("scaling", "size"),
+        "inpainting": ("divergence", None),
+    }
+    for by_profile in s.values():  # the same answer in both profiles
+        assert by_profile["demo"].report_kind == by_profile["seed"].report_kind
+
+
 def _write(tmp_path: Path, study: dict, name: str = "s") -> Path:
     path = tmp_path / "experiments.yaml"
     path.write_text(yaml.safe_dump({"studies": {name: study}}))
@@ -113,6 +137,18 @@ def _good() -> dict:
         ),
         (lambda s: s["search"].update(fraction={"grid": [0.5, 1.0]}), "search"),
         (lambda s: s.update(cases=[{"size": 31}]), "cases[0].size"),
+        (lambda s: s.update(repeats=0), "repeats"),
+        (lambda s: s["profiles"]["demo"].update(repeats="2"), "profiles.demo.repeats"),
+        (lambda s: s.update(report={"kind": "pareto"}), "report.kind"),
+        (lambda s: s.update(report={"kind": "tradeoff", "extra": 1}), "report.extra"),
+        (lambda s: s.update(report={"kind": "scaling"}), "report.param"),
+        (lambda s: s.update(report={"kind": "scaling", "param": "size"}), "report.param"),
+        (lambda s: s.update(report={"kind": "divergence", "param": "per_w"}), "report.param"),
+        (lambda s: s["search"].update(per_w={"choice": [0.0, 0.0]}), "search.per_w.choice"),
+        (lambda s: s["search"].update(per_w={"choice": [0.1], "grid": [0.1]}), "search.per_w"),
+        (lambda s: s["profiles"]["seed"].update(cpus_per_trial=0), "profiles.seed.cpus_per_trial"),
+        (lambda s: s["profiles"].update(other={}), "profiles.other"),
+        (lambda s: s.update(objectives=[]), "objectives"),
     ],
 )
 def test_bad_study_names_study_and_field(tmp_path, mutate, field):
@@ -171,3 +207,68 @@ def test_profile_rule(tmp_path):
     assert choose_profile(requested=None, data=None, seed_data=str(tmp_path), cluster_gpus=4)[
         0
     ] == ("seed")
+
+
+def test_repeats_multiply_the_trials_and_report_param_is_a_varied_key(tmp_path):
+    study = _good()
+    study["repeats"] = 3
+    study["report"] = {"kind": "scaling", "param": "per_w"}
+    study["profiles"]["seed"]["repeats"] = 2
+    path = _write(tmp_path, study)
+    demo, seed = load_study(path, "s", "demo"), load_study(path, "s", "seed")
+    assert (demo.repeats, demo.num_trials()) == (3, 2 * 3)  # num_samples 2, 3 seeds each
+    assert (seed.repeats, seed.num_trials()) == (2, 1 * 2)
+    assert (demo.report_kind, demo.report_param) == ("scaling", "per_w")
+    grid = _good()
+    grid["search"] = {"fraction": {"grid": [0.5, 1.0]}}
+    grid["repeats"] = 2
+    assert load_study(_write(tmp_path, grid), "s", "demo").num_trials() == 2 * 2 * 2
+
+
+def test_overrides_apply_and_are_validated_like_the_file(tmp_path):
+    path = _write(tmp_path, _good())
+    s = load_study(path, "s", "demo", overrides={"lr": 3e-4, "epochs": 2, "repeats": 2})
+    assert s.config == {"rec_w": 1.0, "lr": 3e-4, "epochs": 2}
+    assert s.repeats == 2 and s.num_samples == 2  # the profile's num_samples stays
+    s = load_study(path, "s", "seed", overrides={"num_samples": 5, "gpus_per_trial": 0.5})
+    assert (s.num_samples, s.gpus_per_trial) == (5, 0.5)
+    assert load_study(path, "s", "demo", overrides={"scheduler": "fifo"}).scheduler == "fifo"
+    bad = {
+        "lrr": "--set lrr: unknown key (did you mean lr?)",
+        "size": "--set size: must be a positive multiple of 4 (got 30)",
+        "num_samples": "--set num_samples: must be an integer >= 1 (got 0)",
+        "scheduler": "--set scheduler: must be 'asha' or 'fifo' (got 'x')",
+        "per_w": "--set per_w: the study varies this key",
+        "data": "--set data: set the data path with --data",
+    }
+    values = {"lrr": 1, "size": 30, "num_samples": 0, "scheduler": "x", "per_w": 0.1, "data": "x"}
+    for key, expect in bad.items():
+        with pytest.raises(StudyError) as err:
+            load_study(path, "s", "demo", overrides={key: values[key]})
+        message = str(err.value)
+        assert message.startswith(f"experiments.yaml: study 's': {expect}"), message
+        assert "\n" not in message
+    studies = StudyFile.load(path)
+    with pytest.raises(StudyError, match="study 's': --max-epochs: "):
+        studies.resolve("s", overrides={"epochs": 0}, labels={"epochs": "--max-epochs"})
+
+
+def test_parse_set():
+    assert parse_set("lr=1e-4") == ("lr", 1e-4)
+    assert parse_set("val_ref_modes=[other]") == ("val_ref_modes", ["other"])
+    assert parse_set("patience=null") == ("patience", None)
+    assert parse_set("num_res_blocks=2+2+1+1") == ("num_res_blocks", "2+2+1+1")
+    for text in ("lr", "=3", "a b=1", "lr=[1"):
+        with pytest.raises(StudyError, match=r"^--set "):
+            parse_set(text)
+
+
+def test_study_file_parses_the_yaml_once(monkeypatch):
+    calls = []
+    real = studies_module._read_studies
+    monkeypatch.setattr(studies_module, "_read_studies", lambda p: calls.append(p) or real(p))
+    studies = StudyFile.load(SHIPPED)
+    assert set(studies) == EXPECTED
+    studies.all()
+    studies.resolve("loss-weights", overrides={"lr": 1e-3})
+    assert len(calls) == 1

@@ -27,8 +27,9 @@ from typing import Any
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "ttsr"
-PARENT_RUN_TAG = "mlflow.parentRunId"
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI groups children by it)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+MLFLOW_RUN_KEY = "mlflow_run_id"  # a Tune trial reports its run id under this key
 
 
 class Terminated(KeyboardInterrupt):
@@ -48,6 +49,12 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     return commit if done.returncode == 0 and commit else None
 
 
+def param_text(value: Any) -> str:
+    """``value`` as an MLflow param value: text, cut to MLflow's length limit."""
+    text = ",".join(str(v) for v in value) if isinstance(value, tuple | list) else str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
 def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested dicts -> {"a.b": "value"} with MLflow-safe string values."""
     out: dict[str, str] = {}
@@ -55,11 +62,27 @@ def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten_params(value, prefix=f"{name}."))
-        elif isinstance(value, tuple | list):
-            out[name] = ",".join(str(v) for v in value)[:MAX_PARAM_LENGTH]
         else:
-            out[name] = str(value)[:MAX_PARAM_LENGTH]
+            out[name] = param_text(value)
     return out
+
+
+def get_or_create_experiment(
+    client: Any, name: str, *, artifact_location: str | None = None
+) -> str:
+    """The id of experiment ``name`` (restored if it was deleted), created when missing."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # noqa: BLE001 - another process may have created it meanwhile
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 class MlflowTracker:
@@ -90,7 +113,9 @@ class MlflowTracker:
                 self.client.set_tag(run_id, key, value)
             self.resumed = True
         else:
-            experiment_id = self._experiment_id(experiment, artifact_location)
+            experiment_id = get_or_create_experiment(
+                self.client, experiment, artifact_location=artifact_location
+            )
             run = self.client.create_run(experiment_id, run_name=run_name, tags=run_tags)
             self.resumed = False
         self.run_id: str = run.info.run_id
@@ -99,18 +124,6 @@ class MlflowTracker:
         self._depth = 0
         self._previous_sigterm: Any = None
         atexit.register(self._end_at_exit)
-
-    def _experiment_id(self, name: str, artifact_location: str | None) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_location)
-        except Exception:  # noqa: BLE001 - another process may have created it meanwhile
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return found.experiment_id
 
     # --- logging ------------------------------------------------------------------------------
     def log_params(self, params: dict[str, Any]) -> None:

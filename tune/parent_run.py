@@ -1,9 +1,12 @@
 """The MLflow side of a study: one parent run per study invocation, child runs per trial.
 
-The driver owns the parent run (created here, never left RUNNING: finished, failed or killed
-on every exit path). Trials create their own child runs with ``ttsr.tracking.MlflowTracker``
-(so remote workers log straight to an HTTP tracking server); ``find_child`` lets a restarted
-trial reattach to the run it had instead of making a duplicate.
+``ParentRun`` is the driver's parent run as a context manager: it creates the run (or reopens
+it on ``--resume``) with the study's params and tags, turns SIGTERM into an interrupt while the
+block runs, and on every way out of the block closes the child runs still RUNNING and ends the
+parent FINISHED, FAILED or KILLED, so no run stays RUNNING. Trials create their own child runs
+with ``ttsr.tracking.MlflowTracker`` (so remote workers log straight to an HTTP tracking
+server); ``find_child`` lets a restarted trial reattach to the run it had instead of making a
+duplicate.
 
 All calls go through ``MlflowClient`` with an explicit tracking URI: no global active run, so
 the driver, trials and tests cannot step on each other's state.
@@ -11,16 +14,21 @@ the driver, trials and tests cannot step on each other's state.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-PARENT_FILE = "mlflow_parent.json"  # in the study's Tune experiment directory
+from ttsr.tracking import MLFLOW_RUN_KEY as MLFLOW_RUN_KEY  # noqa: F401 - used by trials, tests
+from ttsr.tracking import PARENT_RUN_TAG as PARENT_TAG
+from ttsr.tracking import get_or_create_experiment, param_text
+from tune.storage import PARENT_FILE as PARENT_FILE  # noqa: F401 - report.py, tests
+from tune.studies import Study
+
 TRIAL_ID_TAG = "trial_id"
-MLFLOW_RUN_KEY = "mlflow_run_id"  # reported by each trial, so results point at its child run
-PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI groups children by it)
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
@@ -28,19 +36,115 @@ KILLED = RunStatus.to_string(RunStatus.KILLED)
 RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
-    """Get or create the experiment named after the study."""
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name)
-    except Exception:  # noqa: BLE001 - another process created it in between
-        return client.get_experiment_by_name(name).experiment_id
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM to the driver: unwinds like Ctrl+C, so the parent run ends KILLED."""
 
 
+class ParentRun:
+    """The parent run of one study invocation; use ``with ParentRun.start(...)`` or
+    ``with ParentRun.reopen(info)``.
+
+    Inside the block, ``finish(trial_status)`` records how the trials ended; leaving the block
+    ends the run with that status (FINISHED when ``finish`` was not called), KILLED on
+    KeyboardInterrupt or SIGTERM, FAILED on any other exception.
+    """
+
+    def __init__(self, tracking_uri: str, *, experiment_id: str, run_id: str, info: dict) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.run_id = run_id
+        self.info = info  # what mlflow_parent.json holds (lets --resume find this run again)
+        self.status = FINISHED
+        self._previous_sigterm: Any = None
+
+    @classmethod
+    def start(
+        cls, tracking_uri: str, study: Study, *, run_name: str, tags: dict, overrides: Mapping
+    ) -> ParentRun:
+        """A new parent run in the experiment named after the study."""
+        experiment_id, run_id = start_parent(
+            tracking_uri,
+            study=study.name,
+            run_name=run_name,
+            tags={"study": study.name, "profile": study.profile, **tags},
+            params=study_params(study, overrides),
+        )
+        info = {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "tracking_uri": tracking_uri,
+            "profile": study.profile,
+            "data": study.data,
+            "run_name": run_name,
+        }
+        return cls(tracking_uri, experiment_id=experiment_id, run_id=run_id, info=info)
+
+    @classmethod
+    def reopen(cls, info: dict) -> ParentRun:
+        """The parent run recorded in a resumed invocation's mlflow_parent.json."""
+        uri = info["tracking_uri"]
+        reopen(uri, info["run_id"])
+        return cls(uri, experiment_id=info["experiment_id"], run_id=info["run_id"], info=info)
+
+    def trial_meta(self, study: str) -> dict[str, str]:
+        """What each trial needs to make its child run (passed with tune.with_parameters)."""
+        return {
+            "study": study,
+            "tracking_uri": self.tracking_uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.run_id,
+        }
+
+    def finish(self, trial_status: dict[str, str]) -> str:
+        """Close each child run as its trial ended; the parent's status from the trials: KILLED
+        when some are unfinished (interrupted), FAILED when all errored, else FINISHED."""
+        close_children(self.tracking_uri, self.experiment_id, self.run_id, trial_status)
+        states = list(trial_status.values())
+        if any(s not in ("TERMINATED", "ERROR") for s in states):
+            self.status = KILLED
+        elif states and all(s == "ERROR" for s in states):
+            self.status = FAILED
+        else:
+            self.status = FINISHED
+        return self.status
+
+    def __enter__(self) -> ParentRun:
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if exc_type is not None:
+            self.status = KILLED if issubclass(exc_type, KeyboardInterrupt) else FAILED
+        try:
+            close_children(self.tracking_uri, self.experiment_id, self.run_id, {})  # RUNNING ones
+        finally:
+            end(self.tracking_uri, self.run_id, self.status)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def study_params(study: Study, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The parent run's params: the fixed config, what varies, and every ``--set`` override."""
+    params: dict[str, Any] = {f"config.{k}": v for k, v in sorted(study.config.items())}
+    params.update(
+        {
+            "num_samples": study.num_samples,
+            "repeats": study.repeats,
+            "search": {k: list(d.values) for k, d in study.search.items()} or None,
+            "cases": list(study.cases) or None,
+            "scheduler": study.scheduler,
+            "objectives": [f"{o.metric}:{o.mode}" for o in study.objectives],
+            "report": study.report_kind,
+        }
+    )
+    params.update({f"set.{k}": v for k, v in sorted(overrides.items())})
+    return params
+
+
+# ------------------------------------------------------------------------------------------------
 def start_parent(
     tracking_uri: str,
     *,
@@ -51,10 +155,10 @@ def start_parent(
 ) -> tuple[str, str]:
     """Create the parent run; returns (experiment_id, run_id)."""
     client = MlflowClient(tracking_uri)
-    exp_id = experiment_id(client, study)
+    exp_id = get_or_create_experiment(client, study)
     run = client.create_run(exp_id, run_name=run_name, tags=tags)
     for key, value in sorted(params.items()):
-        client.log_param(run.info.run_id, key, _param_text(value))
+        client.log_param(run.info.run_id, key, param_text(value))
     return exp_id, run.info.run_id
 
 
@@ -123,13 +227,8 @@ def log_summary(
     """The study's outcome on the parent run: best trial's params/metrics and report files."""
     client = MlflowClient(tracking_uri)
     for key, value in sorted(params.items()):
-        client.set_tag(run_id, f"best.{key}", _param_text(value))
+        client.set_tag(run_id, f"best.{key}", param_text(value))
     for key, value in sorted(metrics.items()):
         client.log_metric(run_id, f"best_{key}", float(value))
     for path in artifacts:
         client.log_artifact(run_id, str(path), artifact_path="report")
-
-
-def _param_text(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 6000 else text[:5997] + "..."

@@ -1,4 +1,5 @@
-"""Checks that run before anything starts: storage, MLflow store, Ray address, resources.
+"""Checks that run before anything starts: MLflow store, Ray address, resources (storage:
+``tune/storage.py``).
 
 Each check raises ``PreflightError`` with a one-line message naming the flag; ``tune/run.py``
 prints it on stderr and exits 2, so a typo never leaves a half-started study behind.
@@ -6,10 +7,8 @@ prints it on stderr and exits 2, so a typo never leaves a half-started study beh
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,78 +17,6 @@ from urllib.parse import urlparse
 
 class PreflightError(RuntimeError):
     """A flag or environment value cannot work; the message names it."""
-
-
-# ------------------------------------------------------------------------------------------------
-def is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def resolve_storage(storage: str) -> str:
-    """Local paths become absolute (Tune needs that); URIs such as s3://bucket/x stay."""
-    if is_remote(storage):
-        return storage.rstrip("/")
-    return str(Path(storage).expanduser().resolve())
-
-
-def check_storage(storage: str, *, create: bool = True) -> None:
-    """The storage path must be writable: a local dir we can create and write a file in, or a
-    URI pyarrow can open (s3://, gs://). ``create=False`` (dry runs) only checks that the
-    nearest existing directory is writable."""
-    if is_remote(storage):
-        try:
-            import pyarrow.fs
-
-            fs, path = pyarrow.fs.FileSystem.from_uri(storage)
-            fs.create_dir(path, recursive=True)
-        except Exception as e:  # noqa: BLE001 - any failure means "cannot use it"
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise PreflightError(f"--storage {storage}: cannot open ({first})") from None
-        return
-    path = Path(storage)
-    if not create:
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise PreflightError(f"--storage {storage}: {existing} is not a writable directory")
-        return
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise PreflightError(f"--storage {storage}: not writable ({e.strerror})") from None
-
-
-def read_json(uri: str) -> dict | None:
-    """A small JSON file from local storage or a pyarrow URI; None when it does not exist."""
-    if is_remote(uri):
-        import pyarrow.fs
-
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-        if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
-            return None
-        with fs.open_input_stream(path) as f:
-            return json.loads(f.read().decode())
-    p = Path(uri)
-    return json.loads(p.read_text()) if p.exists() else None
-
-
-def write_json(uri: str, value: dict) -> None:
-    """Write atomically (local) or in one put (remote)."""
-    text = json.dumps(value, indent=2, sort_keys=True)
-    if is_remote(uri):
-        import pyarrow.fs
-
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(path) as f:
-            f.write(text.encode())
-        return
-    p = Path(uri)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, p)
 
 
 # ------------------------------------------------------------------------------------------------

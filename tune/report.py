@@ -29,6 +29,7 @@ if str(REPO) not in sys.path:
 import pandas as pd  # noqa: E402
 
 from ttsr import names  # noqa: E402
+from ttsr.tracking import MLFLOW_RUN_KEY  # noqa: E402
 from tune.studies import Study  # noqa: E402
 
 TRIAL_KEYS = ("trial_id", "status", "label", "epochs_run", "stop_reason", "best_checkpoint")
@@ -109,7 +110,7 @@ def frames(
             names.BEST_EPOCH: best.get(names.EPOCH),
             names.BEST_VAL_PSNR: _number(best.get(names.VAL_PSNR)),
             "best_checkpoint": rec.best_checkpoint,
-            "mlflow_run_id": last.get("mlflow_run_id"),
+            MLFLOW_RUN_KEY: last.get(MLFLOW_RUN_KEY),
         }
         row.update(rec.params)
         for m in EPOCH_METRICS:  # final-epoch values (what the searcher saw)
@@ -270,9 +271,9 @@ def load_records(experiment_dir: str, study: Study) -> list[TrialRecord]:
 def make_report(
     experiment_dir: str, *, study: Study, tracking_uri: str | None, parent_run_id: str | None
 ) -> Report:
-    from tune import parent_run, preflight
+    from tune import parent_run, storage
 
-    if preflight.is_remote(experiment_dir):
+    if storage.is_remote(experiment_dir):
         out_dir = Path.cwd() / "reports" / experiment_dir.rstrip("/").rsplit("/", 1)[-1]
     else:
         out_dir = Path(experiment_dir) / "report"
@@ -298,7 +299,7 @@ def make_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tune import parent_run, preflight
+    from tune import parent_run, storage
     from tune.studies import StudyError, load_study
 
     p = argparse.ArgumentParser(prog="python tune/report.py", description=__doc__.split("\n")[0])
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiments", default=str(REPO / "experiments.yaml"))
     p.add_argument("--no-mlflow", action="store_true", help="do not log to the parent run")
     args = p.parse_args(argv)
-    root = Path(preflight.resolve_storage(args.storage)) / args.study
+    root = Path(storage.resolve_storage(args.storage)) / args.study
     if args.run:
         run_dir = Path(args.run).resolve()
     else:
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --study {args.study}: no results under {root}", file=sys.stderr)
             return 2
         run_dir = runs[-1].parent
-    info = preflight.read_json(str(run_dir / parent_run.PARENT_FILE)) or {}
+    info = storage.read_json(str(run_dir / parent_run.PARENT_FILE)) or {}
     try:
         study = load_study(args.experiments, args.study, info.get("profile", "demo"))
     except StudyError as e:

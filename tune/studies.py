@@ -1,9 +1,11 @@
 """The schema of ``experiments.yaml``: parse, validate, and resolve a study for one profile.
 
-One place validates everything, so a typo fails before Ray starts. The training-config part is
-checked by ``TrainConfig.from_dict`` (the single owner of those rules); this module adds the
-study-level keys (objectives, search space, scheduler, resources, profiles). Every error is one
-line: ``experiments.yaml: study 'NAME': FIELD.PATH: why``.
+One place validates everything, so a typo fails before Ray starts. The shape of the file (keys,
+types, ranges; unknown keys are errors at every level) is pydantic models (tune/schema.py); the
+training-config part is checked by ``TrainConfig.from_dict`` (the single owner of those rules);
+the rules that need several fields at once (search kinds, cases, the report's param) are checked
+while a study is resolved for a profile. Every error is one line:
+``experiments.yaml: study 'NAME': FIELD.PATH: why``.
 
 File layout::
 
@@ -12,52 +14,55 @@ File layout::
         description: str
         objectives: [{metric: val_psnr, mode: max}, ...]   # 1 or 2 (2 = multi-objective)
         scheduler: asha | fifo                             # asha needs a single objective
+        report: {kind: speed|reference|tradeoff|scaling|divergence, param: KEY}
         config: {TrainConfig keys}                         # fixed for all profiles
         cases: [{TrainConfig keys}, ...]                   # grid over coupled settings
         search: {key: {grid|choice: [..]} | {uniform|loguniform: [lo, hi]}}
-        num_samples: int                                   # Optuna trials (grid: repeats)
+        num_samples: int                                   # Optuna trials (grid: copies)
+        repeats: int                                       # seeds per configuration
         profiles:
-          seed: {data, config, cases, search, num_samples, cpus_per_trial, gpus_per_trial,
-                 max_concurrent, grace_period}
+          seed: {data, config, cases, search, num_samples, repeats, cpus_per_trial,
+                 gpus_per_trial, max_concurrent, grace_period}
           demo: {...same keys...}
 
-A profile's ``config`` is merged over the study's; its ``cases``/``search`` replace the study's.
+A profile's ``config`` is merged over the study's; its other keys replace the study's.
+``StudyFile.load`` parses a file once; ``load_study``/``load_all`` are the one-call forms.
 """
 
 from __future__ import annotations
 
-import math
+import difflib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from ttsr import names
 from ttsr.config import ConfigError, TrainConfig
+from tune.schema import (
+    OverrideSpec,
+    ProfileSpec,
+    ReportSpec,
+    SearchSpec,
+    StudySpec,
+    first_error,
+)
 
 PROFILES = ("seed", "demo")
-SCHEDULERS = ("asha", "fifo")
-MODES = ("max", "min")
-SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform")
-METRICS = frozenset(
-    value for key, value in vars(names).items() if key.isupper() and isinstance(value, str)
-)
-
-STUDY_KEYS = frozenset(
-    {"description", "objectives", "scheduler", "config", "cases", "search", "num_samples"}
-    | {"profiles", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "grace_period", "data"}
-)
-PROFILE_KEYS = frozenset(
-    {"description", "data", "config", "cases", "search", "num_samples", "cpus_per_trial"}
-    | {"gpus_per_trial", "max_concurrent", "grace_period"}
-)
+REPORT_KINDS_WITH_PARAM = ("speed", "scaling")  # they plot a quantity against the varied key
+# Study fields that ``--set KEY=VALUE`` may override (besides every TrainConfig field).
+OVERRIDABLE = tuple(OverrideSpec.model_fields)
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class StudyError(ValueError):
     """experiments.yaml is invalid; the message names file, study and field."""
 
 
+# ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Objective:
     metric: str
@@ -89,6 +94,9 @@ class Study:
     grace_period: int
     data: str | None  # the profile's default data path (seed: the prepared FFHQ dir)
     profiles: dict[str, str] = field(default_factory=dict)  # name -> description
+    repeats: int = 1  # each configuration runs with seeds seed, seed+1, ...
+    report_kind: str | None = None  # one of REPORT_KINDS; None = curves only
+    report_param: str | None = None  # the varied key a speed/scaling report plots against
 
     @property
     def is_grid(self) -> bool:
@@ -108,6 +116,11 @@ class Study:
     def mode(self) -> str:
         return self.objectives[0].mode
 
+    @property
+    def varied_keys(self) -> list[str]:
+        """The TrainConfig keys that differ between trials (cases first, then search)."""
+        return [*sorted({k for c in self.cases for k in c}), *self.search]
+
     def grid_size(self) -> int:
         n = max(1, len(self.cases))
         for dim in self.search.values():
@@ -115,7 +128,8 @@ class Study:
         return n
 
     def num_trials(self) -> int:
-        return self.grid_size() * self.num_samples if self.is_grid else self.num_samples
+        configs = self.grid_size() * self.num_samples if self.is_grid else self.num_samples
+        return configs * self.repeats
 
     def trial_configs(self) -> list[dict[str, Any]]:
         """Every distinct grid point as a full config dict (grid studies); the fixed config
@@ -130,9 +144,97 @@ class Study:
 
 
 # ------------------------------------------------------------------------------------------------
-def load_file(path: str | Path) -> dict[str, Any]:
-    """Read and structurally check the YAML; returns the raw ``studies`` mapping."""
-    path = Path(path)
+def parse_set(text: str) -> tuple[str, Any]:
+    """``--set KEY=VALUE``: the value is parsed as YAML (``3``, ``0.5``, ``[other]``, ``null``),
+    and a number YAML 1.1 reads as text (``1e-4``) as that number."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise StudyError(f"--set {text}: use KEY=VALUE, e.g. --set lr=1e-4")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise StudyError(f"--set {text}: the value is not valid YAML") from None
+    if isinstance(parsed, str) and _EXPONENT_NUMBER.fullmatch(parsed.strip()):
+        return key, float(parsed)  # YAML 1.1 reads 1e-4 (no dot) as text; mean the number
+    return key, parsed
+
+
+@dataclass(frozen=True)
+class StudyFile:
+    """An experiments.yaml parsed and shape-checked once; resolves its studies on demand."""
+
+    label: str  # the file name, at the start of every message
+    specs: Mapping[str, StudySpec]
+
+    @classmethod
+    def load(cls, path: str | Path) -> StudyFile:
+        path = Path(path)
+        raw = _read_studies(path)
+        specs = {}
+        for name, study in raw.items():
+            try:
+                specs[name] = StudySpec.model_validate(study)
+            except ValidationError as e:
+                where, why = first_error(e, StudySpec)
+                raise StudyError(f"{path.name}: study {name!r}: {where}: {why}") from None
+        return cls(path.name, specs)
+
+    def __iter__(self):
+        return iter(self.specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.specs
+
+    def resolve(
+        self,
+        name: str,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> dict[str, Study]:
+        """Study ``name`` for every profile (all validated), with ``overrides`` applied.
+
+        ``labels``: how an override key is named in errors (default ``--set KEY``; run.py names
+        the flags that became overrides, e.g. ``--max-epochs``)."""
+        if name not in self.specs:
+            raise StudyError(f"{self.label}: unknown study {name!r}; known: {', '.join(self)}")
+        ctx = _Context(self.label, name, dict(overrides or {}), dict(labels or {}))
+        return {p: _resolve(ctx, self.specs[name], p) for p in PROFILES}
+
+    def study(
+        self, name: str, profile: str, *, overrides: Mapping[str, Any] | None = None
+    ) -> Study:
+        if profile not in PROFILES:
+            raise StudyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+        return self.resolve(name, overrides=overrides)[profile]
+
+    def all(self) -> dict[str, dict[str, Study]]:
+        return {name: self.resolve(name) for name in self}
+
+
+def load_file(path: str | Path) -> StudyFile:
+    return StudyFile.load(path)
+
+
+def study_names(path: str | Path) -> list[str]:
+    return list(StudyFile.load(path))
+
+
+def load_study(
+    path: str | Path, name: str, profile: str, *, overrides: Mapping[str, Any] | None = None
+) -> Study:
+    """Resolve study ``name`` for ``profile``; validates the whole study (both profiles)."""
+    return StudyFile.load(path).study(name, profile, overrides=overrides)
+
+
+def load_all(path: str | Path) -> dict[str, dict[str, Study]]:
+    """Every study × profile, validated (the test that checks every shipped study uses this)."""
+    return StudyFile.load(path).all()
+
+
+def _read_studies(path: Path) -> dict[str, Any]:
+    """Read the YAML and check the top level; returns the raw ``studies`` mapping."""
     label = path.name
     try:
         text = path.read_text()
@@ -155,166 +257,199 @@ def load_file(path: str | Path) -> dict[str, Any]:
     return studies
 
 
-def study_names(path: str | Path) -> list[str]:
-    return list(load_file(path))
-
-
-def load_study(path: str | Path, name: str, profile: str) -> Study:
-    """Resolve study ``name`` for ``profile``; validates the whole study (both profiles)."""
-    studies = load_file(path)
-    label = Path(path).name
-    if name not in studies:
-        raise StudyError(f"{label}: unknown study {name!r}; known: {', '.join(studies)}")
-    if profile not in PROFILES:
-        raise StudyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-    resolved = {p: _resolve(label, name, studies[name], p) for p in PROFILES}
-    return resolved[profile]
-
-
-def load_all(path: str | Path) -> dict[str, dict[str, Study]]:
-    """Every study × profile, validated (the test that checks every shipped study uses this)."""
-    studies = load_file(path)
-    label = Path(path).name
-    return {n: {p: _resolve(label, n, raw, p) for p in PROFILES} for n, raw in studies.items()}
-
-
 # ------------------------------------------------------------------------------------------------
-def _resolve(label: str, name: str, raw: dict[str, Any], profile: str) -> Study:
-    def fail(where: str, why: str) -> StudyError:
-        return StudyError(f"{label}: study {name!r}: {where}: {why}")
+@dataclass(frozen=True)
+class _Context:
+    """Who is being resolved, for messages, and the overrides to apply."""
 
-    unknown = sorted(set(raw) - STUDY_KEYS)
-    if unknown:
-        raise fail(unknown[0], f"unknown key; known: {', '.join(sorted(STUDY_KEYS))}")
-    profiles = raw.get("profiles")
-    if not isinstance(profiles, dict):
-        raise fail("profiles", f"must be a mapping with {' and '.join(PROFILES)}")
-    missing = [p for p in PROFILES if p not in profiles]
-    extra = sorted(set(profiles) - set(PROFILES))
-    if missing:
-        raise fail("profiles", f"missing profile(s) {', '.join(missing)}")
-    if extra:
-        raise fail(f"profiles.{extra[0]}", f"unknown profile; known: {', '.join(PROFILES)}")
-    prof = profiles[profile] if profiles[profile] is not None else {}
-    if not isinstance(prof, dict):
-        raise fail(f"profiles.{profile}", "must be a mapping")
-    unknown = sorted(set(prof) - PROFILE_KEYS)
-    if unknown:
-        known = ", ".join(sorted(PROFILE_KEYS))
-        raise fail(f"profiles.{profile}.{unknown[0]}", f"unknown key; known: {known}")
+    label: str
+    name: str
+    overrides: dict[str, Any]
+    labels: dict[str, str]
 
-    def pick(key: str, default: Any) -> tuple[str, Any]:
-        if key in prof:
-            return f"profiles.{profile}.{key}", prof[key]
-        return key, raw.get(key, default)
+    def fail(self, where: str, why: str) -> StudyError:
+        return StudyError(f"{self.label}: study {self.name!r}: {where}: {why}")
 
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise fail("description", "must be a string")
+    def flag(self, key: str) -> str:
+        return self.labels.get(key, f"--set {key}")
 
-    objectives = _objectives(raw.get("objectives"), fail)
-    scheduler = raw.get("scheduler", "asha" if len(objectives) == 1 else "fifo")
-    if scheduler not in SCHEDULERS:
-        raise fail("scheduler", f"must be one of {', '.join(SCHEDULERS)} (got {scheduler!r})")
+    def split(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(TrainConfig overrides, study-field overrides); anything else is an error."""
+        train_keys = _train_config_keys()
+        train, study = {}, {}
+        for key, value in self.overrides.items():
+            if key in OVERRIDABLE:
+                study[key] = value
+            elif key in train_keys:
+                train[key] = value
+            else:
+                close = difflib.get_close_matches(key, [*train_keys, *OVERRIDABLE], n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                known = f"a TrainConfig field or one of {', '.join(OVERRIDABLE)}"
+                raise self.fail(self.flag(key), f"unknown key{hint}; use {known}")
+        return train, study
+
+
+def _resolve(ctx: _Context, spec: StudySpec, profile: str) -> Study:
+    prof = getattr(spec.profiles, profile) or ProfileSpec()
+    train_over, study_over = ctx.split()
+    pick = _picker(ctx, spec, prof, profile, study_over)
+    objectives = _objectives(ctx, spec)
+    scheduler = pick("scheduler", "asha" if len(objectives) == 1 else "fifo")
     if scheduler == "asha" and len(objectives) > 1:
-        raise fail("scheduler", "asha needs a single objective; use fifo for multi-objective")
+        raise ctx.fail("scheduler", "asha needs a single objective; use fifo for multi-objective")
 
-    # fixed config: study config, then the profile's config over it
-    base = raw.get("config") or {}
-    if not isinstance(base, dict):
-        raise fail("config", "must be a mapping of TrainConfig keys")
-    over = prof.get("config") or {}
-    if not isinstance(over, dict):
-        raise fail(f"profiles.{profile}.config", "must be a mapping of TrainConfig keys")
-    # partial mappings are checked on top of TrainConfig's defaults, then merged
-    _check_config("config", base, fail)
-    _check_config(f"profiles.{profile}.config", over, fail)
-    config = {**base, **over}
-    _check_config(f"profiles.{profile}.config", config, fail)
-
-    where, cases_raw = pick("cases", None)
-    cases: list[dict[str, Any]] = []
-    if cases_raw is not None:
-        if not isinstance(cases_raw, list) or not cases_raw:
-            raise fail(where, "must be a non-empty list of config mappings")
-        for i, case in enumerate(cases_raw):
-            if not isinstance(case, dict) or not case:
-                raise fail(f"{where}[{i}]", "must be a non-empty mapping of TrainConfig keys")
-            _check_config(f"{where}[{i}]", {**config, **case}, fail)
-            cases.append(dict(case))
-
-    where, search_raw = pick("search", None)
-    search: dict[str, SearchDim] = {}
-    if search_raw is not None:
-        if not isinstance(search_raw, dict) or not search_raw:
-            raise fail(where, "must be a mapping of TrainConfig key -> {kind: values}")
-        for key, spec in search_raw.items():
-            search[key] = _search_dim(f"{where}.{key}", key, spec, config, fail)
-    kinds = {d.kind for d in search.values()}
-    if "grid" in kinds and kinds - {"grid"}:
-        raise fail(where, "mixes grid with sampled dimensions; use only grid, or none")
-    if cases and kinds - {"grid"}:
-        raise fail(where, "cases are a grid; combine them only with grid dimensions")
-    overlap = sorted(set(search) & {k for c in cases for k in c})
-    if overlap:
-        raise fail(where, f"{overlap[0]} is set both by cases and search")
-
-    num_where, num_samples = pick("num_samples", 1)
-    num_samples = _positive_int(num_where, num_samples, fail)
-    cpus = _positive_number(*pick("cpus_per_trial", 1), fail, allow_zero=False)
-    gpus = _positive_number(*pick("gpus_per_trial", 0), fail, allow_zero=True)
-    max_concurrent = _positive_int(*pick("max_concurrent", 1), fail)
-    grace = _positive_int(*pick("grace_period", 1), fail)
-    data_where, data = pick("data", None)
-    if data is not None and not isinstance(data, str):
-        raise fail(data_where, f"must be a path string or null (got {data!r})")
-    if "data" in config:
-        raise fail("config.data", "set the data path with the profile's 'data' key or --data")
-
-    descriptions = {
-        p: (profiles[p] or {}).get("description", "") if isinstance(profiles[p], dict) else ""
-        for p in PROFILES
-    }
+    config = _fixed_config(ctx, spec, prof, profile)
+    cases_where = f"profiles.{profile}.cases" if "cases" in prof.model_fields_set else "cases"
+    search_where = f"profiles.{profile}.search" if "search" in prof.model_fields_set else "search"
+    cases_raw = prof.cases if "cases" in prof.model_fields_set else spec.cases
+    search_raw = prof.search if "search" in prof.model_fields_set else spec.search
+    varied = {k for c in cases_raw or () for k in c} | set(search_raw or {})
+    config = _apply_config_overrides(ctx, config, train_over, varied)
+    cases = _cases(ctx, cases_where, cases_raw, config)
+    search = _search(ctx, search_where, search_raw, config, cases)
+    report_kind, report_param = _report(ctx, spec.report, varied)
     return Study(
-        name=name,
+        name=ctx.name,
         profile=profile,
-        description=description.strip(),
+        description=spec.description.strip(),
         objectives=objectives,
         scheduler=scheduler,
         config=config,
-        cases=tuple(cases),
+        cases=cases,
         search=search,
-        num_samples=num_samples,
-        cpus_per_trial=cpus,
-        gpus_per_trial=gpus,
-        max_concurrent=max_concurrent,
-        grace_period=grace,
-        data=data,
-        profiles=descriptions,
+        num_samples=pick("num_samples", 1),
+        cpus_per_trial=float(pick("cpus_per_trial", 1.0)),
+        gpus_per_trial=float(pick("gpus_per_trial", 0.0)),
+        max_concurrent=pick("max_concurrent", 1),
+        grace_period=pick("grace_period", 1),
+        data=pick("data", None),
+        profiles={p: (getattr(spec.profiles, p) or ProfileSpec()).description for p in PROFILES},
+        repeats=pick("repeats", 1),
+        report_kind=report_kind,
+        report_param=report_param,
     )
 
 
-def _objectives(raw: Any, fail) -> tuple[Objective, ...]:
-    if raw is None:
-        return (Objective(names.VAL_PSNR, "max"),)
-    if not isinstance(raw, list) or not 1 <= len(raw) <= 2:
-        raise fail("objectives", "must be a list of 1 or 2 {metric, mode} mappings")
-    out = []
-    for i, item in enumerate(raw):
-        where = f"objectives[{i}]"
-        if not isinstance(item, dict) or set(item) != {"metric", "mode"}:
-            raise fail(where, "must be a mapping with exactly 'metric' and 'mode'")
-        if item["metric"] not in METRICS:
-            raise fail(f"{where}.metric", f"unknown metric {item['metric']!r} (see ttsr/names.py)")
-        if item["mode"] not in MODES:
-            raise fail(f"{where}.mode", f"must be max or min (got {item['mode']!r})")
-        out.append(Objective(item["metric"], item["mode"]))
+def _picker(ctx: _Context, spec: StudySpec, prof: ProfileSpec, profile: str, study_over: dict):
+    """value of a study field: --set, else the profile's, else the study's, else the default."""
+    try:
+        checked = OverrideSpec.model_validate(study_over)
+    except ValidationError as e:
+        where, why = first_error(e, OverrideSpec)
+        raise ctx.fail(ctx.flag(where), why) from None
+
+    def pick(key: str, default: Any) -> Any:
+        if key in study_over:
+            return getattr(checked, key)
+        for level in (prof, spec):
+            if key in level.model_fields_set:
+                return getattr(level, key)
+        return default
+
+    return pick
+
+
+def _objectives(ctx: _Context, spec: StudySpec) -> tuple[Objective, ...]:
+    out = tuple(Objective(o.metric, o.mode) for o in spec.objectives)
     if len({o.metric for o in out}) != len(out):
-        raise fail("objectives", "lists a metric twice")
-    return tuple(out)
+        raise ctx.fail("objectives", "lists a metric twice")
+    return out
 
 
-def _check_config(where: str, values: dict[str, Any], fail) -> None:
+def _fixed_config(ctx: _Context, spec: StudySpec, prof: ProfileSpec, profile: str) -> dict:
+    """The study's config with the profile's merged over it; partial mappings are checked on
+    top of TrainConfig's defaults, then the merge."""
+    base, over = dict(spec.config), dict(prof.config)
+    _check_config(ctx, "config", base)
+    _check_config(ctx, f"profiles.{profile}.config", over)
+    config = {**base, **over}
+    _check_config(ctx, f"profiles.{profile}.config", config)
+    if "data" in config:
+        where = "config.data" if "data" in base else f"profiles.{profile}.config.data"
+        raise ctx.fail(where, "set the data path with the profile's 'data' key or --data")
+    return config
+
+
+def _apply_config_overrides(
+    ctx: _Context, config: dict[str, Any], train_over: dict[str, Any], varied: set[str]
+) -> dict[str, Any]:
+    for key in train_over:
+        if key == "data":
+            raise ctx.fail(ctx.flag(key), "set the data path with --data")
+        if key in varied:
+            why = "the study varies this key (cases/search); edit experiments.yaml to fix it"
+            raise ctx.fail(ctx.flag(key), why)
+    if not train_over:
+        return config
+    merged = {**config, **train_over}
+    try:
+        TrainConfig.from_dict(merged)
+    except ConfigError as e:
+        key, sep, why = str(e).partition(": ")
+        if sep and key in train_over:
+            raise ctx.fail(ctx.flag(key), why) from None
+        raise ctx.fail(", ".join(ctx.flag(k) for k in train_over), str(e)) from None
+    return merged
+
+
+def _cases(
+    ctx: _Context, where: str, raw: list[dict[str, Any]] | None, config: dict[str, Any]
+) -> tuple[dict[str, Any], ...]:
+    for i, case in enumerate(raw or ()):
+        _check_config(ctx, f"{where}[{i}]", {**config, **case})
+    return tuple(dict(c) for c in raw or ())
+
+
+def _search(
+    ctx: _Context,
+    where: str,
+    raw: dict[str, SearchSpec] | None,
+    config: dict[str, Any],
+    cases: tuple[dict[str, Any], ...],
+) -> dict[str, SearchDim]:
+    search: dict[str, SearchDim] = {}
+    for key, spec in (raw or {}).items():
+        for v in spec.values:  # grid/choice: every value; ranges: both ends
+            try:
+                TrainConfig.from_dict({**config, key: v})
+            except ConfigError as e:
+                msg = str(e)
+                _, sep, why = msg.partition(": ")
+                raise ctx.fail(
+                    f"{where}.{key}", why if sep and msg.startswith(key) else msg
+                ) from None
+        search[key] = SearchDim(spec.kind, spec.values)
+    kinds = {d.kind for d in search.values()}
+    if "grid" in kinds and kinds - {"grid"}:
+        raise ctx.fail(where, "mixes grid with sampled dimensions; use only grid, or none")
+    if cases and kinds - {"grid"}:
+        raise ctx.fail(where, "cases are a grid; combine them only with grid dimensions")
+    overlap = sorted(set(search) & {k for c in cases for k in c})
+    if overlap:
+        raise ctx.fail(where, f"{overlap[0]} is set both by cases and search")
+    return search
+
+
+def _report(
+    ctx: _Context, report: ReportSpec | None, varied: set[str]
+) -> tuple[str | None, str | None]:
+    if report is None:
+        return None, None
+    if report.kind in REPORT_KINDS_WITH_PARAM:
+        if report.param is None:
+            raise ctx.fail("report.param", f"a {report.kind} report needs the varied key to plot")
+        if report.param not in varied:
+            known = ", ".join(sorted(varied)) or "none"
+            why = f"{report.param!r} is not a key the study varies (varied: {known})"
+            raise ctx.fail("report.param", why)
+    elif report.param is not None:
+        kinds = " and ".join(REPORT_KINDS_WITH_PARAM)
+        raise ctx.fail("report.param", f"only {kinds} reports take a param (kind {report.kind})")
+    return report.kind, report.param
+
+
+def _check_config(ctx: _Context, where: str, values: dict[str, Any]) -> None:
     """Validate through TrainConfig, the one owner of the training rules."""
     try:
         TrainConfig.from_dict(values)
@@ -322,56 +457,12 @@ def _check_config(where: str, values: dict[str, Any], fail) -> None:
         msg = str(e)
         key, sep, why = msg.partition(": ")
         if sep and " " not in key:
-            raise fail(f"{where}.{key}", why) from None
-        raise fail(where, msg) from None
+            raise ctx.fail(f"{where}.{key}", why) from None
+        raise ctx.fail(where, msg) from None
 
 
-def _search_dim(where: str, key: str, spec: Any, config: dict[str, Any], fail) -> SearchDim:
-    if not isinstance(spec, dict) or len(spec) != 1:
-        raise fail(where, f"must be one of {{{' | '.join(SEARCH_KINDS)}: [...]}}")
-    kind, values = next(iter(spec.items()))
-    if kind not in SEARCH_KINDS:
-        raise fail(where, f"unknown kind {kind!r}; known: {', '.join(SEARCH_KINDS)}")
-    if not isinstance(values, list) or not values:
-        raise fail(f"{where}.{kind}", "must be a non-empty list")
-    if kind in ("uniform", "loguniform"):
-        if len(values) != 2 or not all(_is_number(v) for v in values):
-            raise fail(f"{where}.{kind}", f"must be [low, high] numbers (got {values!r})")
-        lo, hi = float(values[0]), float(values[1])
-        if not lo < hi:
-            raise fail(f"{where}.{kind}", f"low must be < high (got {values!r})")
-        if kind == "loguniform" and lo <= 0:
-            raise fail(f"{where}.{kind}", "loguniform needs low > 0; use choice to include 0")
-        probes = [lo, hi]
-        values = [lo, hi]
-    else:
-        if len(set(map(repr, values))) != len(values):
-            raise fail(f"{where}.{kind}", f"has duplicate values ({values!r})")
-        probes = values
-    for v in probes:
-        try:
-            TrainConfig.from_dict({**config, key: v})
-        except ConfigError as e:
-            msg = str(e)
-            _, sep, why = msg.partition(": ")
-            raise fail(where, why if sep and msg.startswith(key) else msg) from None
-    return SearchDim(kind, tuple(values))
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _positive_int(where: str, v: Any, fail) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise fail(where, f"must be an integer >= 1 (got {v!r})")
-    return v
-
-
-def _positive_number(where: str, v: Any, fail, *, allow_zero: bool) -> float:
-    if not _is_number(v) or v < 0 or (v == 0 and not allow_zero):
-        raise fail(where, f"must be a number {'>= 0' if allow_zero else '> 0'} (got {v!r})")
-    return float(v)
+def _train_config_keys() -> frozenset[str]:
+    return frozenset(TrainConfig().to_dict())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,10 +7,13 @@
 - ASHA (time_attr ``epoch``) only where the study says ``scheduler: asha`` (single objective).
 - The training loop's own early stopping ends a trial by returning; its last report carries
   ``stop_reason``.
+- Console: Tune's own output is off (``verbose=0``); the callbacks the caller passes (e.g.
+  ``tune.progress.ProgressLines``) print the progress.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ray import tune
@@ -21,15 +24,6 @@ from ray.tune.search.optuna import OptunaSearch
 from ttsr import names
 from tune.studies import Study
 from tune.trainable import CASE_KEY, train_trial
-
-REPORT_COLUMNS = (
-    names.EPOCH,
-    names.VAL_PSNR,
-    names.VAL_SSIM,
-    names.VAL_LPIPS_PROXY,
-    names.EPOCH_SECONDS,
-    names.STOP_REASON,
-)
 
 
 def param_space(study: Study) -> dict[str, Any]:
@@ -82,18 +76,14 @@ def trainable(study: Study, *, meta: dict[str, Any]):
     return tune.with_resources(fn, {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial})
 
 
-def run_config(study: Study, *, storage: str, name: str, verbose: int = 1) -> tune.RunConfig:
-    reporter = tune.CLIReporter(
-        metric_columns=list(REPORT_COLUMNS),
-        parameter_columns=_parameter_columns(study),
-        max_report_frequency=30,
-        max_column_length=14,
-    )
+def run_config(
+    study: Study, *, storage: str, name: str, callbacks: Sequence[tune.Callback] = ()
+) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
         storage_path=storage,
-        verbose=verbose,
-        progress_reporter=reporter,
+        verbose=0,
+        callbacks=list(callbacks),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=2,
             checkpoint_score_attribute=names.VAL_PSNR,
@@ -105,7 +95,13 @@ def run_config(study: Study, *, storage: str, name: str, verbose: int = 1) -> tu
 
 
 def build_tuner(
-    study: Study, *, meta: dict[str, Any], storage: str, name: str, seed: int = 0
+    study: Study,
+    *,
+    meta: dict[str, Any],
+    storage: str,
+    name: str,
+    seed: int = 0,
+    callbacks: Sequence[tune.Callback] = (),
 ) -> tune.Tuner:
     search_alg = searcher(study, seed=seed)
     tune_config = tune.TuneConfig(
@@ -121,19 +117,13 @@ def build_tuner(
         trainable(study, meta=meta),
         param_space=param_space(study),
         tune_config=tune_config,
-        run_config=run_config(study, storage=storage, name=name),
+        run_config=run_config(study, storage=storage, name=name, callbacks=callbacks),
     )
 
 
 def restore_tuner(study: Study, *, meta: dict[str, Any], path: str) -> tune.Tuner:
-    """Continue a study from its Tune experiment directory (Tune's pickled state)."""
+    """Continue a study from its Tune experiment directory (Tune's pickled state, which holds
+    the RunConfig and its callbacks too)."""
     return tune.Tuner.restore(
         path, trainable=trainable(study, meta=meta), resume_errored=True, resume_unfinished=True
     )
-
-
-def _parameter_columns(study: Study) -> list[str]:
-    cols = list(study.search)
-    if study.cases:
-        cols += sorted({f"{CASE_KEY}/{k}" for c in study.cases for k in c})
-    return cols

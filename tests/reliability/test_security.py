@@ -157,7 +157,7 @@ def test_resume_help_says_it_loads_pickled_state(tmp_path):
 
 def test_resume_accepts_only_paths_inside_the_study_storage(tmp_path):
     from tune.preflight import PreflightError
-    from tune.run import find_resume_path
+    from tune.storage import find_resume_path
 
     study_root = tmp_path / "results" / "s"
     inside = study_root / "s-20260101-000000"

@@ -1,0 +1,73 @@
+"""From flags to a plan without a cluster: options, the profile rule against a stand-in
+cluster, resources, and the printed plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tune import plan
+from tune.cluster import Cluster
+from tune.options import parse_options
+from tune.preflight import PreflightError
+from tune.studies import StudyError, StudyFile
+
+SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
+
+
+def _options(tmp_path: Path, *extra: str):
+    base = [
+        "--dry-run",
+        "--storage",
+        str(tmp_path / "rr"),
+        "--mlflow-uri",
+        f"sqlite:///{tmp_path}/m.db",
+    ]
+    return parse_options([*base, *extra])
+
+
+def _node(cpus: float, gpus: float) -> dict:
+    return {"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus}}
+
+
+def test_profile_follows_data_and_the_cluster_gpus(tmp_path):
+    studies = StudyFile.load(SHIPPED)
+    options = _options(tmp_path, "--study", "train-time", "--data", str(tmp_path))
+    request = plan.check(studies, options)
+    gpu = plan.make(request, options, Cluster((_node(8, 1),), "test cluster"))
+    assert gpu.study.profile == "seed" and gpu.study.config["data"] == str(tmp_path.resolve())
+    assert gpu.experiment_dir.startswith(f"{tmp_path}/rr/train-time/train-time-")
+    text = gpu.describe()
+    assert text.startswith("profile 'seed' runs: --data given and the cluster has 1 GPU(s)")
+    assert "report     speed against size" in text and "ray        test cluster" in text
+    cpu = plan.make(request, options, Cluster((_node(8, 0),), "cpu only"))
+    assert cpu.study.profile == "demo" and "no GPUs" in cpu.reason
+    forced = _options(
+        tmp_path, "--study", "train-time", "--profile", "seed", "--data", str(tmp_path)
+    )
+    with pytest.raises(PreflightError, match="--gpus-per-trial 1 .*no GPU"):
+        plan.make(plan.check(studies, forced), forced, Cluster((_node(8, 0),), "cpu only"))
+
+
+def test_flags_become_overrides_named_after_the_flag(tmp_path):
+    studies = StudyFile.load(SHIPPED)
+    options = _options(tmp_path, "--study", "loss-weights", "--max-epochs", "3", "--set", "lr=2e-4")
+    assert options.overrides() == {"lr": 2e-4, "epochs": 3}
+    request = plan.check(studies, options)
+    assert request.studies["demo"].config["epochs"] == 3
+    assert request.studies["seed"].config["lr"] == 2e-4  # every profile gets them
+    both = _options(tmp_path, "--study", "loss-weights", "--set", "epochs=2", "--max-epochs", "3")
+    with pytest.raises(StudyError, match="--set epochs and --max-epochs both set epochs"):
+        both.overrides()
+    with pytest.raises(StudyError, match="unknown study 'nope'; known studies: train-time"):
+        plan.check(studies, _options(tmp_path, "--study", "nope"))
+    assert not (tmp_path / "rr").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_list_has_a_line_per_study():
+    text = plan.list_studies(StudyFile.load(SHIPPED))
+    rows = {line.split()[0]: line for line in text.splitlines()}
+    assert set(rows) == set(StudyFile.load(SHIPPED))
+    assert rows["resolution"].split()[1:3] == ["scaling", "grid"]
+    assert rows["resolution"].endswith("trials: demo 3, seed 4")

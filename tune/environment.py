@@ -1,0 +1,59 @@
+"""The process settings a study run needs, applied by ``tune/run.py``'s ``main`` before Ray,
+Tune or MLflow is imported (several of them read the environment once, at import or start).
+
+Kept out of import time on purpose: importing a ``tune`` module changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Each is a default: a value already in the environment wins.
+DEFAULTS = {
+    # The classic console engine; with verbose=0 it prints nothing, and tune.progress prints a
+    # line per trial event instead of the periodic table.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # Repeated worker log lines folded.
+    "RAY_DEDUP_LOGS": "1",
+    # Write Tune's experiment state often, so a driver killed mid-study can be resumed.
+    "TUNE_GLOBAL_CHECKPOINT_S": "5",
+    # Tune forces a state snapshot whenever a trial has saved num_to_keep (2) checkpoints since
+    # the last one, and warns each time two snapshots fall within this many seconds. Short
+    # demo epochs trip it every few seconds, yet a snapshot here is a few KB written locally
+    # (or a small upload) and the forced sync is what keeps --resume consistent: nothing to
+    # change, so no warning (0 turns it off, as the warning itself says).
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # No "Creating initial MLflow database tables" chatter.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
+LOCAL_RAY_DEFAULTS = {
+    # A Ray started here serves this machine only: without this, Ray resolves 127.0.0.1 to
+    # the machine's outward address and its GCS, raylet and dashboard listen there.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # What a local ray.init() does anyway (token auth on, a token made in ~/.ray when missing),
+    # said explicitly so that Ray does not warn about it on every start.
+    "RAY_AUTH_MODE": "token",
+}
+
+
+def configure(*, local_ray: bool) -> None:
+    """Environment for this driver and the trial workers of a local Ray, and quiet loggers."""
+    # Trial workers of a local Ray inherit this environment: let them import ttsr and tune from
+    # this checkout. (On a remote cluster the package must be installed on every node.)
+    paths = [str(REPO), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    for key, value in {**DEFAULTS, **(LOCAL_RAY_DEFAULTS if local_ray else {})}.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def quiet_optuna() -> None:
+    """No "A new study created in memory" line: Optuna sets its logger to INFO when imported,
+    so this runs after the import."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)

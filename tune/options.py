@@ -1,0 +1,220 @@
+"""``tune/run.py``'s flags, parsed into one frozen ``Options`` value.
+
+Flag values that cannot work are rejected here (``PreflightError``/``StudyError``, one line
+naming the flag); values that depend on the study (``--set``, ``--max-epochs``, ...) travel as
+``Options.overrides()`` to the schema, which validates them like the YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tune import preflight
+from tune.preflight import PreflightError
+from tune.studies import PROFILES, StudyError, parse_set
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_EXPERIMENTS = REPO / "experiments.yaml"
+
+# flag -> the study or TrainConfig key it overrides
+FLAG_KEYS = {
+    "--max-epochs": "epochs",
+    "--num-samples": "num_samples",
+    "--gpus-per-trial": "gpus_per_trial",
+    "--cpus-per-trial": "cpus_per_trial",
+    "--max-concurrent": "max_concurrent",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    study: str | None
+    list_studies: bool
+    profile: str | None
+    data: str | None
+    address: str | None
+    mlflow_uri: str
+    storage: str
+    experiments: str
+    num_samples: int | None
+    max_epochs: int | None
+    gpus_per_trial: float | None
+    cpus_per_trial: float | None
+    max_concurrent: int | None
+    sets: tuple[tuple[str, Any], ...]  # --set KEY=VALUE, values parsed as YAML
+    seed: int
+    resume: str | None  # "latest" or a path
+    num_cpus: int | None
+    ray_temp_dir: str | None
+    dry_run: bool
+    no_report: bool
+    no_dashboard: bool
+    dashboard_port: int
+
+    @property
+    def local_ray(self) -> bool:
+        """No --address: this command starts (and stops) its own Ray on 127.0.0.1."""
+        return not self.address
+
+    def overrides(self) -> dict[str, Any]:
+        """Study/TrainConfig values to override: every --set, and the flags that set a key."""
+        out = dict(self.sets)
+        for flag, key in FLAG_KEYS.items():
+            value = getattr(self, flag.removeprefix("--").replace("-", "_"))
+            if value is None:
+                continue
+            if key in out:
+                raise StudyError(f"--set {key} and {flag} both set {key}; give one")
+            out[key] = value
+        return out
+
+    def override_labels(self) -> dict[str, str]:
+        """How an override is named in errors: the flag it came from."""
+        return {key: flag for flag, key in FLAG_KEYS.items()}
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    """Parse and check the flags; bad usage exits 2 (argparse), bad values raise."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.study is None and not args.list_studies:
+        parser.error("--study is required (or --list to see the studies)")
+    options = Options(
+        study=args.study,
+        list_studies=args.list_studies,
+        profile=args.profile,
+        data=args.data,
+        address=args.address,
+        mlflow_uri=args.mlflow_uri,
+        storage=args.storage,
+        experiments=args.experiments,
+        num_samples=args.num_samples,
+        max_epochs=args.max_epochs,
+        gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        sets=_parse_sets(args.set),
+        seed=args.seed,
+        resume=args.resume,
+        num_cpus=args.num_cpus,
+        ray_temp_dir=args.ray_temp_dir,
+        dry_run=args.dry_run,
+        no_report=args.no_report,
+        no_dashboard=args.no_dashboard,
+        dashboard_port=args.dashboard_port,
+    )
+    _check_values(options)
+    return options
+
+
+def _parse_sets(texts: list[str]) -> tuple[tuple[str, Any], ...]:
+    pairs = [parse_set(t) for t in texts]
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise StudyError(f"--set {key}: given twice")
+        seen.add(key)
+    return tuple(pairs)
+
+
+def _check_values(o: Options) -> None:
+    """Flag values, checked before anything is created or started."""
+    for flag, value, low in (
+        ("--num-samples", o.num_samples, 1),
+        ("--max-epochs", o.max_epochs, 1),
+        ("--max-concurrent", o.max_concurrent, 1),
+    ):
+        if value is not None and value < low:
+            raise PreflightError(f"{flag} {value}: must be >= {low}")
+    if o.gpus_per_trial is not None and o.gpus_per_trial < 0:
+        raise PreflightError(f"--gpus-per-trial {o.gpus_per_trial:g}: must be >= 0")
+    if o.cpus_per_trial is not None and o.cpus_per_trial <= 0:
+        raise PreflightError(f"--cpus-per-trial {o.cpus_per_trial:g}: must be > 0")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python tune/run.py",
+        description=(
+            "Run a study from experiments.yaml on Ray Tune; one MLflow parent run per "
+            "invocation, one child run per trial. Profile rule: --profile wins; else 'seed' "
+            "when --data is given (or the study's seed data exists) and the cluster has GPUs; "
+            "else 'demo'."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--study", default=None, help="study name in experiments.yaml")
+    p.add_argument(
+        "--list",
+        dest="list_studies",
+        action="store_true",
+        help="print the studies (name, kind, trials per profile) and exit",
+    )
+    p.add_argument("--profile", choices=PROFILES, default=None, help="force a profile")
+    p.add_argument("--data", default=None, help="prepared dataset dir (seed profile)")
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="Ray cluster address (HOST:PORT or ray://HOST:10001; env RAY_ADDRESS); "
+        "default: start a local Ray on 127.0.0.1",
+    )
+    p.add_argument(
+        "--mlflow-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI") or preflight.default_mlflow_uri(),
+        help="MLflow tracking URI (env MLFLOW_TRACKING_URI)",
+    )
+    p.add_argument(
+        "--storage",
+        default="ray_results",
+        help="Tune results: local dir (made absolute) or s3://... for multi-node clusters",
+    )
+    p.add_argument("--experiments", default=str(DEFAULT_EXPERIMENTS), help="studies YAML file")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a TrainConfig field or a study field (num_samples, repeats, "
+        "max_concurrent, cpus_per_trial, gpus_per_trial, grace_period, scheduler) for this "
+        "run; VALUE is YAML; repeatable; validated like experiments.yaml",
+    )
+    p.add_argument("--num-samples", type=int, default=None, help="override the trial count")
+    p.add_argument("--max-epochs", type=int, default=None, help="override epochs per trial")
+    p.add_argument(
+        "--gpus-per-trial", type=float, default=None, help="GPUs per trial (fractions share)"
+    )
+    p.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs per trial")
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at the same time")
+    p.add_argument("--seed", type=int, default=0, help="searcher seed (Optuna)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="PATH",
+        help="continue an interrupted invocation: its Tune experiment dir inside --storage "
+        "(default: the latest one of this study); loads Tune's pickled state",
+    )
+    p.add_argument(
+        "--num-cpus", type=int, default=None, help="local Ray only: CPUs it may use (default all)"
+    )
+    p.add_argument(
+        "--ray-temp-dir",
+        default=None,
+        help="local Ray only: its session/socket dir (keep it short, e.g. /tmp/rt_x)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan; start nothing")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="local Ray only: don't start the Ray dashboard (default: on 127.0.0.1:8265)",
+    )
+    p.add_argument(
+        "--dashboard-port", type=int, default=8265, help="local Ray only: dashboard port"
+    )
+    return p

@@ -1,0 +1,203 @@
+"""What one ``tune/run.py`` invocation will do, resolved before anything starts.
+
+``check`` validates everything that needs no cluster (the study with every override, storage,
+the MLflow store, the Ray address, ``--data``, what ``--resume`` continues) and returns a
+``Request``; ``make`` picks the profile for the cluster at hand and returns the ``Plan`` that
+``--dry-run`` prints and the run follows. Both raise ``StudyError``/``PreflightError`` with a
+one-line message naming the flag or field.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ttsr.config import TrainConfig
+from tune import preflight, storage
+from tune.cluster import Cluster
+from tune.options import Options
+from tune.preflight import PreflightError
+from tune.studies import PROFILES, Study, StudyError, StudyFile, choose_profile
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``check`` found valid: the study for every profile, overrides applied."""
+
+    studies: dict[str, Study]  # profile -> study
+    storage: str  # resolved storage root
+    resume_path: str | None
+    parent_info: dict | None  # the resumed invocation's mlflow_parent.json
+
+
+@dataclass(frozen=True)
+class Plan:
+    study: Study  # for the chosen profile, overrides and --data applied
+    reason: str  # why this profile
+    cluster: Cluster
+    mlflow_uri: str
+    storage: str
+    run_name: str
+    resume_path: str | None
+    parent_info: dict | None
+    overrides: dict[str, Any]  # --set and flag overrides, as given
+    seed: int
+    notes: tuple[str, ...] = ()  # printed with the plan
+
+    @property
+    def study_root(self) -> str:
+        return f"{self.storage}/{self.study.name}"
+
+    @property
+    def experiment_dir(self) -> str:
+        return self.resume_path or f"{self.study_root}/{self.run_name}"
+
+    @property
+    def epochs(self) -> int:
+        return TrainConfig.from_dict(self.study.config).epochs
+
+    def describe(self) -> str:
+        return describe(self)
+
+
+def check(studies: StudyFile, options: Options) -> Request:
+    if options.study not in studies:
+        known = ", ".join(studies)
+        raise StudyError(f"unknown study {options.study!r}; known studies: {known}")
+    by_profile = studies.resolve(
+        options.study, overrides=options.overrides(), labels=options.override_labels()
+    )
+    root = storage.resolve_storage(options.storage)
+    # Only checked here; created once every other check has passed (nothing half-written).
+    storage.check_storage(root, create=False)
+    preflight.check_mlflow_uri(options.mlflow_uri)
+    if options.address:
+        preflight.check_ray_address(options.address)
+    if options.data is not None and not storage.is_remote(options.data):
+        if not Path(options.data).exists():
+            raise PreflightError(f"--data {options.data}: no such directory")
+    resume_path = parent_info = None
+    if options.resume:
+        resume_path = storage.find_resume_path(options.resume, f"{root}/{options.study}")
+        parent_info = storage.read_parent_info(resume_path)
+    return Request(by_profile, root, resume_path, parent_info)
+
+
+def make(request: Request, options: Options, cluster: Cluster) -> Plan:
+    """The plan for this cluster: the profile rule (or the resumed invocation's profile), the
+    data path, and a check that a trial fits on some node."""
+    info = request.parent_info
+    notes = []
+    if info is not None:
+        profile, reason, data = info["profile"], f"resuming {request.resume_path}", info.get("data")
+        if info["tracking_uri"] != options.mlflow_uri:
+            notes.append(f"note: the parent run lives in {info['tracking_uri']}; using that store")
+    else:
+        seed_data = request.studies["seed"].data
+        profile, reason = choose_profile(
+            requested=options.profile,
+            data=options.data,
+            seed_data=seed_data,
+            cluster_gpus=cluster.gpus,
+        )
+        data = options.data
+    study = _with_data(request.studies[profile], data, given=options.data is not None)
+    preflight.check_resources(
+        list(cluster.nodes),
+        gpus_per_trial=study.gpus_per_trial,
+        cpus_per_trial=study.cpus_per_trial,
+        source=f"profile {profile}",
+    )
+    return Plan(
+        study=study,
+        reason=reason,
+        cluster=cluster,
+        mlflow_uri=info["tracking_uri"] if info else options.mlflow_uri,
+        storage=request.storage,
+        run_name=info["run_name"] if info else time.strftime(f"{study.name}-%Y%m%d-%H%M%S"),
+        resume_path=request.resume_path,
+        parent_info=info,
+        overrides=options.overrides(),
+        seed=options.seed,
+        notes=tuple(notes),
+    )
+
+
+def _with_data(study: Study, data: str | None, *, given: bool) -> Study:
+    """The data path into the config: --data, else the seed profile's own path."""
+    if data is None and study.profile == "seed":
+        data = study.data
+    if data is None:
+        return study
+    if not storage.is_remote(data):
+        if not Path(data).exists():
+            where = "--data" if given else f"profiles.seed.data of {study.name!r}"
+            raise PreflightError(f"{where} {data}: no such directory")
+        data = str(Path(data).resolve())
+    return replace(study, config={**study.config, "data": data}, data=data)
+
+
+# ------------------------------------------------------------------------------------------------
+def search_kind(study: Study, *, short: bool = False) -> str:
+    if study.is_grid:
+        return "grid" if short else "grid (tune.grid_search, Tune's default searcher)"
+    if study.search:
+        return "Optuna multi-objective" if study.multi_objective else "Optuna"
+    return "fixed config"
+
+
+def describe(plan: Plan) -> str:
+    s = plan.study
+    cfg, full = TrainConfig.from_dict(s.config), TrainConfig()
+    width, full_width = (cfg.n_feats, cfg.num_res_blocks), (full.n_feats, full.num_res_blocks)
+    reduced = f" (reduced width; the seed uses {full_width[0]}, {full_width[1]})"
+    objectives = ", ".join(f"{o.metric} ({o.mode})" for o in s.objectives)
+    samples = f"num_samples {s.num_samples}" + (f" × {s.repeats} seeds" if s.repeats > 1 else "")
+    lines = [
+        f"profile {s.profile!r} runs: {plan.reason}",
+        f"study      {s.name}: {s.description}",
+        f"model      TTSR n_feats {width[0]}, residual blocks {width[1]}"
+        + (reduced if width != full_width else ""),
+        f"data       {s.config.get('data') or 'built-in sample set'}",
+        f"search     {search_kind(s)}; objectives {objectives}; scheduler {s.scheduler}",
+        f"trials     {s.num_trials()} ({samples}), at most {s.max_concurrent} at a time, "
+        f"{cfg.epochs} epoch(s) max each",
+        f"resources  {s.cpus_per_trial:g} CPU + {s.gpus_per_trial:g} GPU per trial",
+    ]
+    if s.is_grid:
+        keys = sorted({k for c in s.cases for k in c} | set(s.search))
+        for i, point in enumerate(s.trial_configs()):
+            lines.append(f"  point {i}: " + ", ".join(f"{k}={point.get(k)}" for k in keys))
+    else:
+        lines += [f"  {key}: {dim.kind} {list(dim.values)}" for key, dim in s.search.items()]
+    if s.report_kind:
+        about = f" against {s.report_param}" if s.report_param else ""
+        lines.append(f"report     {s.report_kind}{about}")
+    if plan.overrides:
+        given = ", ".join(f"{k}={v!r}" for k, v in plan.overrides.items())
+        lines.append(f"overrides  {given}")
+    lines += [
+        f"fixed      {s.config}",
+        f"ray        {plan.cluster.address}",
+        f"mlflow     {plan.mlflow_uri} (experiment {s.name!r})",
+        f"storage    {plan.experiment_dir}",
+        *plan.notes,
+    ]
+    return "\n".join(lines)
+
+
+def list_studies(studies: StudyFile) -> str:
+    """``--list``: one line per study: name, report kind, search, trials per profile."""
+    rows = []
+    for name, by_profile in studies.all().items():
+        demo = by_profile["demo"]
+        trials = ", ".join(f"{p} {by_profile[p].num_trials()}" for p in reversed(PROFILES))
+        kind = demo.report_kind or "-"
+        rows.append((name, kind, search_kind(demo, short=True), f"trials: {trials}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+        for r in rows
+    )

@@ -1,0 +1,168 @@
+"""The study's console progress: one line per trial start, epoch and end.
+
+Replaces Tune's periodic status table (CLIReporter), which reprints every trial every 30 s
+(with the driver's staging dir as "Result logdir") and says nothing about how far the study is.
+Each line here says what just happened; the end-of-trial line adds trials done / total, the
+best value of the study's first objective so far, and an ETA: with ``d`` the mean duration of
+the trials finished in this invocation, the running trials end ``d`` after they started and the
+pending ones follow in waves of ``max_concurrent``. The full table of every trial is printed
+once, by the report at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+
+from ttsr import names
+
+FINAL_STATES = ("TERMINATED", "ERROR")
+
+
+class ProgressLines(Callback):
+    """A Tune callback that prints one line per event (picklable: Tune saves it with the run)."""
+
+    def __init__(
+        self,
+        *,
+        metric: str,
+        mode: str,
+        total: int,
+        max_epochs: int | None = None,
+        max_concurrent: int = 1,
+        metrics: tuple[str, ...] = (),
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.metric, self.mode = metric, mode
+        self.total = total
+        self.max_epochs = max_epochs
+        self.max_concurrent = max(1, max_concurrent)
+        self.metrics = metrics or (metric,)  # shown on epoch lines
+        self.echo = echo
+        self._reset()
+
+    def _reset(self) -> None:
+        self.started = time.monotonic()
+        self.done: set[str] = set()  # trials that ended, this invocation or an earlier one
+        self.running: dict[str, float] = {}  # trial id -> when it started (monotonic)
+        self.durations: list[float] = []  # of the trials that ended in this invocation
+        self.seen_earlier = False
+        self.best: tuple[float, str] | None = None  # (value, trial id)
+
+    # --- Tune hooks ---------------------------------------------------------------------------
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
+        self._reset()
+        if total_num_samples and total_num_samples > 0:
+            self.total = total_num_samples
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if not self.seen_earlier:  # a resumed study: trials that ended before count as done
+            self.seen_earlier = True
+            self.done.update(t.trial_id for t in trials if t.status in FINAL_STATES)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self.running[trial.trial_id] = time.monotonic()
+        params = _label(trial.evaluated_params)
+        self._print(f"trial {trial.trial_id} started" + (f": {params}" if params else ""))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
+        value = _number(result.get(self.metric))
+        if value is not None and self._better(value):
+            self.best = (value, trial.trial_id)
+        epoch = result.get(names.EPOCH)
+        if epoch is None:
+            return
+        of = f"/{self.max_epochs}" if self.max_epochs else ""
+        shown = ", ".join(
+            f"{m} {_fmt(result.get(m))}" for m in self.metrics if _number(result.get(m)) is not None
+        )
+        secs = _number(result.get(names.EPOCH_SECONDS))
+        took = f" ({_duration(secs)})" if secs is not None else ""
+        self._print(f"trial {trial.trial_id} epoch {epoch}{of}: {shown or 'no metrics'}{took}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        result = trial.last_result or {}
+        why = result.get(names.STOP_REASON) or "stopped by the scheduler"
+        value = _number(result.get(self.metric))
+        last = f": {self.metric} {_fmt(value)}" if value is not None else ""
+        self._ended(trial, f"ended ({why}){last}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._print(f"trial {trial.trial_id} failed; Tune restarts it from its last checkpoint")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        where = f"; see {trial.path}/error.txt" if getattr(trial, "path", None) else ""
+        self._ended(trial, f"failed{where}")
+
+    # --- lines --------------------------------------------------------------------------------
+    def _ended(self, trial: Any, what: str) -> None:
+        self.done.add(trial.trial_id)
+        started = self.running.pop(trial.trial_id, None)
+        if started is not None:
+            self.durations.append(time.monotonic() - started)
+        count = f"[{len(self.done)}/{self.total} done]"
+        self._print(f"{count} trial {trial.trial_id} {what} | {self.status()}")
+
+    def status(self) -> str:
+        """Best so far, elapsed time and the ETA (what the end-of-trial lines end with)."""
+        best = (
+            f"best {self.metric} {_fmt(self.best[0])} ({self.best[1]})"
+            if self.best
+            else f"no {self.metric} yet"
+        )
+        now = time.monotonic()
+        left = max(0, self.total - len(self.done))
+        if left == 0:
+            eta = "all trials done"
+        elif self.durations:
+            eta = f"ETA {_duration(self.eta(now, left))}"
+        else:
+            eta = "ETA unknown"
+        return f"{best} | {_duration(now - self.started)} elapsed, {eta}"
+
+    def eta(self, now: float, left: int) -> float:
+        """Seconds until the last of ``left`` unfinished trials ends (see the module doc)."""
+        d = sum(self.durations) / len(self.durations)
+        running = [max(0.0, d - (now - t0)) for t0 in self.running.values()]
+        pending = max(0, left - len(running))
+        return max(running, default=0.0) + math.ceil(pending / self.max_concurrent) * d
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best[0] if self.mode == "max" else value < self.best[0]
+
+    def _print(self, line: str) -> None:
+        if self.echo is not None:
+            self.echo(line)
+        else:
+            print(line, flush=True)
+
+
+def _label(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k.removeprefix('case/')}={_short(v)}" for k, v in params.items())
+
+
+def _short(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+        return None
+    return float(v)
+
+
+def _fmt(v: Any) -> str:
+    n = _number(v)
+    return "n/a" if n is None else f"{n:.4g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

@@ -1,0 +1,129 @@
+"""Where a study's results live: Tune's storage root, small JSON files in it, resume lookup.
+
+Local paths are made absolute (Tune needs that); URIs such as ``s3://bucket/x`` go through
+pyarrow, the filesystem layer Tune itself uses. Problems raise ``PreflightError`` naming the
+flag, so ``tune/run.py`` can print one line and exit 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from tune.preflight import PreflightError
+
+PARENT_FILE = "mlflow_parent.json"  # in each invocation's Tune experiment directory
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def resolve_storage(storage: str) -> str:
+    """Local paths become absolute (Tune needs that); URIs such as s3://bucket/x stay."""
+    if is_remote(storage):
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+def check_storage(storage: str, *, create: bool = True) -> None:
+    """The storage path must be writable: a local dir we can create and write a file in, or a
+    URI pyarrow can open (s3://, gs://). ``create=False`` (dry runs) only checks that the
+    nearest existing directory is writable."""
+    if is_remote(storage):
+        try:
+            import pyarrow.fs
+
+            fs, path = pyarrow.fs.FileSystem.from_uri(storage)
+            fs.create_dir(path, recursive=True)
+        except Exception as e:  # noqa: BLE001 - any failure means "cannot use it"
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise PreflightError(f"--storage {storage}: cannot open ({first})") from None
+        return
+    path = Path(storage)
+    if not create:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise PreflightError(f"--storage {storage}: {existing} is not a writable directory")
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise PreflightError(f"--storage {storage}: not writable ({e.strerror})") from None
+
+
+def read_json(uri: str) -> dict | None:
+    """A small JSON file from local storage or a pyarrow URI; None when it does not exist."""
+    if is_remote(uri):
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+            return None
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read().decode())
+    p = Path(uri)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def write_json(uri: str, value: dict) -> None:
+    """Write atomically (local) or in one put (remote)."""
+    text = json.dumps(value, indent=2, sort_keys=True)
+    if is_remote(uri):
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(text.encode())
+        return
+    p = Path(uri)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, p)
+
+
+def find_resume_path(resume: str, study_root: str) -> str:
+    """The experiment dir to resume: given (must lie inside this study's storage) or latest."""
+    from ray import tune
+
+    if resume == "latest":
+        if is_remote(study_root):
+            raise PreflightError("--resume: give the experiment path when --storage is remote")
+        root = Path(study_root)
+        runs = sorted(
+            (p for p in root.glob("*/") if (p / PARENT_FILE).exists()),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if not runs:
+            raise PreflightError(f"--resume: no earlier invocation under {root}")
+        path = str(runs[-1])
+    else:
+        path = resolve_storage(resume)
+        inside = path.startswith(study_root.rstrip("/") + "/")
+        if not inside:
+            raise PreflightError(f"--resume {resume}: not inside this study's storage {study_root}")
+    if not tune.Tuner.can_restore(path):
+        raise PreflightError(f"--resume {path}: no Tune experiment state there")
+    return path
+
+
+def read_parent_info(experiment_dir: str) -> dict:
+    """The parent run recorded by the invocation that made ``experiment_dir``."""
+    info = read_json(f"{experiment_dir}/{PARENT_FILE}")
+    if info is None:
+        why = f"no {PARENT_FILE} (not made by tune/run.py)"
+        raise PreflightError(f"--resume {experiment_dir}: {why}")
+    return info
+
+
+def trial_states(experiment_dir: str) -> dict[str, str]:
+    """Tune trial id -> Tune status (TERMINATED, ERROR, PENDING, ...) from the saved state."""
+    from ray.tune import ExperimentAnalysis
+
+    return {t.trial_id: t.status for t in ExperimentAnalysis(experiment_dir).trials}
