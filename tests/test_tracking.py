@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from ttsr import names
+from ttsr.checkpoint import load_state
 from ttsr.config import TrainConfig
-from ttsr.tracking import MlflowTracker, flatten_params
-from ttsr.train import load_state, train
+from ttsr.tracking import MlflowCallback, MlflowTracker, flatten_params
+from ttsr.train import Callback, train
 
 mlflow = pytest.importorskip("mlflow")
 warnings.filterwarnings("ignore", message="VGG19 ImageNet weights not found")
@@ -120,19 +121,25 @@ def test_exit_status(uri, error, expected):
 
 def test_train_logs_params_metrics_images_and_checkpoint(uri, tmp_path):
     t = tracker(uri, run_name="train")
-    result = train(tiny(tmp_path), tracker=t, progress=False)
+    with t:
+        result = train(
+            tiny(tmp_path),
+            callbacks=[MlflowCallback(t)],
+            progress=False,
+            checkpoint_extra={"tracker_run_id": t.run_id},
+        )
     client = mlflow.MlflowClient(uri[0])
     run = client.get_run(t.run_id)
-    assert run.info.status == "FINISHED" and result.run_id == t.run_id
+    assert run.info.status == "FINISHED"
     assert run.data.params["size"] == "32" and run.data.params["num_res_blocks"] == "1+1+1+1"
     assert run.data.params["inpaint_box"] == "0.5,0.5,0.8,0.8"
     history = client.get_metric_history(t.run_id, names.VAL_PSNR)
-    assert sorted(m.step for m in history) == [1, 2]
+    assert sorted(m.step for m in history) == [0, 1, 2]  # epoch 0: before training
     assert {m.value for m in history} == {h[names.VAL_PSNR] for h in result.history}
     for key in (names.LOSS_REC, names.BICUBIC_PSNR, names.EPOCH_SECONDS, names.LR_MAIN):
         assert key in run.data.metrics
     samples = {a.path for a in client.list_artifacts(t.run_id, "samples")}
-    assert samples == {f"samples/epoch_00{e}_{s}.png" for e in (1, 2) for s in ("train", "test")}
+    assert samples == {f"samples/epoch_00{e}_{s}.png" for e in (0, 1, 2) for s in ("train", "test")}
     assert [a.path for a in client.list_artifacts(t.run_id, "checkpoints/best")] == [
         "checkpoints/best/model.pt"
     ]
@@ -151,11 +158,18 @@ def test_train_logs_params_metrics_images_and_checkpoint(uri, tmp_path):
 def test_train_interrupted_or_failing_marks_run(uri, tmp_path, error, expected):
     t = tracker(uri)
 
-    def on_epoch_end(metrics, checkpoint_dir):
-        raise error("from the callback")
+    class Failing(Callback):
+        def on_epoch_end(self, metrics, checkpoint_dir, images):
+            if metrics[names.EPOCH] == 1:
+                raise error("from the callback")
 
     with pytest.raises(error):
-        train(tiny(tmp_path, sample_every=0), tracker=t, on_epoch_end=on_epoch_end, progress=False)
+        with t:
+            train(
+                tiny(tmp_path, sample_every=0),
+                callbacks=[MlflowCallback(t), Failing()],
+                progress=False,
+            )
     assert status(uri, t.run_id) == expected
     # The epoch was logged before the callback ran.
     assert mlflow.MlflowClient(uri[0]).get_run(t.run_id).data.metrics[names.EPOCH] == 1

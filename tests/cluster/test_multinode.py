@@ -154,7 +154,7 @@ def test_child_runs_and_artifacts_reached_server(request, mlflow_server, study):
         run_id = child.info.run_id
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(run_id, names.VAL_PSNR)
-        assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+        assert sorted(m.step for m in history) == list(range(0, EPOCHS + 1))
         artifacts = _artifact_paths(client, run_id)
         assert any(a.endswith(".png") for a in artifacts), f"no sample images: {artifacts}"
         assert any(a.startswith("checkpoints/") for a in artifacts), f"no checkpoint: {artifacts}"
@@ -176,7 +176,7 @@ def test_results_landed_in_shared_storage(request, study):
     trials = _trial_results(result)
     assert len(trials) == TRIALS[study]
     for trial_id, rows in trials.items():
-        assert [r[names.EPOCH] for r in rows] == list(range(1, EPOCHS + 1))
+        assert [r[names.EPOCH] for r in rows] == list(range(0, EPOCHS + 1))
         assert all(isinstance(r[names.VAL_PSNR], float) for r in rows)
         trial_dir = exp_dir / f"trial_{trial_id}"
         checkpoints = sorted(trial_dir.glob("checkpoint_*"))

@@ -100,7 +100,7 @@ def test_lost_node_trial_moves_to_the_other_node_from_its_checkpoint():
         assert returncode == 0, output[-4000:]
         (exp_dir,) = list(storage.glob("nodes/*/"))
         rows = trial_rows(exp_dir)[moved]
-        assert [r[names.EPOCH] for r in rows] == list(range(1, EPOCHS + 1))  # from its checkpoint
+        assert [r[names.EPOCH] for r in rows] == list(range(0, EPOCHS + 1))  # from its checkpoint
         assert rows[0]["node_ip"] == WORKER_IP and rows[-1]["node_ip"] == "127.0.0.1"
         assert (exp_dir / f"trial_{moved}" / "error.txt").is_file()
         assert rows[-1][names.STOP_REASON] == names.STOP_MAX_EPOCHS

@@ -49,7 +49,7 @@ def test_load_checkpoint_refuses_a_malicious_pickle(tmp_path):
 
 
 def test_train_resume_refuses_a_malicious_state_without_running_it(tmp_path):
-    from ttsr.train import load_state
+    from ttsr.checkpoint import load_state
 
     marker = tmp_path / "pwned"
     state = _malicious(tmp_path / "ckpt" / "state.pt", marker, as_state=True)
@@ -100,7 +100,7 @@ def test_experiments_yaml_python_tag_is_rejected(tmp_path):
 
 def test_train_config_yaml_python_tag_is_rejected(tmp_path):
     from ttsr.config import ConfigError
-    from ttsr.train_cli import load_yaml
+    from ttsr.train.cli import load_yaml
 
     marker = tmp_path / "pwned"
     path = tmp_path / "train.yaml"

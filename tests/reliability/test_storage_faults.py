@@ -50,7 +50,8 @@ def test_save_checkpoint_failing_mid_write_keeps_the_previous_file(tmp_path, mon
 
 
 def test_checkpoint_dir_write_failing_mid_way_keeps_the_previous_dir(tmp_path):
-    from ttsr.train import resolve_checkpoint_dir, write_dir_atomically
+    from ttsr.atomic import write_dir_atomically
+    from ttsr.checkpoint import resolve_checkpoint_dir
 
     final = tmp_path / "checkpoints" / "latest"
     write_dir_atomically(final, lambda d: (d / "state.pt").write_bytes(b"epoch 1" * 100))
@@ -70,7 +71,7 @@ def test_checkpoint_dir_write_failing_mid_way_keeps_the_previous_dir(tmp_path):
 def test_death_between_the_two_renames_finds_the_old_copy(tmp_path):
     """The swap renames latest -> .latest.old, then tmp -> latest: dying between them leaves
     only the old copy, which resume finds."""
-    from ttsr.train import resolve_checkpoint_dir
+    from ttsr.checkpoint import resolve_checkpoint_dir
 
     old = tmp_path / ".latest.old"
     old.mkdir()
@@ -83,7 +84,7 @@ def test_death_between_the_two_renames_finds_the_old_copy(tmp_path):
 WRITER = """
 import sys, time
 from pathlib import Path
-from ttsr.train import write_dir_atomically
+from ttsr.atomic import write_dir_atomically
 
 final, phase = Path(sys.argv[1]), sys.argv[2]
 
@@ -103,7 +104,7 @@ write_dir_atomically(final, write_old if phase == "first" else write)
 
 
 def test_sigkill_mid_checkpoint_write_leaves_the_previous_checkpoint(tmp_path):
-    from ttsr.train import resolve_checkpoint_dir
+    from ttsr.checkpoint import resolve_checkpoint_dir
 
     final = tmp_path / "checkpoints" / "latest"
     script = tmp_path / "writer.py"

@@ -118,7 +118,7 @@ def test_killed_trial_worker_resumes_and_diverged_trial_stops(tmp_path, ray_temp
     rows = trial_rows(exp_dir)
     healthy = rows[trial_id]
     epochs = [r[names.EPOCH] for r in healthy]
-    assert epochs == list(range(1, EPOCHS + 1)), epochs  # resumed after epoch 1, none repeated
+    assert epochs == list(range(0, EPOCHS + 1)), epochs  # resumed after epoch 1, none repeated
     assert healthy[0]["pid"] == row["pid"] and healthy[-1]["pid"] != row["pid"]  # a new worker
     assert len(list(exp_dir.glob(f"trial_{trial_id}/error.txt"))) == 1  # Tune saw the death
     assert len({r[parent_run.MLFLOW_RUN_KEY] for r in healthy}) == 1  # one child run throughout
@@ -131,7 +131,7 @@ def test_killed_trial_worker_resumes_and_diverged_trial_stops(tmp_path, ray_temp
     (div_id,) = [t for t in rows if t != trial_id]
     diverged = rows[div_id]
     assert diverged[-1][names.STOP_REASON] == names.STOP_DIVERGED, diverged[-1]
-    assert [r[names.EPOCH] for r in diverged] == [1, 2]
+    assert [r[names.EPOCH] for r in diverged] == [0, 1, 2]
     assert math.isnan(diverged[-1][names.VAL_PSNR]) and diverged[-1][names.BEST_EPOCH] == 1
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -142,7 +142,7 @@ def test_killed_trial_worker_resumes_and_diverged_trial_stops(tmp_path, ray_temp
     by_trial = {c.data.tags["trial_id"]: c for c in children}
     assert by_trial[trial_id].info.run_id == healthy[0][parent_run.MLFLOW_RUN_KEY]
     steps = [m.step for m in client.get_metric_history(by_trial[trial_id].info.run_id, "val_psnr")]
-    assert sorted(steps) == list(range(1, EPOCHS + 1)), steps  # continued, nothing logged twice
+    assert sorted(steps) == list(range(0, EPOCHS + 1)), steps  # continued, nothing logged twice
     div_run = by_trial[div_id]
     assert div_run.data.tags[names.STOP_REASON] == names.STOP_DIVERGED
     best = Path(client.download_artifacts(div_run.info.run_id, "checkpoints/best", str(tmp_path)))
