@@ -26,6 +26,7 @@ from ttsr.tracking import MlflowCallback, MlflowTracker
 from ttsr.train.callbacks import Callback
 from tune import parent_run
 from tune.parent_run import MLFLOW_RUN_KEY
+from tune.repeats import TRIAL_INDEX, seed_for
 
 FAIL_ONCE_ENV = "TTSR_TEST_FAIL_ONCE"
 CASE_KEY = "case"  # grid studies: the coupled settings of one grid point (a dict)
@@ -36,9 +37,13 @@ class InjectedFailure(RuntimeError):
 
 
 def trial_values(base: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The full TrainConfig values of a trial: fixed config, then grid case, then sampled keys."""
-    sampled = {k: v for k, v in config.items() if k != CASE_KEY}
-    return {**base, **config.get(CASE_KEY, {}), **sampled}
+    """The full TrainConfig values of a trial: fixed config, then grid case, then sampled keys;
+    a repeated suggestion's trial i runs with the fixed seed + i."""
+    sampled = {k: v for k, v in config.items() if k not in (CASE_KEY, TRIAL_INDEX)}
+    values = {**base, **config.get(CASE_KEY, {}), **sampled}
+    if TRIAL_INDEX in config:
+        values["seed"] = seed_for(int(base.get("seed", 0)), config)
+    return values
 
 
 def pick_device(requested: str, gpu_ids: list, *, cuda_available: bool) -> tuple[str, str | None]:

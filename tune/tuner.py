@@ -18,17 +18,22 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
+from tune.repeats import SeedRepeater
 from tune.studies import Study
 from tune.trainable import CASE_KEY, train_trial
 
 
 def param_space(study: Study) -> dict[str, Any]:
-    """What Tune varies per trial (the fixed config travels separately)."""
+    """What Tune varies per trial (the fixed config travels separately). With ``repeats`` a
+    grid or fixed-config study also varies ``seed``; a searched one repeats in the searcher."""
     space: dict[str, Any] = {}
+    if study.repeats > 1 and (study.is_grid or not study.search):
+        base = int(study.config.get("seed", 0))
+        space["seed"] = tune.grid_search([base + i for i in range(study.repeats)])
     if study.cases:
         space[CASE_KEY] = tune.grid_search([dict(c) for c in study.cases])
     for key, dim in study.search.items():
@@ -44,17 +49,21 @@ def param_space(study: Study) -> dict[str, Any]:
 
 
 def searcher(study: Study, *, seed: int) -> ConcurrencyLimiter | None:
-    """Optuna for sampled spaces; None (Tune's default) for grids and fixed-config studies."""
+    """Optuna for sampled spaces (each suggestion repeated over seeds when the study says
+    ``repeats``); None (Tune's default) for grids and fixed-config studies."""
     if study.is_grid or not study.search:
         return None
     metrics = [o.metric for o in study.objectives]
     modes = [o.mode for o in study.objectives]
-    optuna = OptunaSearch(
+    search: Searcher = OptunaSearch(
         metric=metrics if study.multi_objective else metrics[0],
         mode=modes if study.multi_objective else modes[0],
+        points_to_evaluate=[dict(p) for p in study.start_points] or None,
         seed=seed,
     )
-    return ConcurrencyLimiter(optuna, max_concurrent=study.max_concurrent)
+    if study.repeats > 1:
+        search = SeedRepeater(search, repeat=study.repeats, metrics=metrics)
+    return ConcurrencyLimiter(search, max_concurrent=study.max_concurrent)
 
 
 def scheduler(study: Study) -> AsyncHyperBandScheduler | FIFOScheduler:
@@ -86,7 +95,8 @@ def run_config(
         callbacks=list(callbacks),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=2,
-            checkpoint_score_attribute=names.VAL_PSNR,
+            # the metric the loop's early stopping watches (val_psnr or val_psnr_<mode>)
+            checkpoint_score_attribute=study.config.get("early_stop_metric", names.VAL_PSNR),
             checkpoint_score_order="max",
         ),
         # A crashed trial restarts from its last reported checkpoint.
@@ -107,7 +117,8 @@ def build_tuner(
     tune_config = tune.TuneConfig(
         search_alg=search_alg,
         scheduler=scheduler(study),
-        num_samples=study.num_samples,
+        # a searcher's trials: every suggestion times its repeats; a grid repeats by its seeds
+        num_samples=study.num_samples * (study.repeats if search_alg is not None else 1),
         # grids: the limiter is Tune's own cap (there is no searcher to wrap)
         max_concurrent_trials=None if search_alg is not None else study.max_concurrent,
         trial_name_creator=lambda t: f"{study.name}_{t.trial_id}",
