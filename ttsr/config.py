@@ -95,7 +95,7 @@ class TrainConfig(BaseModel):
     num_res_blocks: StrictStr = "16+16+8+4"
     res_scale: Float = 1.0
     vgg_weights: StrictStr | None = None  # torchvision VGG19 ImageNet weights (else cache/env)
-    search_chunk: Int | None = Field(None, ge=1)  # reference positions per search chunk; None=auto
+    search_chunk: Int | None = Field(None, ge=0)  # positions per search chunk; None=auto, 0=dense
     init_checkpoint: StrictStr | None = Field(None, min_length=1)  # start from these weights
 
     # --- losses -----------------------------------------------------------------------------
