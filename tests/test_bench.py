@@ -1,22 +1,38 @@
-"""`python -m ttsr.bench` on a tiny configuration (CPU): both paths, a ratio, the JSON."""
+"""`python -m benchmarks.train_step` on a tiny configuration (CPU): both paths, a ratio, the JSON.
+
+The command runs from the repository root, where `benchmarks/` (not installed) is found.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ttsr import bench
+from benchmarks import jobs, train_step
+from benchmarks.configs import (
+    SPEED_FIELDS,
+    Case,
+    ablation_configs,
+    reference_config,
+    study_config,
+)
+from benchmarks.report import target_checks
+from ttsr.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ttsr.bench", *args],
+        [sys.executable, "-m", "benchmarks.train_step", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -51,32 +67,42 @@ def test_quick_cpu_run_prints_both_paths_and_a_ratio(tmp_path):
     assert ratio == pytest.approx(results["optimised"]["img_s"] / results["reference"]["img_s"])
     assert report["settings"]["reference"]["search_chunk"] == 0
     assert report["settings"]["optimised"]["search_chunk"] is None
+    assert report["settings"]["reference"]["log_every_steps"] == 1
+    assert report["settings"]["optimised"] == {
+        k: v
+        for k, v in results["optimised"]["config"].items()
+        if k in report["settings"]["optimised"]
+    }
+    assert results["reference"]["config"]["size"] == results["optimised"]["config"]["size"] == 32
+    assert results["reference"]["check_every"] == results["optimised"]["check_every"] == 1
     assert report["environment"]["torch"]
 
 
 def test_the_bench_path_imports_neither_ray_nor_mlflow():
-    # The GPU box has only PyTorch: importing the bench must not pull Ray or MLflow in.
+    # The GPU box has only PyTorch: importing the benchmarks must not pull Ray or MLflow in.
     code = (
-        "import sys, ttsr.bench, ttsr.optimize; "
+        "import sys, benchmarks.train_step, benchmarks.loader; "
         "bad = [m for m in ('ray', 'mlflow') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_child_protocol_round_trips_a_job():
-    job = bench.Job(
-        case=bench.Case("c", 32, 1, "rec", 0, 1),
-        settings=bench.optimised("cpu"),
+    case = Case("c", 32, 1, "all", 0, 1)
+    job = jobs.Job(
+        case=case,
+        config=study_config(case, device="cpu", n_feats=8, blocks="1+1+1+1"),
         path="optimised",
-        device="cpu",
-        n_feats=8,
-        blocks="1+1+1+1",
         threads=1,
         barrier=("/tmp/x", 0, 2),
     )
-    assert bench._job_from_json(bench._job_to_json(job)) == job
+    back = jobs.job_from_json(jobs.job_to_json(job))
+    assert back == job
+    assert back.config.to_dict() == job.config.to_dict()  # also the fields == leaves out
 
 
 @pytest.mark.parametrize(
@@ -90,7 +116,7 @@ def test_child_protocol_round_trips_a_job():
 )
 def test_bad_flags_are_one_line_errors(args, message):
     with pytest.raises(SystemExit) as exc:
-        bench.main(["--quick", *args])
+        train_step.main(["--quick", *args])
     assert message in str(exc.value)
 
 
@@ -108,7 +134,7 @@ def test_targets_are_checked_against_the_optimised_path():
         },
         {"case": "rec-1024-b8", "path": "optimised", "status": "oom"},
     ]
-    checks = {c["target"]: c for c in bench.target_checks(results, None)}
+    checks = {c["target"]: c for c in target_checks(results, None)}
     assert checks["rec-160-b8 img/s"]["pass"] is True
     assert checks["all-160-b9 img/s"]["pass"] is False
     assert checks["rec-512-b8 img/s"]["pass"] is True
@@ -140,3 +166,37 @@ def test_packed_trials_report_an_aggregate(tmp_path):
     packed = json.loads(out.read_text())["packed"]
     assert packed["status"] == "ok" and packed["trials"] == 2
     assert len(packed["per_trial_img_s"]) == 2 and packed["aggregate_img_s"] > 0
+
+
+def test_the_optimised_path_is_the_study_config_and_the_reference_differs_in_speed_only():
+    case = Case("c", 32, 2, "all", 0, 1)
+    config = study_config(case, device="cpu", n_feats=8, blocks="1+1+1+1")
+    changed = {k for k, v in config.to_dict().items() if v != TrainConfig().to_dict()[k]}
+    assert changed == {"size", "batch_size", "n_feats", "num_res_blocks", "device"} | {
+        "per_w",
+        "tpl_w",
+        "adv_w",
+    }
+    reference = reference_config(config)
+    assert reference.search_chunk == 0 and reference.amp == "off" and not reference.compile
+    assert _differing(config, reference) <= set(SPEED_FIELDS)
+
+
+def _differing(a: TrainConfig, b: TrainConfig) -> set[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return {k for k in da if da[k] != db[k]}
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_ablation_runs_from_the_reference_to_the_cuda_defaults(compile):
+    config = study_config(Case("c", 32, 2, "rec", 0, 1), device="cpu", n_feats=8, blocks="2+1+1+1")
+    steps = ablation_configs(config.replace(compile=compile), compile=compile)
+    assert steps[0][1] == reference_config(config)
+    for (_, before), (label, after) in zip(steps, steps[1:], strict=False):
+        changed = _differing(before, after)
+        assert len(changed) == 1 and changed <= set(SPEED_FIELDS), label
+    # The end is what a study runs on CUDA (amp auto = bf16 there), plus the bf16 search, which
+    # is measured but not a default.
+    last = steps[-1][1]
+    assert last.amp == "bf16" and last.search_dtype == "bf16"
+    assert last.replace(amp="auto", search_dtype="fp32") == config.replace(compile=compile)

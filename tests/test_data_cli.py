@@ -1,4 +1,7 @@
-"""``python -m ttsr.data``: exit codes, one-line errors, prepare / info / bench output."""
+"""``python -m ttsr.data``: exit codes, one-line errors, prepare / info output.
+
+The loader benchmark (once ``python -m ttsr.data bench``) is tests/test_bench_loader.py.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ def test_missing_and_empty_source_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
 
 
-def test_prepare_info_bench(tmp_path, capsys):
+def test_prepare_info(tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(0)
@@ -49,9 +52,6 @@ def test_prepare_info_bench(tmp_path, capsys):
     row = next(line for line in info.splitlines() if line.strip().startswith("32 "))
     train, test = (int(x) for x in row.split()[1:3])
     assert train + test == 10
-    bench = ["bench", "--data", str(out), "--sizes", "32", "--workers", "0", "--seconds", "0.3"]
-    assert main(bench) == 0
-    assert "samples/s" in capsys.readouterr().out
 
 
 @pytest.mark.slow

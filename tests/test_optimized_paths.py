@@ -1,17 +1,19 @@
-"""The optimised training path computes what the reference path computes (ttsr/optimize.py).
+"""The optimised training path computes what the reference path computes.
 
-Everything runs on the CPU with real photographs (scikit-image's astronaut): the CUDA-only
-settings (bf16 autocast, bf16 search matmuls, channels_last, fused Adam) are switched on
-explicitly here, so their numerics are checked without a GPU; scripts/gpu_check.sh runs this
-file on CUDA as well (the `device` fixture).
+Both paths are `TrainConfig` values built by `ttsr.trainer.build_trainer`: the reference one is
+`benchmarks.configs.reference_config` (dense search, fp32, eager, contiguous, plain Adam), the
+optimised one what a study runs (the defaults), with bf16 autocast and bf16 search matmuls on top
+where a test says so. Real photographs (scikit-image's astronaut). `build_trainer` ignores the
+CUDA-only knobs on the CPU (channels_last, fused Adam), so on the CPU `built(...,
+emulate_cuda=True)` applies them by hand after the build, the way the builder does on CUDA, and
+their numerics are checked without a GPU; scripts/gpu_check.sh runs this file on CUDA as well
+(the `device` fixture), where the builder applies them itself.
 
 Not here: that the chunked search's memory grows linearly with image area — that is
 tests/test_search.py::test_chunked_search_memory_grows_linearly_with_area.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -20,22 +22,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from benchmarks.configs import ALL_LOSS_WEIGHTS, reference_config
+from ttsr import names
+from ttsr.config import TrainConfig
 from ttsr.data.images import bicubic
 from ttsr.metrics import psnr
-from ttsr.model import ModelConfig
-from ttsr.optimize import (
-    ALL_LOSSES,
-    REC_ONLY,
-    REFERENCE,
-    PathSettings,
-    TrainingStep,
-    ablation_steps,
-    optimised,
-)
+from ttsr.model import TTSROutput
 from ttsr.search import relevance_search
+from ttsr.step import StepLosses
+from ttsr.trainer import IMAGE_KEYS, Trainer, build_trainer
 
-TINY = ModelConfig(n_feats=8, num_res_blocks=(1, 1, 1, 1))
-SMALL = ModelConfig(n_feats=16, num_res_blocks=(2, 2, 2, 2))
+TINY = {"n_feats": 8, "num_res_blocks": "1+1+1+1"}
+SMALL = {"n_feats": 16, "num_res_blocks": "2+2+2+2"}
+REC_ONLY: dict[str, float] = {}
+ALL_LOSSES = ALL_LOSS_WEIGHTS  # the reference's full recipe
 # (HR crop corner, reference crop corner) in the 512x512 astronaut: face, badge, flag, suit.
 CROPS = (((150, 60), (150, 60)), ((200, 200), (180, 190)), ((0, 0), (20, 10)), ((300, 330), (0, 0)))
 
@@ -60,7 +60,7 @@ def _tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
 
-def real_batch(size: int, count: int = 2) -> list[torch.Tensor]:
+def real_batch(size: int, count: int = 2) -> dict[str, torch.Tensor]:
     """LR, LR_up, HR, Ref, Ref_downup from astronaut crops, made with PIL bicubic as the data."""
     photo = Image.fromarray(skimage.data.astronaut())
     parts: list[list[torch.Tensor]] = [[] for _ in range(5)]
@@ -71,75 +71,152 @@ def real_batch(size: int, count: int = 2) -> list[torch.Tensor]:
         images = (lr, bicubic(lr, size), hr, ref, bicubic(bicubic(ref, size // 4), size))
         for part, img in zip(parts, images, strict=True):
             part.append(_tensor(img))
-    return [torch.stack(p) for p in parts]
+    return {k: torch.stack(p) for k, p in zip(IMAGE_KEYS, parts, strict=True)}
 
 
-# Every CUDA optimisation switched on, on whatever device the test runs on.
-ALL_ON = PathSettings(
-    search_chunk=None,
-    search_bf16=True,
-    amp_bf16=True,
-    channels_last=True,
-    fused_adam=True,
-    sync_each_step=False,
-)
+def study(device: torch.device, size: int, model=TINY, **changes) -> TrainConfig:
+    """What a study runs for this model and crop (the defaults), with ``changes``."""
+    return TrainConfig(device=device.type, size=size, **model, **changes)
 
 
-def _infer(settings: PathSettings, config: ModelConfig, x: list[torch.Tensor], device):
-    trainer = TrainingStep(
-        model_config=config, weights=REC_ONLY, settings=settings, device=device, seed=0
-    )
-    lr, lr_up, _, ref, ref_downup = (trainer.prepare(t) for t in x)
-    return trainer.infer(lr, lr_up, ref, ref_downup)
+def reference(device: torch.device, size: int, model=TINY, **changes) -> TrainConfig:
+    return reference_config(study(device, size, model, **changes))
+
+
+def all_on(device: torch.device, size: int, model=TINY, **changes) -> TrainConfig:
+    """Every optimisation: the study defaults (chunked search, channels_last, fused Adam, cuDNN
+    autotune) plus bf16 autocast and bf16 search matmuls."""
+    return study(device, size, model, amp="bf16", search_dtype="bf16", **changes)
+
+
+def _networks(trainer: Trainer) -> list[torch.nn.Module]:
+    nets = (trainer.model, trainer.perceptual, trainer.discriminator, trainer.distance)
+    return [n for n in nets if n is not None]
+
+
+def built(config: TrainConfig, *, emulate_cuda: bool = True) -> Trainer:
+    """`build_trainer(config)` with random VGG weights; on the CPU with ``emulate_cuda``, the
+    CUDA-only knobs ``config`` turns on applied by hand as the builder applies them on CUDA."""
+    trainer = build_trainer(config, load_vgg=False)
+    if trainer.device.type != "cpu" or not emulate_cuda:
+        return trainer
+    if config.channels_last:
+        trainer.memory_format = torch.channels_last
+        for net in _networks(trainer):
+            net.to(memory_format=torch.channels_last)
+    if config.fused_optim:
+        for optimizer in (trainer.optimizer, trainer.d_optimizer):
+            for group in optimizer.param_groups if optimizer is not None else ():
+                group["fused"] = True
+    return trainer
+
+
+@pytest.fixture
+def exact_fp32():
+    """No TF32 anywhere on CUDA while a test compares fp32 paths (`build_trainer` turns TF32
+    convolutions on, as PyTorch's default does; the reference path uses them too)."""
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+    def off() -> None:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+
+    yield off
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _forward(trainer: Trainer, batch: dict[str, torch.Tensor]) -> TTSROutput:
+    """All outputs of the model in eval mode (what `Trainer.infer` runs; it returns SR only)."""
+    lr, lr_up, _, ref, ref_downup = trainer.inputs(batch)
+    trainer.model.eval()
+    with torch.no_grad(), trainer.autocast():
+        return trainer.model(lr, lr_up, ref, ref_downup)
+
+
+def _infer(config: TrainConfig, batch: dict[str, torch.Tensor]) -> TTSROutput:
+    return _forward(built(config), batch)
 
 
 def test_both_paths_start_from_the_same_weights():
-    a = TrainingStep(model_config=TINY, weights=REC_ONLY, settings=REFERENCE, device="cpu")
-    b = TrainingStep(model_config=TINY, weights=REC_ONLY, settings=ALL_ON, device="cpu")
+    cpu = torch.device("cpu")
+    a, b = built(reference(cpu, 32)), built(all_on(cpu, 32))
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert sa.keys() == sb.keys()
     for key in sa:
         torch.testing.assert_close(sa[key], sb[key].contiguous(), rtol=0, atol=0, msg=key)
 
 
-def test_chunked_fp32_path_equals_dense_reference(device):
+def test_chunked_fp32_path_equals_dense_reference(device, exact_fp32):
     x = real_batch(48)
-    fp32_chunked = dataclasses.replace(REFERENCE, search_chunk=7)  # several blocks per image
-    a = _infer(REFERENCE, TINY, x, device)
-    b = _infer(fp32_chunked, TINY, x, device)
+    dense, chunked = built(reference(device, 48)), built(reference(device, 48, search_chunk=7))
+    exact_fp32()
+    a, b = _forward(dense, x), _forward(chunked, x)  # search_chunk 7: several blocks per image
     for name, ta, tb in zip(a._fields, a, b, strict=True):
         torch.testing.assert_close(tb, ta, rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_channels_last_equals_contiguous(device):
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _conv_weights(trainer: Trainer) -> list[torch.Tensor]:
+    """The 4-D weights with a spatial kernel (1x1 ones are contiguous in both formats)."""
+    return [
+        p for net in _networks(trainer) for p in net.parameters() if p.ndim == 4 and p.shape[-1] > 1
+    ]
+
+
+def test_channels_last_equals_contiguous(device, exact_fp32):
     x = real_batch(48)
-    a = _infer(optimised("cpu"), TINY, x, device)
-    b = _infer(dataclasses.replace(optimised("cpu"), channels_last=True), TINY, x, device)
-    assert b.sr.is_contiguous(memory_format=torch.channels_last) or b.sr.shape[1] == 3
-    torch.testing.assert_close(b.sr, a.sr, rtol=1e-4, atol=1e-4)
+    a = built(study(device, 48, channels_last=False, amp="off"))
+    b = built(study(device, 48, channels_last=True, amp="off"))
+    assert a.memory_format == torch.contiguous_format
+    assert b.memory_format == torch.channels_last
+    assert all(w.is_contiguous() and not _channels_last(w) for w in _conv_weights(a))
+    assert all(_channels_last(w) and not w.is_contiguous() for w in _conv_weights(b))
+    assert all(_channels_last(t) and not t.is_contiguous() for t in b.inputs(x))
+    # The convolutions run NHWC: the first one's output comes out channels_last.
+    seen = []
+    hook = b.model.MainNet.SFE.conv_head.register_forward_hook(lambda m, i, o: seen.append(o))
+    exact_fp32()
+    out_a, out_b = _forward(a, x), _forward(b, x)
+    hook.remove()
+    assert _channels_last(seen[0]) and not seen[0].is_contiguous()
+    torch.testing.assert_close(out_b.sr, out_a.sr, rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_only_knobs_do_nothing_on_the_cpu():
+    trainer = built(study(torch.device("cpu"), 32, **ALL_LOSSES), emulate_cuda=False)
+    config = trainer.config
+    assert config.channels_last and config.fused_optim and config.fast_kernels  # the defaults
+    assert trainer.memory_format == torch.contiguous_format
+    assert all(w.is_contiguous() and not _channels_last(w) for w in _conv_weights(trainer))
+    for optimizer in (trainer.optimizer, trainer.d_optimizer):
+        assert not any(g["fused"] for g in optimizer.param_groups)
+    assert trainer.amp_dtype is None  # amp auto = fp32 on the CPU
+    assert trainer.model.SearchTransfer.chunk != 0  # the chunked search is not CUDA-only
 
 
 def test_bf16_optimised_output_is_within_40_db_of_fp32_dense(device):
     x = real_batch(64, count=4)
-    reference = _infer(REFERENCE, SMALL, x, device).sr.float()
-    fast = _infer(ALL_ON, SMALL, x, device).sr.float()
-    values = psnr(fast, reference)
+    dense = _infer(reference(device, 64, SMALL), x).sr.float()
+    fast = _infer(all_on(device, 64, SMALL), x).sr.float()
+    values = psnr(fast, dense)
     assert values.min().item() >= 40.0, values
     # Freshly initialised weights make outputs that depend only weakly on the input, so 40 dB
     # alone could hide errors as large as the picture itself: the bf16 error must also be far
     # (15 dB = 5.6x in RMS) below the differences between the outputs for different photos.
-    assert (reference.abs() >= 1.0).float().mean() < 0.5  # not clamped flat
-    between_photos = psnr(reference[:-1], reference[1:]).max().item()
+    assert (dense.abs() >= 1.0).float().mean() < 0.5  # not clamped flat
+    between_photos = psnr(dense[:-1], dense[1:]).max().item()
     assert values.min().item() >= between_photos + 15.0, (values, between_photos)
 
 
 def test_bf16_search_picks_patches_as_relevant_as_fp32(device):
     """Where bf16 matmuls change the argmax, the chosen patch is a near-tie in fp32."""
     x = real_batch(64, count=4)
-    trainer = TrainingStep(model_config=TINY, weights=REC_ONLY, settings=REFERENCE, device=device)
+    trainer = built(reference(device, 64))
     with torch.no_grad():
-        _, _, q = trainer.model.LTE((x[1].to(device) + 1) / 2)
-        _, _, k = trainer.model.LTE((x[4].to(device) + 1) / 2)
+        _, _, q = trainer.model.LTE((x["LR_up"].to(device) + 1) / 2)
+        _, _, k = trainer.model.LTE((x["Ref_downup"].to(device) + 1) / 2)
         s32, i32 = relevance_search(q, k)
         s16, i16 = relevance_search(q, k, dtype=torch.bfloat16)
     assert (i16 == i32).float().mean() > 0.5
@@ -152,24 +229,33 @@ def test_bf16_search_picks_patches_as_relevant_as_fp32(device):
     assert (s16 - s32).abs().max() < 2e-2
 
 
-def _losses(settings: PathSettings, weights, x, device, steps: int = 2) -> list[dict[str, float]]:
-    torch.manual_seed(1)  # the gradient penalty draws from the global RNG
-    trainer = TrainingStep(
-        model_config=TINY, weights=weights, settings=settings, device=device, seed=0
-    )
-    batch = [trainer.prepare(t) for t in x]
-    return [{k: float(v) for k, v in trainer.step(*batch).items()} for _ in range(steps)]
+def _floats(losses: StepLosses) -> dict[str, float]:
+    out = {k: float(v) for k, v in losses.generator.items()}
+    if losses.critic:
+        out[names.LOSS_D] = float(losses.critic[-1])
+    return out
 
 
-def test_fp32_optimised_training_steps_match_the_reference(device):
+def _losses(trainers: list[Trainer], x, steps: int = 2) -> list[list[dict[str, float]]]:
+    """``steps`` training steps of each trainer on ``x``, the same RNG draws for each."""
+    runs = []
+    for trainer in trainers:
+        torch.manual_seed(1)  # the gradient penalty draws from the global RNG
+        runs.append([_floats(trainer.train_step(x)) for _ in range(steps)])
+    return runs
+
+
+def test_fp32_optimised_training_steps_match_the_reference(device, exact_fp32):
     x = real_batch(48)
-    a = _losses(REFERENCE, REC_ONLY, x, device)
-    b = _losses(optimised("cpu"), REC_ONLY, x, device)
+    trainers = [built(reference(device, 48)), built(study(device, 48, amp="off"))]
+    exact_fp32()
+    a, b = _losses(trainers, x)
     for la, lb in zip(a, b, strict=True):
         assert lb.keys() == la.keys()
         for key in la:
             assert lb[key] == pytest.approx(la[key], rel=1e-4, abs=1e-6), key
-    assert a[1]["total"] < a[0]["total"] + 1e-3  # the steps train (or at least do not diverge)
+    total = names.LOSS_TOTAL
+    assert a[1][total] < a[0][total] + 1e-3  # the steps train (or at least do not diverge)
 
 
 @pytest.mark.parametrize(
@@ -179,8 +265,8 @@ def test_fp32_optimised_training_steps_match_the_reference(device):
 )
 def test_all_optimisations_training_steps_stay_close(weights, steps, device):
     x = real_batch(32)
-    a = _losses(REFERENCE, weights, x, device, steps)
-    b = _losses(ALL_ON, weights, x, device, steps)
+    trainers = [built(reference(device, 32, **weights)), built(all_on(device, 32, **weights))]
+    a, b = _losses(trainers, x, steps)
     for la, lb in zip(a, b, strict=True):
         assert lb.keys() == la.keys()
         # bf16 keeps ~3 significant digits; the critic's WGAN-GP loss is a difference of large
@@ -188,19 +274,3 @@ def test_all_optimisations_training_steps_stay_close(weights, steps, device):
         for key in la:
             assert lb[key] == pytest.approx(la[key], rel=5e-2, abs=5e-2), key
     assert all(np.isfinite(v) for step in b for v in step.values())
-
-
-def test_ablation_ends_at_the_cuda_optimised_path():
-    steps = ablation_steps()
-    assert steps[0][1] == REFERENCE
-    assert steps[-1][1] == optimised("cuda")
-    assert ablation_steps(compile=True)[-1][1] == optimised("cuda", compile=True)
-    # each step changes something
-    settings = [s for _, s in steps]
-    assert all(a != b for a, b in zip(settings, settings[1:], strict=False))
-
-
-def test_optimised_cpu_path_keeps_cuda_only_switches_off():
-    cpu = optimised("cpu")
-    assert cpu.search_chunk != 0 and not cpu.sync_each_step
-    assert not (cpu.amp_bf16 or cpu.search_bf16 or cpu.channels_last or cpu.fused_adam)

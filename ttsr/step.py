@@ -1,4 +1,4 @@
-"""One TTSR training step, the one `ttsr.train` runs and `ttsr.bench` times.
+"""One TTSR training step, the one `ttsr.train` runs and `benchmarks/train_step.py` times.
 
 `TrainStep(batch)` runs, in this order: the generator forward (under autocast), the critic's
 WGAN-GP update `gan_k` times on the detached output (written out here, not hidden inside a

@@ -38,6 +38,8 @@ from ttsr.step import D_BETAS, LossWeights, StepLosses, TrainStep
 from ttsr.vgg import random_vgg19_features, vgg19_features
 
 IMAGE_KEYS = ("LR", "LR_up", "HR", "Ref", "Ref_downup")
+# On CUDA without `log_every_steps`: how often the loop reads the loss sums to the host.
+NAN_CHECK_STEPS = 50
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,6 +110,15 @@ class Trainer:
     perceptual: PerceptualLoss | None = None
     discriminator: nn.Module | None = None
     d_optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def check_every(self) -> int:
+        """Steps between host reads of the loss sums (non-finite and spike checks, progress):
+        `log_every_steps` when set, else every step on the CPU (a read costs nothing there) and
+        every `NAN_CHECK_STEPS` on CUDA."""
+        if self.config.log_every_steps:
+            return self.config.log_every_steps
+        return 1 if self.device.type == "cpu" else NAN_CHECK_STEPS
 
     def prepare(self, x: Tensor) -> Tensor:
         return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)

@@ -1,9 +1,9 @@
-"""``python -m ttsr.data prepare|info|bench`` (see docs/DATA.md)."""
+"""``python -m ttsr.data prepare|info|photos`` (see docs/DATA.md; the loader benchmark is
+``python -m benchmarks.loader``)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -71,37 +71,6 @@ def cmd_info(args: argparse.Namespace) -> None:
     print_manifest(read_manifest(args.dir), args.dir)
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
-    import torch
-
-    from ttsr.data.bench import loader_throughput, stage_times
-    from ttsr.data.dataset import ShardDataset
-    from ttsr.data.source import open_dataset
-
-    torch.set_num_threads(1)  # like a DataLoader worker; measures one core
-    print(
-        f"cores: {os.cpu_count()}, batch {args.batch_size}, ref_mode {args.ref_mode}, "
-        f"train split with augmentation, {args.seconds:g} s per point"
-    )
-    for size in args.sizes:
-        ds = open_dataset(args.data, size=size, split="train", ref_mode=args.ref_mode)
-        line = f"size {size} ({len(ds)} items)"
-        if isinstance(ds, ShardDataset):
-            st = stage_times(ds)
-            line += (
-                f": CPU per item: decode {st.decode:.2f} ms, bicubic resizes {st.resize:.2f} ms,"
-                f" item build {st.item:.2f} ms -> {1e3 / (st.decode + st.item):.0f} items/s"
-                " per core"
-            )
-        print(line, flush=True)
-        for w in args.workers:
-            rate = loader_throughput(
-                ds, workers=w, seconds=args.seconds, batch_size=args.batch_size
-            )
-            per_cpu = f" ({rate.per_cpu:.0f} per CPU-second)" if w == 0 else ""
-            print(f"  workers {w}: {rate.wall:8.1f} samples/s{per_cpu}", flush=True)
-
-
 def cmd_photos(args: argparse.Namespace) -> None:
     from ttsr.data.sample import write_photo_variants
 
@@ -134,15 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="counts per split and size, skipped files, bytes")
     p.add_argument("dir", type=Path)
     p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("bench", help="training-loader samples/s per worker count")
-    p.add_argument("--data", default=None, help="prepared folder (default: built-in sample)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[160, 512])
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--ref-mode", default="gt")
-    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("photos", help="N images cut from the scikit-image photos (for sizing)")
     p.add_argument("--out", type=Path, required=True)

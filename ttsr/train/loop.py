@@ -7,9 +7,9 @@ times), validate, decide (early stopping and divergence), checkpoint, log, call 
 Epoch 0 validates the model before training: the baseline every divergence check compares with.
 
 No host syncs in the hot loop: losses are summed as device tensors and read every
-``check_every`` steps (every step on the CPU, where a sync costs nothing; on CUDA every
-`log_every_steps` or `NAN_CHECK_STEPS`) to catch non-finite losses and loss spikes (a NaN stays
-in the sum, so none is missed; at most that many steps run on bad weights).
+``Trainer.check_every`` steps (every step on the CPU, where a sync costs nothing; on CUDA
+every `log_every_steps` or `ttsr.trainer.NAN_CHECK_STEPS`) to catch non-finite losses and loss
+spikes (a NaN stays in the sum, so none is missed; at most that many steps run on bad weights).
 
 Exact resume: everything that decides the future (weights, optimisers, RNG states, step count,
 stopper) is in `checkpoints/latest/state.pt`; a run resumed from it continues as if it had
@@ -35,7 +35,6 @@ from ttsr.step import StepLosses
 from ttsr.train.callbacks import Callback, TrainResult
 from ttsr.train.setup import Run, print_summary, start_run
 
-NAN_CHECK_STEPS = 50  # on GPU: how often the running loss sums are read back
 LOSS_KEYS = (names.LOSS_TOTAL, names.LOSS_REC, names.LOSS_PER, names.LOSS_TPL, names.LOSS_ADV)
 
 
@@ -66,7 +65,7 @@ def train(
             torch.cuda.reset_peak_memory_stats(trainer.device)
 
         # Order the data and run the steps (none in epoch 0: the model before training).
-        meter = LossMeter(trainer.device, state.spikes, check_every=_check_every(config, run))
+        meter = LossMeter(trainer.device, state.spikes, check_every=trainer.check_every)
         if epoch > 0:
             init = epoch <= config.init_epochs  # reconstruction-only warm-up epochs
             bar = tqdm(
@@ -155,12 +154,6 @@ class LossMeter:
         out = {k: float(self.sums[k]) / max(self.steps, 1) for k in LOSS_KEYS}
         out[names.LOSS_D] = float(self.sums[names.LOSS_D]) / max(self.d_steps, 1)
         return out
-
-
-def _check_every(config: TrainConfig, run: Run) -> int:
-    if config.log_every_steps:
-        return config.log_every_steps
-    return 1 if run.trainer.device.type == "cpu" else NAN_CHECK_STEPS
 
 
 def _diverged(run: Run, meter: LossMeter, step: int) -> bool:

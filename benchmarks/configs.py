@@ -1,0 +1,159 @@
+"""What the training-step benchmark runs: cases, presets, and the `TrainConfig` of each path.
+
+A case (image size, batch, losses) becomes the `TrainConfig` a study would run for it
+(`study_config`: the defaults plus the case, so every speed knob is the default a trial gets);
+the reference-equivalent path is that config with the speed knobs set the way researchmm/TTSR
+runs (`reference_config`); the ablation is a list of cumulative changes from the one to the
+other (`ablation_configs`). Nothing here builds a network: `ttsr.trainer.build_trainer` does,
+for the benchmark as for `ttsr.train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ttsr.config import TrainConfig
+
+LOSSES = ("rec", "all", "infer")  # reconstruction only, all four losses, inference (validation)
+# The reference's full TTSR recipe (rec_w stays 1).
+ALL_LOSS_WEIGHTS = {"per_w": 1e-2, "tpl_w": 1e-2, "adv_w": 1e-3}
+# The TrainConfig fields that change how a step is computed, never what it computes.
+SPEED_FIELDS = (
+    "search_chunk",
+    "search_dtype",
+    "amp",
+    "channels_last",
+    "fused_optim",
+    "fast_kernels",
+    "compile",
+    "checkpoint_activations",
+    "log_every_steps",
+)
+# How researchmm/TTSR runs: fp32, dense search and unfold/fold transfer, eager, contiguous
+# tensors, plain Adam, PyTorch's default kernel selection, the loss read every step.
+REFERENCE_SPEED = {
+    "search_chunk": 0,
+    "search_dtype": "fp32",
+    "amp": "off",
+    "channels_last": False,
+    "fused_optim": False,
+    "fast_kernels": False,
+    "compile": False,
+    "checkpoint_activations": False,
+    "log_every_steps": 1,
+}
+# Cumulative steps from the reference path towards the CUDA defaults (labels as printed).
+ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("reference (dense, fp32, eager)", {}),
+    ("+ chunked search", {"search_chunk": None}),
+    ("+ no host sync per step", {"log_every_steps": 0}),
+    ("+ cudnn autotune / TF32", {"fast_kernels": True}),
+    ("+ channels_last", {"channels_last": True}),
+    ("+ bf16 autocast", {"amp": "bf16"}),
+    ("+ bf16 search matmuls", {"search_dtype": "bf16"}),
+    ("+ fused Adam", {"fused_optim": True}),
+)
+ABLATION_COMPILE = ("+ torch.compile", {"compile": True})
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    size: int  # HR / reference side; LR is size // 4
+    batch: int
+    losses: str  # one of LOSSES
+    warmup: int
+    steps: int
+    reference: bool = True  # False: the reference path is known not to fit, skip it
+
+
+@dataclass(frozen=True)
+class Preset:
+    n_feats: int
+    blocks: str
+    cases: tuple[Case, ...]
+
+
+PRESETS = {
+    # 2 shared CPU cores: a narrow, shallow model so the whole preset runs in a few minutes.
+    "cpu": Preset(
+        n_feats=16,
+        blocks="4+4+2+1",
+        cases=(
+            Case("rec-64-b2", 64, 2, "rec", 1, 3),
+            Case("all-64-b2", 64, 2, "all", 1, 2),
+            Case("rec-96-b2", 96, 2, "rec", 1, 3),
+            Case("rec-128-b1", 128, 1, "rec", 1, 3),
+        ),
+    ),
+    # For tests and smoke checks: seconds.
+    "quick": Preset(
+        n_feats=8,
+        blocks="1+1+1+1",
+        cases=(
+            Case("rec-32-b2", 32, 2, "rec", 1, 1),
+            Case("all-32-b2", 32, 2, "all", 1, 1),
+        ),
+    ),
+    # The sizes of the reference figures and targets (docs/BENCHMARKS.md), full model.
+    "gpu": Preset(
+        n_feats=64,
+        blocks="16+16+8+4",
+        cases=(
+            Case("rec-160-b8", 160, 8, "rec", 5, 20),
+            Case("all-160-b9", 160, 9, "all", 3, 10),
+            Case("infer-160-b8", 160, 8, "infer", 3, 20),
+            Case("rec-256-b8", 256, 8, "rec", 2, 8),
+            Case("rec-384-b8", 384, 8, "rec", 2, 5),
+            Case("rec-512-b8", 512, 8, "rec", 2, 5),
+            Case("rec-1024-b1", 1024, 1, "rec", 1, 3),
+            # Dense relevance alone would be 8 x 16 GiB (65536^2 fp32 per image): skip (a).
+            Case("rec-1024-b8", 1024, 8, "rec", 1, 3, reference=False),
+        ),
+    ),
+}
+
+
+def study_config(
+    case: Case, *, device: str, n_feats: int, blocks: str, compile: bool = False
+) -> TrainConfig:
+    """The config a study would run for ``case``: TrainConfig's defaults plus the case (size,
+    batch, model, loss weights, device), and ``compile`` when asked for."""
+    weights = ALL_LOSS_WEIGHTS if case.losses == "all" else {}
+    return TrainConfig(
+        size=case.size,
+        batch_size=case.batch,
+        n_feats=n_feats,
+        num_res_blocks=blocks,
+        device=device,
+        compile=compile,
+        **weights,
+    )
+
+
+def reference_config(config: TrainConfig) -> TrainConfig:
+    """``config`` computed the way the reference code computes it (`REFERENCE_SPEED`)."""
+    return config.replace(**REFERENCE_SPEED)
+
+
+def ablation_configs(
+    config: TrainConfig, *, compile: bool = False
+) -> list[tuple[str, TrainConfig]]:
+    """(label, config) from `reference_config(config)`, one `ABLATION` change at a time."""
+    steps = (*ABLATION, ABLATION_COMPILE) if compile else ABLATION
+    out: list[tuple[str, TrainConfig]] = []
+    current = reference_config(config)
+    for label, changes in steps:
+        current = current.replace(**changes)
+        out.append((label, current))
+    return out
+
+
+def speed_settings(config: TrainConfig) -> dict[str, Any]:
+    """The `SPEED_FIELDS` of ``config`` (what the two paths differ in)."""
+    return {name: getattr(config, name) for name in SPEED_FIELDS}
+
+
+def describe(config: TrainConfig) -> str:
+    return " ".join(f"{k}={v}" for k, v in speed_settings(config).items())

@@ -1,0 +1,192 @@
+"""Timing one (case, config): the trainer `ttsr.train` builds, stepped the way its loop steps.
+
+`build(config)` is `ttsr.trainer.build_trainer(config, load_vgg=False)` (speed does not depend
+on the VGG weights; nothing is looked up on disk). `LoopSteps` runs what `ttsr/train/loop.py`
+runs per batch: `Trainer.train_step`, `LossMeter.add`, and every `Trainer.check_every` steps
+`LossMeter.check` (the one host read), so host syncs and checks are the loop's.
+
+Data: one random loader-shaped batch created on the device once (as the reference figures in
+docs/BENCHMARKS.md); `Trainer.inputs` converts it to the trainer's memory format every step, as
+it does a loader batch. The loader itself is `python -m benchmarks.loader`.
+
+Timing: `warmup` untimed steps, then `steps` timed steps between two device synchronisations;
+step time = elapsed / steps, images/s = batch / step time. Peak memory: on CUDA
+`torch.cuda.max_memory_allocated` (reset before the build); on the CPU, in a fresh process
+only, the peak RSS (`ru_maxrss`) minus the RSS just before the build.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from benchmarks.configs import Case
+from ttsr import names
+from ttsr.config import TrainConfig
+from ttsr.early_stopping import LossSpikeMonitor
+from ttsr.train.loop import LossMeter
+from ttsr.trainer import IMAGE_KEYS, Trainer, build_trainer
+
+MIB = 2**20
+
+
+def build(config: TrainConfig) -> Trainer:
+    """The benchmark's one way to a trainer: the training builder, with random VGG19 weights."""
+    return build_trainer(config, load_vgg=False)
+
+
+def random_batch(case: Case, device: torch.device) -> dict[str, Tensor]:
+    """A loader batch (LR, LR_up, HR, Ref, Ref_downup), uniform in [-1, 1], on ``device``."""
+    g = torch.Generator(device=device).manual_seed(0)
+    small = (case.batch, 3, case.size // 4, case.size // 4)
+    large = (case.batch, 3, case.size, case.size)
+    shapes = dict(zip(IMAGE_KEYS, (small, large, large, large, large), strict=True))
+    return {k: torch.rand(s, generator=g, device=device) * 2 - 1 for k, s in shapes.items()}
+
+
+class LoopSteps:
+    """The loop's per-batch code on one fixed batch (``infer``: `Trainer.infer` instead, as
+    validation runs it; no host read, validation reads its sums once per pass)."""
+
+    def __init__(self, trainer: Trainer, batch: dict[str, Tensor], *, infer: bool = False):
+        self.trainer, self.batch, self.infer = trainer, batch, infer
+        spikes = LossSpikeMonitor(trainer.config.spike_factor)
+        self.meter = LossMeter(trainer.device, spikes, check_every=trainer.check_every)
+        self.sr_sum = torch.zeros((), device=trainer.device)
+        self.done = 0  # steps run
+        self.diverged: str | None = None  # what training would have stopped on (we go on)
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            self.step(self.batch)
+
+    def step(self, batch: dict[str, Tensor]) -> None:
+        """One iteration of the loop's batch loop (`ttsr/train/loop.py`), without the stop."""
+        self.done += 1
+        if self.infer:
+            self.sr_sum += self.trainer.infer(batch).mean()
+            return
+        meter = self.meter
+        meter.add(self.trainer.train_step(batch), images=len(batch["HR"]))
+        if meter.steps % meter.check_every == 0:
+            problem = meter.check(meter.steps)
+            self.diverged = self.diverged or problem
+
+    def mean_loss(self) -> float:
+        """Mean total loss over every step run (infer: mean SR value); reads the device."""
+        if self.infer:
+            return float(self.sr_sum) / max(self.done, 1)
+        return self.meter.means()[names.LOSS_TOTAL]
+
+
+def run_case(
+    case: Case,
+    config: TrainConfig,
+    *,
+    barrier: tuple[str, int, int] | None = None,
+    fresh_process: bool = False,
+) -> dict[str, Any]:
+    """Time ``case`` under ``config``; a JSON-able result with status 'ok' or 'oom'.
+
+    fresh_process: this process ran nothing before (the CPU peak RSS is then meaningful).
+    """
+    device = torch.device(config.device)
+    result: dict[str, Any] = {"case": case.name, "status": "ok"}
+    _free(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = _rss_bytes()
+    steps = None
+    try:
+        trainer = build(config)
+        steps = LoopSteps(trainer, random_batch(case, device), infer=case.losses == "infer")
+        result.update(_timed(case, steps, device, barrier))
+        if device.type == "cuda":
+            result["peak_mib"] = torch.cuda.max_memory_allocated(device) / MIB
+            result["memory"] = "cuda max_memory_allocated"
+        elif fresh_process:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+            result["peak_mib"] = (peak - rss_before) / MIB
+            result["memory"] = "peak RSS above pre-model RSS"
+    except torch.cuda.OutOfMemoryError as exc:  # (= torch.OutOfMemoryError on recent PyTorch)
+        result.update(status="oom", error=str(exc).splitlines()[0][:200])
+    finally:
+        trainer = steps = None  # free the model and optimiser state before the next run
+        _free(device)
+    return result
+
+
+def _timed(
+    case: Case, steps: LoopSteps, device: torch.device, barrier: tuple[str, int, int] | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"check_every": steps.meter.check_every}
+    steps.run(case.warmup)
+    if device.type == "cuda":
+        out["host_syncs_per_step"] = count_host_syncs(lambda: steps.run(1))
+    _sync(device)
+    if barrier is not None:
+        wait_barrier(*barrier)
+    wall_start = time.time()
+    t0 = time.perf_counter()
+    steps.run(case.steps)
+    _sync(device)
+    elapsed = time.perf_counter() - t0
+    out.update(
+        step_ms=1e3 * elapsed / case.steps,
+        img_s=case.batch * case.steps / elapsed,
+        images=case.batch * case.steps,
+        wall_start=wall_start,
+        wall_end=time.time(),
+        mean_loss=steps.mean_loss(),
+    )
+    if steps.diverged is not None:
+        out["diverged"] = steps.diverged
+    return out
+
+
+def count_host_syncs(fn: Callable[[], Any]) -> int:
+    """How many synchronising CUDA calls ``fn`` makes (torch's sync debug mode, as warnings)."""
+    _sync(torch.device("cuda"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def wait_barrier(barrier: str, rank: int, count: int, timeout: float = 600.0) -> None:
+    """File barrier so that packed trials start their timed steps together."""
+    Path(barrier, f"ready-{rank}").touch()
+    deadline = time.monotonic() + timeout
+    while len(list(Path(barrier).glob("ready-*"))) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"packed trial {rank}: other trials never became ready")
+        time.sleep(0.01)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -1,0 +1,269 @@
+"""`python -m benchmarks.train_step`: the training step's speed and peak memory, two ways.
+
+A benchmark, not a test. Run it from the repository root (`benchmarks/` is not installed). For
+each case (image size, batch, losses) it times the step `ttsr.train` runs for two `TrainConfig`
+values in one invocation — (a) `reference_config`: the case computed the way researchmm/TTSR
+computes it, and (b) the config a study would run for the case (the defaults) — built by the
+training builder and stepped by the loop's per-batch code (`benchmarks.timing`), and prints
+images/s, step time, peak memory and the ratio b/a.
+
+    python -m benchmarks.train_step                   # CPU preset, ~2-3 min on 2 cores
+    python -m benchmarks.train_step --quick           # seconds
+    python -m benchmarks.train_step --device cuda --preset gpu --json bench.json
+    python -m benchmarks.train_step --device cuda --preset gpu --cases rec-160-b8 --packed 4
+    python -m benchmarks.train_step --ablate --cases rec-96-b2   # one change at a time
+
+Imports only torch, pydantic and ttsr (no Ray, no MLflow): it must run on a bare GPU box.
+See docs/BENCHMARKS.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks import report
+from benchmarks.configs import (
+    PRESETS,
+    Case,
+    Preset,
+    ablation_configs,
+    describe,
+    reference_config,
+    speed_settings,
+    study_config,
+)
+from benchmarks.jobs import Job, child_main, run_isolated, run_job, run_packed
+from ttsr.config import ConfigError, TrainConfig
+
+PROG = "python -m benchmarks.train_step"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Training speed and peak memory: reference path vs optimised path.",
+    )
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--preset", choices=sorted(PRESETS), help="default: gpu on cuda, else cpu")
+    p.add_argument("--quick", action="store_true", help="same as --preset quick (seconds)")
+    p.add_argument("--cases", help="comma-separated case names of the preset (default: all)")
+    p.add_argument("--n-feats", type=int, help="override the preset's model width")
+    p.add_argument("--blocks", help="override the preset's res blocks, e.g. 16+16+8+4")
+    p.add_argument("--warmup", type=int, help="override untimed steps per run")
+    p.add_argument("--steps", type=int, help="override timed steps per run")
+    p.add_argument("--compile", action="store_true", help="torch.compile MainNet and LTE in (b)")
+    p.add_argument(
+        "--isolate",
+        default="auto",
+        choices=("auto", "process", "none"),
+        help="one child process per run (auto: on the CPU, where memory is peak RSS)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads per run (default: 1 on the CPU, see docs/BENCHMARKS.md)",
+    )
+    p.add_argument("--packed", type=int, default=0, metavar="N", help="N concurrent trials")
+    p.add_argument("--packed-case", help="case for --packed (default: the first rec case)")
+    p.add_argument("--ablate", action="store_true", help="add one optimisation at a time")
+    p.add_argument("--no-compare", action="store_true", help="skip the reference/optimised table")
+    p.add_argument("--json", type=Path, help="write all results here")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    return p
+
+
+@dataclass(frozen=True)
+class Options:
+    """The validated flags."""
+
+    device: str
+    preset_name: str
+    preset: Preset
+    n_feats: int
+    blocks: str
+    cases: tuple[Case, ...]
+    threads: int | None
+    isolate: str  # "process" or "none"
+    compile: bool
+    packed: int
+    packed_case: Case | None
+    ablate: tuple[Case, ...]  # the cases of the ablation (none: no ablation)
+    compare: bool
+    json: Path | None
+
+    def config(self, case: Case) -> TrainConfig:
+        """The optimised path = what a study runs for ``case``."""
+        return study_config(
+            case, device=self.device, n_feats=self.n_feats, blocks=self.blocks, compile=self.compile
+        )
+
+
+def options(args: argparse.Namespace) -> Options:
+    """Check the flags; a bad one is a one-line SystemExit naming it."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device: cuda requested but torch.cuda.is_available() is False")
+    cpu = args.device == "cpu"
+    preset_name = "quick" if args.quick else args.preset or ("cpu" if cpu else "gpu")
+    preset = PRESETS[preset_name]
+    n_feats, blocks = args.n_feats or preset.n_feats, args.blocks or preset.blocks
+    try:
+        TrainConfig(n_feats=n_feats, num_res_blocks=blocks)
+    except ConfigError as exc:
+        raise SystemExit(f"--n-feats/--blocks: {exc}") from None
+    for flag, least in (("warmup", 0), ("steps", 1), ("threads", 1), ("packed", 0)):
+        value = getattr(args, flag)
+        if value is not None and value < least:
+            raise SystemExit(f"--{flag}: must be >= {least}, got {value}")
+    cases = _select_cases(preset, args.cases, args.warmup, args.steps)
+    first_rec_case = next((c for c in cases if c.losses == "rec"), cases[0])
+    packed_case = None
+    if args.packed:
+        name = args.packed_case or first_rec_case.name
+        packed_case = _select_cases(preset, name, args.warmup, args.steps)[0]
+    return Options(
+        device=args.device,
+        preset_name=preset_name,
+        preset=preset,
+        n_feats=n_feats,
+        blocks=blocks,
+        cases=tuple(cases),
+        # On a small shared CPU, >1 intra-op thread makes every OpenMP barrier wait for a thread
+        # the OS descheduled: measured 13x slower steps at load 12 on 2 cores. One is stable.
+        threads=args.threads if args.threads is not None else (1 if cpu else None),
+        isolate=args.isolate if args.isolate != "auto" else ("process" if cpu else "none"),
+        compile=args.compile,
+        packed=args.packed,
+        packed_case=packed_case,
+        # The ablation runs on the named cases, else on the first rec case.
+        ablate=(tuple(cases) if args.cases else (first_rec_case,)) if args.ablate else (),
+        compare=not args.no_compare,
+        json=args.json,
+    )
+
+
+def _select_cases(
+    preset: Preset, names: str | None, warmup: int | None, steps: int | None
+) -> list[Case]:
+    cases = list(preset.cases)
+    if names:
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        known = {c.name for c in cases}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise SystemExit(
+                f"--cases: unknown case(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        cases = [c for c in cases if c.name in wanted]
+        if not cases:
+            raise SystemExit(f"--cases: no case named in {names!r}")
+    changes = {k: v for k, v in (("warmup", warmup), ("steps", steps)) if v is not None}
+    return [replace(c, **changes) for c in cases]
+
+
+Execute = Callable[[Job], dict[str, Any]]
+
+
+def compare(opts: Options, execute: Execute) -> list[dict[str, Any]]:
+    """(a) and (b) of every case, back to back."""
+    results = []
+    for case in opts.cases:
+        config = opts.config(case)
+        if case.reference:
+            results.append(execute(Job(case, reference_config(config), "reference", opts.threads)))
+        else:
+            skipped = {"case": case.name, "path": "reference", "status": "skipped (cannot fit)"}
+            results.append(skipped)
+        results.append(execute(Job(case, config, "optimised", opts.threads)))
+        print(f"  done {case.name}: optimised {results[-1]['status']}", flush=True)
+    return results
+
+
+def ablate(opts: Options, execute: Execute) -> list[dict[str, Any]]:
+    """The cumulative ablation, from (a) one change at a time, on each `opts.ablate` case."""
+    rows: list[dict[str, Any]] = []
+    for case in opts.ablate:
+        steps = ablation_configs(opts.config(case), compile=opts.compile)
+        case_rows = [execute(Job(case, config, label, opts.threads)) for label, config in steps]
+        report.print_ablation(case, case_rows)
+        rows.extend(case_rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.child is not None:
+        return child_main(args.child)
+    opts = options(args)
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    device = torch.device(opts.device)
+    env = report.environment(device)
+
+    def execute(job: Job) -> dict[str, Any]:
+        r = run_isolated(job) if opts.isolate == "process" else run_job(job)
+        r.update(size=job.case.size, batch=job.case.batch, losses=job.case.losses)
+        r["config"] = job.config.to_dict()
+        return r
+
+    optimised = opts.config(opts.cases[0])
+    reference = reference_config(optimised)
+    print(
+        f"benchmarks.train_step | preset {opts.preset_name} | device "
+        f"{env.get('gpu', env['device'])} | torch {env['torch']} | model n_feats {opts.n_feats}, "
+        f"blocks {opts.blocks} | isolate {opts.isolate} | {env['date']}"
+    )
+    print(f"(a) reference: {describe(reference)}\n(b) optimised: {describe(optimised)}")
+    if device.type == "cpu":
+        print("(CPU: channels_last, fused_optim and fast_kernels do nothing; amp auto = fp32)")
+    print(flush=True)
+    out: dict[str, Any] = {
+        "environment": env,
+        "preset": opts.preset_name,
+        "model": {"n_feats": opts.n_feats, "blocks": opts.blocks},
+        "isolate": opts.isolate,
+        "settings": {
+            "reference": speed_settings(reference),
+            "optimised": speed_settings(optimised),
+        },
+        "cases": [asdict(c) for c in opts.cases],
+        "results": [],
+    }
+    if opts.compare:
+        out["results"] = compare(opts, execute)
+        print()
+        out["ratios"] = report.print_comparison(list(opts.cases), out["results"])
+    if opts.packed_case is not None:
+        job = Job(opts.packed_case, opts.config(opts.packed_case), "optimised", opts.threads)
+        out["packed"] = run_packed(job, opts.packed)
+        report.print_packed(out["packed"], opts.packed_case)
+    if opts.ablate:
+        out["ablation"] = ablate(opts, execute)
+    _finish(opts, device, out)
+    failed = [r for r in out["results"] if r["status"].startswith("error")]
+    return 1 if failed else 0
+
+
+def _finish(opts: Options, device: torch.device, out: dict[str, Any]) -> None:
+    if device.type == "cuda" and opts.preset_name == "gpu":
+        out["targets"] = report.target_checks(out["results"], out.get("packed"))
+        report.print_targets(out["targets"])
+    elif opts.compare:
+        print(
+            "\n(targets are for the gpu preset on an H200: run scripts/gpu_check.sh on a GPU; "
+            "CPU ratios are not comparable)"
+        )
+    if opts.json:
+        opts.json.parent.mkdir(parents=True, exist_ok=True)
+        opts.json.write_text(json.dumps(out, indent=2))
+        print(f"\nwrote {opts.json}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
