@@ -54,6 +54,7 @@ class Options:
     no_report: bool
     no_dashboard: bool
     dashboard_port: int
+    allow_random_vgg: bool = False  # run a seed-profile quality study without ImageNet VGG19
 
     @property
     def local_ray(self) -> bool:
@@ -106,6 +107,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         no_report=args.no_report,
         no_dashboard=args.no_dashboard,
         dashboard_port=args.dashboard_port,
+        allow_random_vgg=args.allow_random_vgg,
     )
     _check_values(options)
     return options
@@ -216,5 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dashboard-port", type=int, default=8265, help="local Ray only: dashboard port"
+    )
+    p.add_argument(
+        "--allow-random-vgg",
+        action="store_true",
+        help="run a seed-profile quality study without ImageNet VGG19 weights (random "
+        "texture-extractor and perceptual features; recorded on the parent run)",
     )
     return p

@@ -16,7 +16,7 @@ from typing import Any
 
 from ttsr.config import TrainConfig
 from tune import preflight, storage
-from tune.cluster import Cluster
+from tune.cluster import Cluster, local_gpu_count
 from tune.options import Options
 from tune.preflight import PreflightError
 from tune.studies import PROFILES, Study, StudyError, StudyFile, choose_profile
@@ -45,6 +45,7 @@ class Plan:
     overrides: dict[str, Any]  # --set and flag overrides, as given
     seed: int
     notes: tuple[str, ...] = ()  # printed with the plan
+    vgg_pretrained: bool = True  # ImageNet VGG19 weights found on this (the driver's) node
 
     @property
     def study_root(self) -> str:
@@ -53,6 +54,16 @@ class Plan:
     @property
     def experiment_dir(self) -> str:
         return self.resume_path or f"{self.study_root}/{self.run_name}"
+
+    @property
+    def pretrain_cpus(self) -> float:
+        """The warm start holds back every trial slot: it may use their CPUs (on one node)."""
+        largest = max(
+            (n.get("Resources", {}).get("CPU", 0.0) for n in self.cluster.nodes if n.get("Alive")),
+            default=1.0,
+        )
+        wanted = self.study.cpus_per_trial * self.study.max_concurrent
+        return max(self.study.cpus_per_trial, min(wanted, largest))
 
     @property
     def epochs(self) -> int:
@@ -82,7 +93,50 @@ def check(studies: StudyFile, options: Options) -> Request:
     if options.resume:
         resume_path = storage.find_resume_path(options.resume, f"{root}/{options.study}")
         parent_info = storage.read_parent_info(resume_path)
+    if _certain_profile(options, by_profile, parent_info) == "seed":  # refuse before Ray starts
+        vgg_weights(by_profile["seed"], options)
     return Request(by_profile, root, resume_path, parent_info)
+
+
+def _certain_profile(
+    options: Options, by_profile: dict[str, Study], info: dict | None
+) -> str | None:
+    """The profile when it is known without a cluster: given, resumed, or a local Ray whose
+    GPUs this machine shows."""
+    if info is not None:
+        return info["profile"]
+    if options.profile is not None:
+        return options.profile
+    has_data = options.data is not None or (
+        by_profile["seed"].data is not None and Path(by_profile["seed"].data).exists()
+    )
+    if options.local_ray and has_data:
+        return "seed" if local_gpu_count() > 0 else "demo"
+    return None
+
+
+def vgg_weights(study: Study, options: Options) -> tuple[bool, str | None]:
+    """(ImageNet VGG19 weights found, a note for the plan). A seed-profile quality study
+    refuses to start without them unless --allow-random-vgg; a demo runs and says so."""
+    from ttsr.vgg import VGGWeightsError, find_imagenet_weights, missing_weights_message
+
+    try:
+        found = find_imagenet_weights(study.config.get("vgg_weights")) is not None
+    except VGGWeightsError as e:
+        raise PreflightError(str(e)) from None
+    if found or not study.needs_imagenet_vgg:
+        return found, None
+    if study.profile == "seed" and not options.allow_random_vgg:
+        raise PreflightError(
+            f"study {study.name!r} (seed profile) needs ImageNet VGG19 weights for its texture "
+            f"extractor, perceptual losses and val_perceptual: {missing_weights_message()}"
+        )
+    why = "--allow-random-vgg given" if study.profile == "seed" else "demo profile"
+    return False, (
+        f"note: VGG19 ImageNet weights not found ({why}): the texture extractor, perceptual "
+        "losses and val_perceptual use RANDOM VGG features, so the numbers show the machinery "
+        "working, not TTSR's quality (`python -m ttsr.vgg download` fetches the weights)"
+    )
 
 
 def make(request: Request, options: Options, cluster: Cluster) -> Plan:
@@ -104,6 +158,9 @@ def make(request: Request, options: Options, cluster: Cluster) -> Plan:
         )
         data = options.data
     study = _with_data(request.studies[profile], data, given=options.data is not None)
+    vgg_found, vgg_note = vgg_weights(study, options)
+    if vgg_note:
+        notes.append(vgg_note)
     preflight.check_resources(
         list(cluster.nodes),
         gpus_per_trial=study.gpus_per_trial,
@@ -122,6 +179,7 @@ def make(request: Request, options: Options, cluster: Cluster) -> Plan:
         overrides=options.overrides(),
         seed=options.seed,
         notes=tuple(notes),
+        vgg_pretrained=vgg_found,
     )
 
 

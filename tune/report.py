@@ -269,7 +269,12 @@ def load_records(experiment_dir: str, study: Study) -> list[TrialRecord]:
 
 
 def make_report(
-    experiment_dir: str, *, study: Study, tracking_uri: str | None, parent_run_id: str | None
+    experiment_dir: str,
+    *,
+    study: Study,
+    tracking_uri: str | None,
+    parent_run_id: str | None,
+    notes: list[str] | None = None,
 ) -> Report:
     from tune import parent_run, storage
 

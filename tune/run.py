@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 if __name__ == "__main__":
@@ -23,7 +24,7 @@ if __name__ == "__main__":
     # from this checkout (the local Ray's workers get the same through PYTHONPATH).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tune import cluster, environment, plan, storage  # noqa: E402
+from tune import cluster, environment, plan, pretrain, storage  # noqa: E402
 from tune.options import Options, parse_options  # noqa: E402
 from tune.preflight import PreflightError, mlflow_ui_command  # noqa: E402
 from tune.studies import StudyError, StudyFile  # noqa: E402
@@ -41,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
             print(plan.list_studies(studies))
             return 0
         request = plan.check(studies, options)
-        if not options.dry_run:
-            storage.check_storage(request.storage, create=True)
     except (StudyError, PreflightError) as e:
         return fail(e)
 
     with cluster.connect(options) as nodes:
         try:
             the_plan = plan.make(request, options, nodes)
+            if not options.dry_run:  # the first thing written, once every check has passed
+                storage.check_storage(request.storage, create=True)
         except (StudyError, PreflightError) as e:
             return fail(e)
         print(the_plan.describe())
@@ -70,11 +71,16 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     from tune.parent_run import FINISHED
 
     study = the_plan.study
-    with open_parent_run(the_plan) as parent:
+    with open_parent_run(the_plan, options) as parent:
         if the_plan.parent_info is None:  # what --resume reads to find this run again
             storage.write_json(f"{the_plan.experiment_dir}/{storage.PARENT_FILE}", parent.info)
         print(f"mlflow parent run {parent.run_id} (experiment {study.name!r})")
-        fit(the_plan, parent.trial_meta(study.name))
+        meta = parent.trial_meta(study.name)
+        study = pretrain.warm_start(
+            study, study_root=the_plan.study_root, meta=meta, cpus=the_plan.pretrain_cpus
+        )
+        the_plan = replace(the_plan, study=study)
+        fit(the_plan, meta)
         trial_status = storage.trial_states(the_plan.experiment_dir)
         status = parent.finish(trial_status)
         unfinished = [s for s in trial_status.values() if s not in ("TERMINATED", "ERROR")]
@@ -87,6 +93,7 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
                 study=study,
                 tracking_uri=parent.tracking_uri,
                 parent_run_id=parent.run_id,
+                notes=[n.removeprefix("note: ") for n in the_plan.notes],
             )
             print(out.summary)
     elapsed = time.monotonic() - started
@@ -126,14 +133,18 @@ def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
     t.fit()
 
 
-def open_parent_run(the_plan: plan.Plan):
+def open_parent_run(the_plan: plan.Plan, options: Options):
     """A new parent run, or the resumed invocation's."""
     from ttsr.tracking import git_commit
     from tune.parent_run import ParentRun
 
     if the_plan.parent_info is not None:
         return ParentRun.reopen(the_plan.parent_info)
+    warnings = [n.removeprefix("note: ") for n in the_plan.notes if "VGG19" in n]
     tags = {
+        "vgg_pretrained": str(the_plan.vgg_pretrained).lower(),
+        **({"warning": warnings[0]} if warnings else {}),
+        "allow_random_vgg": str(options.allow_random_vgg).lower(),
         "git_commit": git_commit(environment.REPO) or "unknown",
         "ray_address": the_plan.cluster.address,
         "storage": the_plan.experiment_dir,

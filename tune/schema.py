@@ -123,6 +123,11 @@ class ProfileSpec(_Schema):
     gpus_per_trial: GPUs = 0.0
     max_concurrent: Count = 1
     grace_period: Count = 1
+    # TrainConfig values (over the fixed config) of a warm start the study trains once and
+    # every trial fine-tunes from (init_checkpoint); cached by its config.
+    pretrain: dict[str, Any] | None = None
+    # configurations a searcher evaluates first (e.g. the reconstruction-only baseline)
+    start_points: list[dict[str, Any]] | None = Field(default=None, min_length=1)
 
     @field_validator("cases")
     @classmethod

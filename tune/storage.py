@@ -88,6 +88,33 @@ def write_json(uri: str, value: dict) -> None:
     os.replace(tmp, p)
 
 
+def put_file(local: str | Path, uri: str) -> None:
+    """Copy a local file into storage (atomically for a local path; one upload for a URI)."""
+    if is_remote(uri):
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        pyarrow.fs.copy_files(str(local), path, destination_filesystem=fs)
+        return
+    from ttsr.atomic import write_file_atomically
+
+    write_file_atomically(uri, lambda f: f.write(Path(local).read_bytes()))
+
+
+def fetch_file(uri: str, local: str | Path) -> Path:
+    """A file in storage as a local path: ``uri`` itself when local, else a downloaded copy."""
+    if not is_remote(uri):
+        return Path(uri)
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    local = Path(local)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    pyarrow.fs.copy_files(path, str(local), source_filesystem=fs)
+    return local
+
+
 def find_resume_path(resume: str, study_root: str) -> str:
     """The experiment dir to resume: given (must lie inside this study's storage) or latest."""
     from ray import tune

@@ -97,6 +97,15 @@ class Study:
     repeats: int = 1  # each configuration runs with seeds seed, seed+1, ...
     report_kind: str | None = None  # one of REPORT_KINDS; None = curves only
     report_param: str | None = None  # the varied key a speed/scaling report plots against
+    pretrain: dict[str, Any] | None = None  # full TrainConfig values of the warm start, if any
+    start_points: tuple[dict[str, Any], ...] = ()  # configurations Optuna evaluates first
+
+    @property
+    def needs_imagenet_vgg(self) -> bool:
+        """Whether the numbers mean anything without ImageNet VGG19 weights: every quality
+        study's texture extractor, perceptual losses and val_perceptual need them; a speed
+        study's timings do not depend on the weights."""
+        return self.report_kind != "speed"
 
     @property
     def is_grid(self) -> bool:
@@ -309,6 +318,8 @@ def _resolve(ctx: _Context, spec: StudySpec, profile: str) -> Study:
     cases = _cases(ctx, cases_where, cases_raw, config)
     search = _search(ctx, search_where, search_raw, config, cases)
     report_kind, report_param = _report(ctx, spec.report, varied)
+    pretrain = _pretrain(ctx, pick("pretrain", None), config, profile, prof)
+    start_points = _start_points(ctx, pick("start_points", None), search, profile, prof)
     return Study(
         name=ctx.name,
         profile=profile,
@@ -328,6 +339,8 @@ def _resolve(ctx: _Context, spec: StudySpec, profile: str) -> Study:
         repeats=pick("repeats", 1),
         report_kind=report_kind,
         report_param=report_param,
+        pretrain=pretrain,
+        start_points=start_points,
     )
 
 
@@ -429,6 +442,45 @@ def _search(
     if overlap:
         raise ctx.fail(where, f"{overlap[0]} is set both by cases and search")
     return search
+
+
+def _pretrain(
+    ctx: _Context, raw: dict | None, config: dict, profile: str, prof: ProfileSpec
+) -> dict | None:
+    """The warm start's TrainConfig values: the fixed config with ``pretrain`` over it."""
+    if raw is None:
+        return None
+    where = f"profiles.{profile}.pretrain" if "pretrain" in prof.model_fields_set else "pretrain"
+    if "init_checkpoint" in raw:
+        raise ctx.fail(f"{where}.init_checkpoint", "a warm start starts from scratch")
+    values = {**config, **raw}
+    _check_config(ctx, where, values)
+    return values
+
+
+def _start_points(
+    ctx: _Context, raw: list | None, search: dict[str, SearchDim], profile: str, prof: ProfileSpec
+) -> tuple[dict[str, Any], ...]:
+    if raw is None:
+        return ()
+    field = "start_points"
+    where = f"profiles.{profile}.{field}" if field in prof.model_fields_set else field
+    if not search or any(d.kind == "grid" for d in search.values()):
+        raise ctx.fail(where, "only a searched study (choice/uniform/loguniform) has them")
+    for i, point in enumerate(raw):
+        if set(point) != set(search):
+            why = f"must set exactly the searched keys {', '.join(search)} (got {sorted(point)})"
+            raise ctx.fail(f"{where}[{i}]", why)
+        for key, value in point.items():
+            dim = search[key]
+            inside = (
+                value in dim.values
+                if dim.kind == "choice"
+                else isinstance(value, int | float) and dim.values[0] <= value <= dim.values[1]
+            )
+            if not inside:
+                raise ctx.fail(f"{where}[{i}].{key}", f"{value!r} is outside {list(dim.values)}")
+    return tuple(dict(p) for p in raw)
 
 
 def _report(

@@ -27,6 +27,7 @@ from ttsr.train.callbacks import Callback
 from tune import parent_run
 from tune.parent_run import MLFLOW_RUN_KEY
 from tune.repeats import TRIAL_INDEX, seed_for
+from tune.storage import fetch_file
 
 FAIL_ONCE_ENV = "TTSR_TEST_FAIL_ONCE"
 CASE_KEY = "case"  # grid studies: the coupled settings of one grid point (a dict)
@@ -78,6 +79,9 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     scratch = Path(tempfile.gettempdir()) / "ttsr-trials" / f"{meta['study']}-{trial_id}"
     values["out_dir"] = str(scratch)
     values["extra"] = {**values.get("extra", {}), "study": meta["study"], "trial_id": trial_id}
+    if values.get("init_checkpoint"):  # the study's warm start, maybe in remote storage
+        local = fetch_file(values["init_checkpoint"], scratch / "init_checkpoint.pt")
+        values["init_checkpoint"] = str(local)
     train_config = TrainConfig.from_dict(values)
 
     tags = {parent_run.TRIAL_ID_TAG: trial_id, "study": meta["study"], "device": device}

@@ -1,0 +1,132 @@
+"""A study's warm start: one reconstruction-pretrained model that every trial fine-tunes from.
+
+The reference TTSR recipe trains with the reconstruction loss before adding the perceptual,
+transferal and adversarial losses. A study with ``pretrain:`` in experiments.yaml does that once:
+before its trials, the driver trains the fixed config with the ``pretrain`` values over it (as a
+Ray task with the resources of the trials it holds back, logged as its own MLflow child run, tag
+``role=pretrain``), keeps its best model in storage under
+``<storage>/<study>/pretrain-<digest>/model.pt``, and hands that path to every trial as
+``init_checkpoint``. The digest is a hash of the warm start's config (data path included): a
+later invocation, or ``--resume``, with the same config reuses it instead of training again.
+
+Why: trials that start from the same model differ only by what the study varies (and their
+seed), so a small difference between loss weights is not drowned by initialisation noise, and a
+short fine-tune on a laptop starts above bicubic instead of at random.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tune import storage
+from tune.studies import Study
+
+PRETRAIN_FILE = "pretrain.json"
+ROLE_TAG = "role"
+_NOT_HASHED = ("out_dir", "extra")  # where it is written does not change what is trained
+
+
+def digest(values: dict[str, Any]) -> str:
+    kept = {k: v for k, v in sorted(values.items()) if k not in _NOT_HASHED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def target_dir(study: Study, study_root: str) -> str:
+    return f"{study_root}/pretrain-{digest(study.pretrain or {})}"
+
+
+def warm_start(study: Study, *, study_root: str, meta: dict[str, str], cpus: float) -> Study:
+    """``study`` with ``init_checkpoint`` set to its warm start (trained now, or reused);
+    ``study`` itself when it has no ``pretrain``."""
+    if study.pretrain is None:
+        return study
+    target = target_dir(study, study_root)
+    info = storage.read_json(f"{target}/{PRETRAIN_FILE}")
+    if info is not None:
+        print(f"warm start: reusing {info['model']} ({describe(info)})", flush=True)
+    else:
+        print(
+            f"warm start: training the reconstruction-only model every trial starts from "
+            f"({study.pretrain.get('epochs')} epoch(s), once; cached in {target})",
+            flush=True,
+        )
+        info = _train_remotely(study, target=target, meta=meta, cpus=cpus)
+        storage.write_json(f"{target}/{PRETRAIN_FILE}", info)
+        print(f"warm start: {describe(info)}", flush=True)
+    return replace(study, config={**study.config, "init_checkpoint": info["model"]})
+
+
+def describe(info: dict[str, Any]) -> str:
+    return (
+        f"best val_psnr {info['best_val_psnr']:.2f} dB at epoch {info['best_epoch']}, "
+        f"bicubic {info['bicubic_psnr']:.2f} dB, {info['seconds']:.0f} s"
+    )
+
+
+def _train_remotely(study: Study, *, target: str, meta: dict[str, str], cpus: float) -> dict:
+    import ray
+
+    task = ray.remote(_pretrain_task).options(
+        num_cpus=cpus, num_gpus=min(study.gpus_per_trial, 1.0), max_retries=2
+    )
+    return ray.get(task.remote(dict(study.pretrain), dict(meta), target, int(max(1, cpus))))
+
+
+def _pretrain_task(values: dict, meta: dict, target: str, threads: int) -> dict[str, Any]:
+    """Runs in a Ray worker: train, then copy the best model.pt into storage."""
+    import ray
+    import torch
+
+    from ttsr.config import TrainConfig
+    from ttsr.tracking import MlflowCallback, MlflowTracker
+    from ttsr.train import train
+    from tune.parent_run import TRIAL_ID_TAG
+    from tune.trainable import pick_device
+
+    torch.set_num_threads(threads)
+    started = time.monotonic()
+    name = target.rstrip("/").rsplit("/", 1)[-1]
+    device, _ = pick_device(
+        values.get("device", "auto"), ray.get_gpu_ids(), cuda_available=torch.cuda.is_available()
+    )
+    scratch = Path(tempfile.gettempdir()) / "ttsr-pretrain" / f"{meta['study']}-{name}"
+    config = TrainConfig.from_dict({**values, "device": device, "out_dir": str(scratch)})
+    latest = scratch / "checkpoints" / "latest"
+    tracker = MlflowTracker(
+        tracking_uri=meta["tracking_uri"],
+        experiment=meta["study"],
+        run_name=name,
+        parent_run_id=meta.get("parent_run_id"),
+        tags={ROLE_TAG: "pretrain", TRIAL_ID_TAG: name, "study": meta["study"], "device": device},
+    )
+    with tracker:  # a retried task (node died) continues its own checkpoint on this node
+        result = train(
+            config,
+            callbacks=[MlflowCallback(tracker)],
+            resume_from=latest if (latest / "state.pt").is_file() else None,
+            progress=False,
+        )
+    if result.best_checkpoint is None:
+        raise RuntimeError(f"warm start {name}: no best checkpoint ({result.stop_detail})")
+    model = f"{target}/model.pt"
+    storage.put_file(result.best_checkpoint / "model.pt", model)
+    last = result.history[-1]
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "model": model,
+        "best_val_psnr": result.best_val_psnr,
+        "best_epoch": result.best_epoch,
+        "bicubic_psnr": last["bicubic_psnr"],
+        "stop_reason": result.stop_reason,
+        "epochs_run": int(last["epoch"]),
+        "mlflow_run_id": tracker.run_id,
+        "seconds": time.monotonic() - started,
+        "config": values,
+    }
