@@ -205,3 +205,18 @@ def test_open_from_config(prepared):
     ds = open_dataset_from_config(config, "train")
     assert isinstance(ds, ShardDataset) and ds.ref_mode == "other" and ds.augment
     assert len(ds) == math.ceil(0.5 * len(open_dataset(str(prepared), size=SIZE, split="train")))
+
+
+def test_data_seed_fixes_the_images_while_seed_varies_their_draws(tmp_path):
+    from ttsr.data import open_dataset
+
+    common = dict(size=32, split="train", fraction=0.25, ref_mode="other")
+    a = open_dataset(None, seed=0, data_seed=5, **common)
+    b = open_dataset(None, seed=1, data_seed=5, **common)
+    c = open_dataset(None, seed=0, data_seed=6, **common)
+    assert a.keys == b.keys and a._partner == b._partner  # same subset, same unseen references
+    assert a.keys != c.keys
+    a.set_epoch(3)
+    b.set_epoch(3)
+    # different seeds: different augmentation of the same item
+    assert any(not torch.equal(a[i]["HR"], b[i]["HR"]) for i in range(len(a)))

@@ -48,7 +48,9 @@ def test_asha_and_checkpoint_and_failure_config(tmp_path):
     assert sched._time_attr == "epoch" and sched._metric == "val_psnr"
     rc = run_config(study, storage=str(tmp_path), name="x")
     assert rc.checkpoint_config.num_to_keep == 2
-    assert rc.checkpoint_config.checkpoint_score_attribute == "val_psnr"
+    # Tune keeps the checkpoints the loop's early stopping would keep: by the watched metric.
+    assert rc.checkpoint_config.checkpoint_score_attribute == "val_psnr_other"
+    assert study.config["early_stop_metric"] == "val_psnr_other"
     assert rc.failure_config.max_failures == 2
 
 

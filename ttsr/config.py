@@ -144,7 +144,8 @@ class TrainConfig(BaseModel):
     fused_optim: StrictBool = True  # fused Adam kernels (CUDA only)
     fast_kernels: StrictBool = True  # cuDNN autotune + TF32 matmuls (CUDA only)
     checkpoint_activations: StrictBool = False  # activation checkpointing of MainNet stages
-    seed: Int = 0
+    seed: Int = 0  # weights, data order, augmentation, critic: what repeats vary
+    data_seed: Int = 0  # which images: fraction subsets and 'other' pairs (fixed across repeats)
     out_dir: StrictStr = "runs/ttsr"
     sample_every: Int = Field(1, ge=0)  # write sample grids every N epochs (0 = never)
     num_samples_grid: Int = 4

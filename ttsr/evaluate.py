@@ -93,6 +93,7 @@ class Evaluator:
                     fraction=config.fraction,
                     inpaint=inpaint_options(config),
                     seed=config.seed,
+                    data_seed=config.data_seed,
                 )
             self.sets[mode] = DataLoader(
                 _limited(dataset, config.val_limit),

@@ -71,12 +71,73 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def _train_remotely(study: Study, *, target: str, meta: dict[str, str], cpus: float) -> dict:
+    """Run `_pretrain_task` on the cluster; show its epochs as they reach MLflow."""
     import ray
 
     task = ray.remote(_pretrain_task).options(
         num_cpus=cpus, num_gpus=min(study.gpus_per_trial, 1.0), max_retries=2
     )
-    return ray.get(task.remote(dict(study.pretrain), dict(meta), target, int(max(1, cpus))))
+    ref = task.remote(dict(study.pretrain), dict(meta), target, int(max(1, cpus)))
+    with _EpochProgress(meta, name=_name(target), epochs=int(study.pretrain["epochs"])) as bar:
+        while not ray.wait([ref], timeout=2.0)[0]:
+            bar.poll()
+    return ray.get(ref)
+
+
+def _name(target: str) -> str:
+    return target.rstrip("/").rsplit("/", 1)[-1]
+
+
+class _EpochProgress:
+    """The warm start's epochs, read from its MLflow run: a bar on a terminal, else a line per
+    epoch (a log file should not fill with carriage returns)."""
+
+    def __init__(self, meta: dict[str, str], *, name: str, epochs: int) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        self.meta, self.name, self.epochs = meta, name, epochs
+        self.shown, self.run_id = -1, None
+        self.bar = None
+        if sys.stdout.isatty():
+            self.bar = tqdm(total=epochs, desc="warm start", unit="epoch", dynamic_ncols=True)
+
+    def __enter__(self) -> _EpochProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.poll()
+        if self.bar is not None:
+            self.bar.close()
+
+    def poll(self) -> None:
+        from mlflow import MlflowClient
+
+        from tune.parent_run import find_child
+
+        try:
+            uri = self.meta["tracking_uri"]
+            if self.run_id is None:
+                self.run_id = find_child(
+                    uri, self.meta["experiment_id"], self.meta["parent_run_id"], self.name
+                )
+            if self.run_id is None:
+                return
+            history = MlflowClient(uri).get_metric_history(self.run_id, "val_psnr")
+        except Exception:  # noqa: BLE001 - progress is best effort (e.g. the server is down)
+            return
+        for m in sorted(history, key=lambda m: m.step):
+            if m.step <= self.shown:
+                continue
+            self.shown = m.step
+            if self.bar is not None:
+                self.bar.n = m.step
+                self.bar.set_postfix(val_psnr=f"{m.value:.2f}")
+            else:
+                print(
+                    f"warm start epoch {m.step}/{self.epochs}: val_psnr {m.value:.2f}", flush=True
+                )
 
 
 def _pretrain_task(values: dict, meta: dict, target: str, threads: int) -> dict[str, Any]:
@@ -92,7 +153,7 @@ def _pretrain_task(values: dict, meta: dict, target: str, threads: int) -> dict[
 
     torch.set_num_threads(threads)
     started = time.monotonic()
-    name = target.rstrip("/").rsplit("/", 1)[-1]
+    name = _name(target)
     device, _ = pick_device(
         values.get("device", "auto"), ray.get_gpu_ids(), cuda_available=torch.cuda.is_available()
     )

@@ -19,6 +19,7 @@ from typing import Any
 from ray.tune import Callback
 
 from ttsr import names
+from tune.repeats import TRIAL_INDEX
 
 FINAL_STATES = ("TERMINATED", "ERROR")
 
@@ -144,7 +145,11 @@ class ProgressLines(Callback):
 
 
 def _label(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k.removeprefix('case/')}={_short(v)}" for k, v in params.items())
+    """``per_w=0.01, repeat=2`` (a repeated suggestion's index in its group, 1-based)."""
+    return ", ".join(
+        f"repeat={int(v) + 1}" if k == TRIAL_INDEX else f"{k.removeprefix('case/')}={_short(v)}"
+        for k, v in params.items()
+    )
 
 
 def _short(v: Any) -> str:

@@ -52,6 +52,7 @@ from tune.schema import (
 )
 
 PROFILES = ("seed", "demo")
+RECONSTRUCTION_ONLY = {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0, "init_epochs": 0}
 REPORT_KINDS_WITH_PARAM = ("speed", "scaling")  # they plot a quantity against the varied key
 # Study fields that ``--set KEY=VALUE`` may override (besides every TrainConfig field).
 OVERRIDABLE = tuple(OverrideSpec.model_fields)
@@ -447,13 +448,14 @@ def _search(
 def _pretrain(
     ctx: _Context, raw: dict | None, config: dict, profile: str, prof: ProfileSpec
 ) -> dict | None:
-    """The warm start's TrainConfig values: the fixed config with ``pretrain`` over it."""
+    """The warm start's TrainConfig values: the fixed config, reconstruction only (the other
+    loss weights 0 unless ``pretrain`` sets them), with ``pretrain`` over it."""
     if raw is None:
         return None
     where = f"profiles.{profile}.pretrain" if "pretrain" in prof.model_fields_set else "pretrain"
     if "init_checkpoint" in raw:
         raise ctx.fail(f"{where}.init_checkpoint", "a warm start starts from scratch")
-    values = {**config, **raw}
+    values = {**config, **RECONSTRUCTION_ONLY, **raw}
     _check_config(ctx, where, values)
     return values
 

@@ -82,13 +82,15 @@ class PairedDataset(Dataset):
         seed: int = 0,
         augment: bool | None = None,
         ref_level: int = 1,
+        data_seed: int | None = None,
     ) -> None:
         root = Path(root)
         if split not in SPLITS:
             raise DataError(f"split: must be one of {', '.join(SPLITS)} (got {split!r})")
         pairs = find_pairs(root, split, ref_level=ref_level)
         keys = [p.relative_to(root).as_posix() for p, _ in pairs]
-        keep = take_fraction(keys, fraction, seed=seed) if keys else []
+        data_seed = seed if data_seed is None else data_seed  # which pairs; seed: their draws
+        keep = take_fraction(keys, fraction, seed=data_seed) if keys else []
         if not keep:
             raise DataError(f"split: {split!r} of {root} has 0 pairs")
         self.root, self.size, self.split = root, size, split

@@ -39,6 +39,7 @@ class ShardDataset(Dataset):
         inpaint: InpaintOptions | None = None,
         seed: int = 0,
         augment: bool | None = None,
+        data_seed: int | None = None,
     ) -> None:
         root = Path(root)
         if split not in SPLITS:
@@ -69,14 +70,16 @@ class ShardDataset(Dataset):
                 seen.add(h)
                 unique.append(i)
         keys = [hashes[i] for i in unique]
-        keep = take_fraction(keys, fraction, seed=seed) if keys else []
+        # which items: data_seed (default: seed); their random draws: seed
+        data_seed = seed if data_seed is None else data_seed
+        keep = take_fraction(keys, fraction, seed=data_seed) if keys else []
         if not keep:
             raise DataError(f"split: {split!r} of {root} has 0 items at size {size}")
         self.keys = [keys[i] for i in keep]
         self._locations = np.array([locations[unique[i]] for i in keep], dtype=np.int64)
         if ref_mode == "other" and len(self.keys) < 2:
             raise DataError(f"ref_mode: 'other' needs >= 2 items; {split!r} of {root} has 1")
-        self._partner = other_partner(self.keys, seed=seed) if ref_mode == "other" else None
+        self._partner = other_partner(self.keys, seed=data_seed) if ref_mode == "other" else None
         self.augment = split == "train" if augment is None else augment
         self._build = ItemBuilder(
             size=size,

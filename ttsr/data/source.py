@@ -29,13 +29,15 @@ def open_dataset(
     inpaint: InpaintOptions | None = None,
     seed: int = 0,
     augment: bool | None = None,
+    data_seed: int | None = None,
 ) -> Dataset:
     """A Dataset of item dicts (see `ttsr.data.items`) for ``split`` ("train" or "test").
 
     ``data``: None -> the built-in sample set; a prepared folder (has manifest.json) -> shards;
     a paired folder (CUFED layout) -> pairs, which needs ``ref_mode='paired'``.
-    ``augment``: None -> on for the training split only. ``seed`` drives augmentation, the
-    fraction subset and the 'other' pairing (the split itself was fixed by ``prepare``).
+    ``augment``: None -> on for the training split only. ``seed`` drives augmentation;
+    ``data_seed`` (default: ``seed``) the fraction subset and the 'other' pairing, so runs
+    repeated over seeds see the same images (the split itself was fixed by ``prepare``).
     """
     if size <= 0 or size % 4:
         raise DataError(f"size: must be a positive multiple of 4 (got {size})")
@@ -44,7 +46,13 @@ def open_dataset(
     if not 0.0 < fraction <= 1.0:
         raise DataError(f"fraction: must be in (0, 1] (got {fraction})")
     common = dict(
-        size=size, split=split, fraction=fraction, inpaint=inpaint, seed=seed, augment=augment
+        size=size,
+        split=split,
+        fraction=fraction,
+        inpaint=inpaint,
+        seed=seed,
+        augment=augment,
+        data_seed=data_seed,
     )
     if data is None:
         if ref_mode == "paired":
@@ -91,4 +99,5 @@ def open_dataset_from_config(config: TrainConfig, split: str) -> Dataset:
         fraction=config.fraction,
         inpaint=inpaint_options(config),
         seed=config.seed,
+        data_seed=config.data_seed,
     )
