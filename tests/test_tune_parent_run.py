@@ -71,7 +71,7 @@ def test_parent_run_owns_params_tags_and_ends_on_every_path(tmp_path):
         assert run.data.tags["study"] == "loss-weights" and run.data.tags["profile"] == "demo"
         assert run.data.tags["git_commit"] == "abc"
         assert run.data.params["set.lr"] == "0.0003" and run.data.params["report"] == "tradeoff"
-        assert run.data.params["repeats"] == "1" and "config.size" in run.data.params
+        assert run.data.params["repeats"] == "2" and "config.size" in run.data.params
         assert parent.info["run_id"] == parent.run_id and parent.info["profile"] == "demo"
         stray = client.create_run(
             parent.experiment_id, tags={parent_run.PARENT_TAG: parent.run_id}

@@ -91,7 +91,8 @@ def test_dry_run_overrides(tmp_path):
         tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert "trials     6 (num_samples 6), at most 2 at a time, 2 epoch(s)" in out.stdout
+    # loss-weights repeats every configuration over 2 seeds
+    assert "trials     12 (num_samples 6 × 2 seeds), at most 2 at a time, 2 epoch(s)" in out.stdout
     assert "0.5 CPU" in out.stdout
 
 
@@ -161,12 +162,12 @@ def test_preflight_checks(tmp_path):
 
 def test_set_overrides_are_validated_applied_and_printed(tmp_path):
     out = _run(
-        ["--study", "loss-weights", "--dry-run", "--set", "lr=3e-4", "--set", "repeats=2"],
+        ["--study", "loss-weights", "--dry-run", "--set", "lr=3e-4", "--set", "repeats=3"],
         tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert "trials     8 (num_samples 4 × 2 seeds)" in out.stdout
-    assert "overrides  lr=0.0003, repeats=2" in out.stdout
+    assert "trials     6 (num_samples 2 × 3 seeds)" in out.stdout
+    assert "overrides  lr=0.0003, repeats=3" in out.stdout
     assert "'lr': 0.0003" in out.stdout  # in the fixed config the trials get
 
 
@@ -244,3 +245,65 @@ def test_one_invocation_parses_experiments_yaml_once(tmp_path, monkeypatch, rest
     assert calls == [REPO / "experiments.yaml"]
     # the local Ray's trial workers would import ttsr and tune from this checkout
     assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
+
+
+def _no_vgg_env(tmp_path: Path) -> dict[str, str]:
+    env = _env()
+    env.pop("TTSR_VGG19_WEIGHTS", None)
+    env["TORCH_HOME"] = str(tmp_path / "empty-torch-home")  # no cached VGG19 weights
+    return env
+
+
+def test_seed_profile_refuses_without_imagenet_vgg19(tmp_path):
+    args = ["--study", "loss-weights", "--profile", "seed", "--data", str(tmp_path)]
+    args += ["--storage", str(tmp_path / "rr"), "--mlflow-uri", f"sqlite:///{tmp_path}/m.db"]
+    out = subprocess.run(
+        RUN + args,
+        cwd=tmp_path,
+        env=_no_vgg_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    err = out.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: study 'loss-weights' (seed")
+    assert "python -m ttsr.vgg download" in err and "--allow-random-vgg" in err
+    assert "TTSR_VGG19_WEIGHTS" in err
+    assert not (tmp_path / "rr").exists() and not (tmp_path / "m.db").exists()
+    assert "Ray" not in out.stdout  # refused before a Ray was started
+
+
+def test_allow_random_vgg_and_the_demo_say_so(tmp_path):
+    # --allow-random-vgg: past the VGG check (this machine then stops on the missing GPU).
+    args = ["--study", "loss-weights", "--profile", "seed", "--data", str(tmp_path)]
+    out = subprocess.run(
+        RUN + [*args, "--allow-random-vgg", "--dry-run"],
+        cwd=tmp_path,
+        env=_no_vgg_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "VGG19" not in out.stderr and "--gpus-per-trial" in out.stderr
+    # the demo runs on random features and its plan says so
+    out = subprocess.run(
+        RUN + ["--study", "loss-weights", "--dry-run", "--storage", str(tmp_path / "rr")],
+        cwd=tmp_path,
+        env=_no_vgg_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "RANDOM VGG features" in out.stdout
+    # a speed study does not need the weights at all
+    out = subprocess.run(
+        RUN + ["--study", "train-time", "--dry-run", "--storage", str(tmp_path / "rr")],
+        cwd=tmp_path,
+        env=_no_vgg_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and "RANDOM VGG" not in out.stdout

@@ -235,7 +235,7 @@ def test_overrides_apply_and_are_validated_like_the_file(tmp_path):
     assert load_study(path, "s", "demo", overrides={"scheduler": "fifo"}).scheduler == "fifo"
     bad = {
         "lrr": "--set lrr: unknown key (did you mean lr?)",
-        "size": "--set size: must be a positive multiple of 4 (got 30)",
+        "size": "--set size: must be a multiple of 4 (got 30)",
         "num_samples": "--set num_samples: must be an integer >= 1 (got 0)",
         "scheduler": "--set scheduler: must be 'asha' or 'fifo' (got 'x')",
         "per_w": "--set per_w: the study varies this key",

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ttsr.tracking import MLFLOW_RUN_KEY
 from tune import storage
 from tune.studies import Study
 
@@ -187,7 +188,7 @@ def _pretrain_task(values: dict, meta: dict, target: str, threads: int) -> dict[
         "bicubic_psnr": last["bicubic_psnr"],
         "stop_reason": result.stop_reason,
         "epochs_run": int(last["epoch"]),
-        "mlflow_run_id": tracker.run_id,
+        MLFLOW_RUN_KEY: tracker.run_id,
         "seconds": time.monotonic() - started,
         "config": values,
     }
