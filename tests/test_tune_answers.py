@@ -79,6 +79,7 @@ def test_tradeoff_when_reconstruction_only_is_the_whole_front(tmp_path):
 
 def test_reference_without_extra_modes_says_it_is_not_measured(tmp_path):
     study = load_study(SHIPPED, "ref-is-gt", "demo")
+    study = replace(study, config={**study.config, "ref_mode": "gt", "val_ref_modes": []})
     data = _data(study, [TrialRecord("a", "TERMINATED", {}, _history(21.0))], tmp_path)
     assert answers.reference(data).startswith(
         "Validated only with ground-truth references: how much of the 21.00 dB comes from "

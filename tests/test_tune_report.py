@@ -203,7 +203,8 @@ def test_speed_answer_and_plot(tmp_path):
 
 def _reference_study():
     study = load_study(SHIPPED, "ref-is-gt", "demo")
-    return replace(study, config={**study.config, "val_ref_modes": ["other"]})
+    config = {**study.config, "ref_mode": "gt", "val_ref_modes": ["other"]}
+    return replace(study, config={**config, "early_stop_metric": "val_psnr"})
 
 
 def test_reference_answer_gap_peaks_and_plot(tmp_path):
@@ -303,9 +304,15 @@ def _fraction_records(*, budget: bool):
     return records
 
 
-def test_scaling_with_a_budget_states_it_and_answers(tmp_path):
+def _fraction_study(**config):
+    """dataset-fraction with its budget and rounds set here, whatever the shipped file says."""
     study = load_study(SHIPPED, "dataset-fraction", "demo")
-    study = replace(study, config={**study.config, "budget_steps": 540})
+    fixed = {k: v for k, v in study.config.items() if k not in ("budget_steps", "budget_images")}
+    return replace(study, config={**fixed, "batch_size": 4, **config})
+
+
+def test_scaling_with_a_budget_states_it_and_answers(tmp_path):
+    study = _fraction_study(budget_steps=540, epochs=3)
     report = build(_fraction_records(budget=True), study, tmp_path)
     assert "best_vs_fraction.png" in {p.name for p in report.files}
     assert (
@@ -321,8 +328,7 @@ def test_scaling_with_a_budget_states_it_and_answers(tmp_path):
 
 
 def test_scaling_without_a_budget_says_the_steps_differ(tmp_path):
-    study = load_study(SHIPPED, "dataset-fraction", "demo")
-    report = build(_fraction_records(budget=False), study, tmp_path)
+    report = build(_fraction_records(budget=False), _fraction_study(epochs=3), tmp_path)
     assert (
         "No step budget (epochs limit the trials): an epoch is 30 to 240 optimiser steps "
         "depending on the trial and the trials made 90 to 720 optimiser steps (360 to 2,880 "

@@ -15,6 +15,13 @@ from tune.trial_frames import TrialRecord, frames
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
 
 
+def _study(name, **config):
+    """A shipped study with its budget replaced by ``config`` (none unless given)."""
+    study = load_study(SHIPPED, name, "demo")
+    fixed = {k: v for k, v in study.config.items() if k not in ("budget_steps", "budget_images")}
+    return replace(study, config={**fixed, **config})
+
+
 def _epochs(per_trial):
     rows = [
         {"trial_id": t, names.EPOCH: e, names.STEP: s}
@@ -42,8 +49,7 @@ def _trial(trial_id, params, steps, images, stop="max_epochs"):
 
 
 def test_image_budget_with_different_batch_sizes():
-    study = load_study(SHIPPED, "resolution", "demo")
-    study = replace(study, config={**study.config, "budget_images": 2160, "epochs": 1})
+    study = _study("resolution", budget_images=2160, epochs=1)
     records = [
         _trial("a", {"size": 32, "batch_size": 4}, 540, 2160),
         _trial("b", {"size": 64, "batch_size": 2}, 1080, 2160),
@@ -58,8 +64,7 @@ def test_image_budget_with_different_batch_sizes():
 
 
 def test_step_budget_names_the_trials_that_stopped_early():
-    study = load_study(SHIPPED, "dataset-fraction", "demo")
-    study = replace(study, config={**study.config, "budget_steps": 540})
+    study = _study("dataset-fraction", budget_steps=540, epochs=3)
     records = [
         _trial("a", {"fraction": 1.0}, 540, 2160),
         _trial("b", {"fraction": 0.5}, 300, 1200, stop="patience"),
@@ -73,7 +78,7 @@ def test_step_budget_names_the_trials_that_stopped_early():
 
 
 def test_no_budget_same_epochs_different_lengths():
-    study = load_study(SHIPPED, "inpainting", "demo")
+    study = _study("inpainting")
     records = [_trial("a", {}, 10, 40), _trial("b", {}, 10, 40)]
     records[1].history.append({names.EPOCH: 2, names.STEP: 20, names.IMAGES_SEEN: 80})
     trials, epochs = frames(records)
