@@ -1,11 +1,15 @@
 """The report's PNG plots (matplotlib, Agg). Each takes the report's data frames and a path.
 
-Frames (see tune/report.py): ``epochs`` has one row per trial-epoch (trial_id, epoch, metrics);
-``trials`` one row per trial (trial_id, parameters, best/final metrics).
+Frames (see tune/trial_frames.py, tune/groups.py): ``epochs`` has one row per trial-epoch
+(trial_id, epoch, step, metrics); ``trials`` one row per trial (trial_id, label, parameters,
+kept-epoch and final metrics, bicubic_psnr); ``groups`` one row per configuration (means and
+standard deviations over seeds). Every PSNR axis carries bicubic upsampling as a dashed,
+labelled baseline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -16,67 +20,160 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ttsr import names  # noqa: E402
+from tune.formatting import short  # noqa: E402
+
+BICUBIC_STYLE = {"linestyle": "--", "linewidth": 1.2}
+X_LABELS = {names.EPOCH: "epoch (0 = before training)", names.STEP: "optimiser step"}
 
 
-def curves(epochs: pd.DataFrame, trials: pd.DataFrame, path: Path, *, title: str) -> Path:
-    """val_psnr and val_ssim against epoch, one line per trial, best epoch marked (star)."""
+def bicubic_baseline(ax, trials: pd.DataFrame, colours: dict[str, str] | None = None) -> None:
+    """Bicubic PSNR as dashed horizontal lines: one grey line when every trial validated on the
+    same images, else one per trial in the trial's colour."""
+    if names.BICUBIC_PSNR not in trials:
+        return
+    values = trials.dropna(subset=[names.BICUBIC_PSNR])
+    if values.empty:
+        return
+    levels = values[names.BICUBIC_PSNR]
+    if levels.max() - levels.min() < 1e-6:
+        level = float(levels.iloc[0])
+        ax.axhline(level, color="gray", label=f"bicubic {level:.2f} dB", **BICUBIC_STYLE)
+        return
+    for i, (_, row) in enumerate(values.iterrows()):
+        colour = (colours or {}).get(row["trial_id"], "gray")
+        label = "bicubic (dashed, per trial)" if i == 0 else None
+        ax.axhline(row[names.BICUBIC_PSNR], color=colour, label=label, **BICUBIC_STYLE)
+
+
+def curves(
+    epochs: pd.DataFrame, trials: pd.DataFrame, path: Path, *, title: str, x: str = names.EPOCH
+) -> Path:
+    """val_psnr and val_ssim against epoch (or step), one line per trial, kept epoch starred,
+    bicubic dashed on the PSNR panel."""
     metrics = [m for m in (names.VAL_PSNR, names.VAL_SSIM) if m in epochs]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(6 * max(1, len(metrics)), 4.2))
     axes = [axes] if len(metrics) <= 1 else list(axes)
     labels = dict(zip(trials["trial_id"], trials["label"], strict=False))
+    kept = dict(zip(trials["trial_id"], trials.get(names.BEST_EPOCH, []), strict=False))
+    colours: dict[str, str] = {}
     for ax, metric in zip(axes, metrics, strict=False):
         for trial_id, rows in epochs.groupby("trial_id", sort=True):
             rows = rows.sort_values(names.EPOCH)
-            line = ax.plot(rows[names.EPOCH], rows[metric], marker="o", ms=3)[0]
+            line = ax.plot(rows[x], rows[metric], marker="o", ms=3)[0]
             line.set_label(labels.get(trial_id, trial_id))
-            if metric == names.VAL_PSNR and rows[metric].notna().any():
-                best = rows.loc[rows[metric].idxmax()]
-                ax.plot(best[names.EPOCH], best[metric], "*", ms=14, color=line.get_color())
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            colours[trial_id] = line.get_color()
+            star = rows[rows[names.EPOCH] == kept.get(trial_id)]
+            if metric == names.VAL_PSNR and not star.empty:
+                ax.plot(star[x], star[metric], "*", ms=14, color=line.get_color())
+        if metric == names.VAL_PSNR:
+            bicubic_baseline(ax, trials, colours)
+        _x_axis(ax, x)
         ax.set_ylabel(metric + (" (dB)" if metric == names.VAL_PSNR else ""))
         ax.grid(alpha=0.3)
     if metrics:
-        axes[0].set_title("validation PSNR (star: best epoch)")
+        axes[0].set_title("validation PSNR (star: kept epoch; dashed: bicubic)")
         if len(axes) > 1:
             axes[1].set_title("validation SSIM")
-        axes[-1].legend(fontsize=7, loc="best")
+        _legend(axes[0], fontsize=7, loc="best")
     fig.suptitle(title)
     return _save(fig, path)
 
 
-def epoch_time_vs_size(trials: pd.DataFrame, path: Path, *, title: str) -> Path:
-    """train-time: seconds per epoch and images/s against resolution (batch in the label)."""
-    df = trials.dropna(subset=[names.EPOCH_SECONDS]).sort_values("size")
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.plot(df["size"], df[names.EPOCH_SECONDS], "o-", color="tab:blue")
+def speed_vs_param(
+    groups: pd.DataFrame, param: str, path: Path, *, title: str, label_keys: Sequence[str]
+) -> Path:
+    """speed: seconds per epoch and images/s against the varied key, and peak GPU memory."""
+    seconds, ips, memory = (
+        "mean_epoch_seconds_mean",
+        "mean_train_images_per_s_mean",
+        "max_peak_gpu_memory_gib_mean",
+    )
+    df = groups.dropna(subset=[seconds]).sort_values(param)
+    fig, (ax, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    std = df.get("mean_epoch_seconds_std")
+    ax.errorbar(df[param], df[seconds], yerr=std, fmt="o-", color="tab:blue", capsize=3)
     for _, row in df.iterrows():
-        ax.annotate(
-            f"batch {int(row['batch_size'])}",
-            (row["size"], row[names.EPOCH_SECONDS]),
-            textcoords="offset points",
-            xytext=(4, 6),
-            fontsize=8,
-        )
-    ax.set_xlabel("image size (px)")
+        note = ", ".join(f"{k} {short(row[k])}" for k in label_keys if k in row)
+        if note:
+            ax.annotate(
+                note,
+                (row[param], row[seconds]),
+                textcoords="offset points",
+                xytext=(4, 6),
+                fontsize=8,
+            )
+    ax.set_xlabel(param)
     ax.set_ylabel("seconds per epoch", color="tab:blue")
-    ax.set_xticks(df["size"])
+    ax.set_xticks(df[param])
     ax.grid(alpha=0.3)
-    if names.TRAIN_IMAGES_PER_SECOND in df:
+    if ips in df:
         ax2 = ax.twinx()
-        ax2.plot(df["size"], df[names.TRAIN_IMAGES_PER_SECOND], "s--", color="tab:orange")
+        ax2.plot(df[param], df[ips], "s--", color="tab:orange")
         ax2.set_ylabel("train images / s", color="tab:orange")
-    ax.set_title(title)
+    ax.set_title("epoch time and throughput")
+    if memory in df and (df[memory] > 0).any():
+        ax_mem.plot(df[param], df[memory], "o-", color="tab:green")
+        ax_mem.set_ylabel("peak GPU memory (GiB)")
+        ax_mem.set_xlabel(param)
+        ax_mem.grid(alpha=0.3)
+    else:
+        ax_mem.text(0.5, 0.5, "peak GPU memory: not measured (CPU)", ha="center", va="center")
+        ax_mem.set_axis_off()
+    ax_mem.set_title("peak GPU memory")
+    fig.suptitle(title)
     return _save(fig, path)
 
 
-def best_vs_param(trials: pd.DataFrame, param: str, path: Path, *, title: str) -> Path:
-    """dataset-fraction / resolution: best val_psnr against the grid parameter."""
-    df = trials.dropna(subset=[names.BEST_VAL_PSNR]).sort_values(param)
+def reference_curves(
+    epochs: pd.DataFrame,
+    trials: pd.DataFrame,
+    series: Sequence[tuple[str, str]],
+    path: Path,
+    *,
+    title: str,
+    x: str = names.EPOCH,
+) -> Path:
+    """reference: PSNR per epoch with the study's own references (solid) and each extra mode
+    (dash-dot), each curve's peak starred, the kept epoch as a dotted line, bicubic dashed.
+    ``series``: (metric, words) pairs, the study's own first."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    styles = ["-", "-.", ":", (0, (3, 1, 1, 1))]
+    colours: dict[str, str] = {}
+    for _, trial in trials.iterrows():
+        rows = epochs[epochs["trial_id"] == trial["trial_id"]].sort_values(names.EPOCH)
+        colour = None
+        for (metric, words), style in zip(series, styles, strict=False):
+            if metric not in rows or rows[metric].isna().all():
+                continue
+            line = ax.plot(rows[x], rows[metric], linestyle=style, marker="o", ms=3, color=colour)
+            colour = line[0].get_color()
+            line[0].set_label(f"{trial['label']}: {words}")
+            peak = rows.loc[rows[metric].idxmax()]
+            ax.plot(peak[x], peak[metric], "*", ms=13, color=colour)
+        colours[trial["trial_id"]] = colour or "gray"
+        kept = rows[rows[names.EPOCH] == trial.get(names.BEST_EPOCH)]
+        if not kept.empty:
+            ax.axvline(kept[x].iloc[0], color=colours[trial["trial_id"]], linestyle=":", lw=1)
+    bicubic_baseline(ax, trials, colours)
+    _x_axis(ax, x)
+    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_title("PSNR per reference mode (star: peak; dotted: kept epoch; dashed: bicubic)")
+    ax.grid(alpha=0.3)
+    _legend(ax, fontsize=7, loc="best")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def best_vs_param(groups: pd.DataFrame, param: str, path: Path, *, title: str) -> Path:
+    """scaling: the kept models' PSNR (mean ± std over seeds) against the varied key, with
+    the bicubic PSNR of the same validation images."""
+    mean, std = f"{names.BEST_VAL_PSNR}_mean", f"{names.BEST_VAL_PSNR}_std"
+    df = groups.dropna(subset=[mean]).sort_values(param)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.plot(df[param], df[names.BEST_VAL_PSNR], "o-", label="TTSR best val_psnr")
-    if names.BICUBIC_PSNR in df and df[names.BICUBIC_PSNR].notna().any():
-        ax.plot(df[param], df[names.BICUBIC_PSNR], "x:", color="gray", label="bicubic")
+    ax.errorbar(df[param], df[mean], yerr=df.get(std), fmt="o-", capsize=3, label="TTSR kept")
+    bicubic = f"{names.BICUBIC_PSNR}_mean"
+    if bicubic in df and df[bicubic].notna().any():
+        ax.plot(df[param], df[bicubic], "x", color="gray", label="bicubic", **BICUBIC_STYLE)
     if param == "fraction":
         ax.set_xscale("log", base=2)
     ax.set_xticks(df[param])
@@ -84,30 +181,115 @@ def best_vs_param(trials: pd.DataFrame, param: str, path: Path, *, title: str) -
     ax.set_xlabel(param)
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax)
     ax.set_title(title)
     return _save(fig, path)
 
 
-def pareto(trials: pd.DataFrame, x: str, y: str, path: Path, *, title: str) -> Path:
-    """loss-weights: val_perceptual (x, lower better) against val_psnr (y, higher better);
-    the Pareto front is highlighted and labelled with its weights."""
+def pareto(
+    trials: pd.DataFrame,
+    groups: pd.DataFrame,
+    x: str,
+    y: str,
+    path: Path,
+    *,
+    title: str,
+    labels: dict[str, str],
+) -> Path:
+    """tradeoff: perceptual distance (x, lower better) against PSNR (y, higher better): every
+    trial in grey, configuration means (± std over seeds) in red on the Pareto front and
+    labelled with their weights (``labels``: group -> text), bicubic dashed."""
     df = trials.dropna(subset=[x, y])
-    front = df[df["pareto"]].sort_values(x)
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    g = groups.dropna(subset=[f"{x}_mean", f"{y}_mean"])
+    front = g[g["pareto"]].sort_values(f"{x}_mean") if "pareto" in g else g.iloc[0:0]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     ax.scatter(df[x], df[y], color="lightgray", edgecolor="gray", label="trials", zorder=2)
-    ax.plot(front[x], front[y], "o-", color="tab:red", label="Pareto front", zorder=3)
+    ax.errorbar(
+        front[f"{x}_mean"],
+        front[f"{y}_mean"],
+        xerr=front.get(f"{x}_std"),
+        yerr=front.get(f"{y}_std"),
+        fmt="o-",
+        color="tab:red",
+        capsize=3,
+        label="Pareto front",
+        zorder=3,
+    )
     for _, row in front.iterrows():
         ax.annotate(
-            row["label"], (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=7
+            labels.get(row["group"], row["group"]),
+            (row[f"{x}_mean"], row[f"{y}_mean"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
         )
+    bicubic_baseline(ax, trials)
     ax.margins(x=0.25, y=0.1)  # room for the labels at the ends of the front
     ax.set_xlabel(f"{x} (lower is better)")
     ax.set_ylabel(f"{y} (dB, higher is better)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax, fontsize=8)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def divergence_curves(
+    epochs: pd.DataFrame, trials: pd.DataFrame, path: Path, *, title: str, x: str = names.EPOCH
+) -> Path:
+    """divergence: PSNR over the image, inside the inpainting box and outside it (bicubic
+    dashed), and the white-pixel shares; kept epoch starred, stop epoch crossed."""
+    fig, (ax, ax_white) = plt.subplots(1, 2, figsize=(12, 4.6))
+    psnr = [
+        (names.VAL_PSNR, "-", "image"),
+        (names.VAL_PSNR_MASK, "-.", "box"),
+        (names.VAL_PSNR_OUTSIDE, ":", "outside"),
+    ]
+    white = [(names.VAL_WHITE_SHARE, "-", "image"), (names.VAL_WHITE_SHARE_MASK, "-.", "box")]
+    colours: dict[str, str] = {}
+    for _, trial in trials.iterrows():
+        rows = epochs[epochs["trial_id"] == trial["trial_id"]].sort_values(names.EPOCH)
+        colour = None
+        for target, series, scale in ((ax, psnr, 1.0), (ax_white, white, 100.0)):
+            for metric, style, words in series:
+                if metric not in rows or rows[metric].isna().all():
+                    continue
+                line = target.plot(
+                    rows[x],
+                    rows[metric] * scale,
+                    linestyle=style,
+                    marker="o",
+                    ms=3,
+                    color=colour,
+                    label=f"{trial['label']}: {words}",
+                )
+                colour = line[0].get_color()
+        colours[trial["trial_id"]] = colour or "gray"
+        kept = rows[rows[names.EPOCH] == trial.get(names.BEST_EPOCH)]
+        if not kept.empty and names.VAL_PSNR in kept:
+            ax.plot(kept[x], kept[names.VAL_PSNR], "*", ms=14, color=colours[trial["trial_id"]])
+        if trial.get("stop_reason") == names.STOP_DIVERGED and not rows.empty:
+            for target in (ax, ax_white):
+                target.axvline(rows[x].iloc[-1], color="tab:red", lw=1, alpha=0.6)
+    bicubic_baseline(ax, trials, colours)
+    for target, ylabel in ((ax, "PSNR (dB)"), (ax_white, "white-saturated pixels (%)")):
+        _x_axis(target, x)
+        target.set_ylabel(ylabel)
+        target.grid(alpha=0.3)
+        _legend(target, fontsize=7, loc="best")
+    ax.set_title("PSNR (star: kept; red line: diverged; dashed: bicubic)")
+    ax_white.set_title("share of white pixels")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _legend(ax, **kwargs) -> None:
+    if ax.get_legend_handles_labels()[0]:  # no empty legend (and no warning) without lines
+        ax.legend(**kwargs)
+
+
+def _x_axis(ax, x: str) -> None:
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig, path: Path) -> Path:

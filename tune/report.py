@@ -1,234 +1,265 @@
-"""A study's report: Parquet tables, PNG plots, a printed summary, all logged to the parent run.
+"""A study's report: Parquet tables, PNG plots, one HTML page and a printed summary that ends
+with the study's answer, all logged to the parent run.
 
     python tune/report.py --study loss-weights [--run PATH] [--storage ray_results]
 
 Runs automatically at the end of ``tune/run.py``. Reads Tune's results from storage (the latest
 invocation of the study unless ``--run`` names one) and the MLflow parent run recorded there.
 
-Outputs (in ``<experiment dir>/report/``):
-- ``trials.parquet``: one row per trial (parameters, best and final metrics, stop reason,
-  best checkpoint, MLflow child run id);
-- ``epochs.parquet``: one row per trial-epoch (every reported metric);
-- ``curves.png`` (val_psnr/val_ssim per epoch, best epochs marked), plus per study:
-  ``epoch_time.png`` (train-time), ``best_vs_fraction.png`` (dataset-fraction),
-  ``best_vs_size.png`` (resolution), ``pareto.png`` (loss-weights).
+What it draws and answers comes from the study's ``report: {kind, param}`` (tune/sections.py,
+tune/answers.py), never from its name. Outputs (in ``<experiment dir>/report/``):
+- ``trials.parquet``: one row per trial (parameters, kept-epoch and final metrics, bicubic
+  PSNR, stop reason and detail, best checkpoint, MLflow child run id);
+- ``epochs.parquet``: one row per trial-epoch (every reported metric, epoch 0 included);
+- ``groups.parquet``: one row per configuration (mean, std and n over seeds, significance);
+- ``curves.png`` (every study) and per kind: ``epoch_time.png`` (speed), ``reference.png``
+  (reference), ``pareto.png`` (tradeoff), ``best_vs_<param>.png`` (scaling),
+  ``divergence.png`` (divergence);
+- ``summary.txt`` (the printed summary) and ``report.html`` (everything on one page, with the
+  latest sample grids of the best trials when MLflow is given).
+The answer is also the parent run's MLflow description (``mlflow.note.content``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+if __name__ == "__main__":
+    # `python tune/report.py` puts tune/, not the repo, first on sys.path: import ttsr and tune
+    # from this checkout.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
 from ttsr import names  # noqa: E402
 from ttsr.tracking import MLFLOW_RUN_KEY  # noqa: E402
+from tune.answers import bicubic_verdict  # noqa: E402
+from tune.formatting import db, mean_std, number, table_text  # noqa: E402
+from tune.groups import GROUP  # noqa: E402
+from tune.report_data import ReportData, make_data  # noqa: E402
 from tune.studies import Study  # noqa: E402
-
-TRIAL_KEYS = ("trial_id", "status", "label", "epochs_run", "stop_reason", "best_checkpoint")
-EPOCH_METRICS = (
-    names.VAL_PSNR,
-    names.VAL_SSIM,
-    names.VAL_LPIPS_PROXY,
-    names.VAL_PSNR_MASK,
-    names.VAL_PSNR_OUTSIDE,
-    names.BICUBIC_PSNR,
-    names.LOSS_TOTAL,
-    names.LOSS_REC,
-    names.LOSS_PER,
-    names.LOSS_TPL,
-    names.LOSS_ADV,
-    names.LOSS_D,
-    names.EPOCH_SECONDS,
-    names.TRAIN_IMAGES_PER_SECOND,
-    names.PEAK_GPU_MEMORY_GIB,
+from tune.trial_frames import (  # noqa: E402
+    VS_BICUBIC,
+    TrialRecord,
+    frames,
+    kept,
+    objective_column,
+    pareto_mask,
 )
 
+__all__ = ["Report", "TrialRecord", "build", "frames", "make_report", "pareto_mask"]
 
-@dataclass
-class TrialRecord:
-    """What the report needs from one trial (built from Tune's results, or by tests)."""
-
-    trial_id: str
-    status: str  # Tune's: TERMINATED, ERROR, ...
-    params: dict[str, Any]  # the trial's effective values of the varied keys
-    history: list[dict[str, Any]]  # every report, in order
-    best_checkpoint: str | None = None
-    max_epochs: int | None = None
+REPO = Path(__file__).resolve().parent.parent
+NOTE_TAG = "mlflow.note.content"  # MLflow's run description (shown on the run page)
 
 
 @dataclass
 class Report:
     trials: pd.DataFrame
     epochs: pd.DataFrame
+    groups: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[Path] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""
+    summary: str = ""  # what tune/run.py prints: the details, then the answer (last paragraph)
+    answer: str = ""
+    details: list[str] = field(default_factory=list)
+
+    def compose(self) -> None:
+        self.summary = "\n".join(self.details) + f"\n\nanswer: {self.answer}"
 
 
 # ------------------------------------------------------------------------------------------------
-def frames(
-    records: list[TrialRecord], *, scheduler: str = "fifo"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, epochs) data frames; trials carry best-epoch and final-epoch metrics."""
-    epoch_rows, trial_rows = [], []
-    for rec in records:
-        history = [h for h in rec.history if names.EPOCH in h]
-        for h in history:
-            row = {"trial_id": rec.trial_id, names.EPOCH: int(h[names.EPOCH])}
-            row.update({m: _number(h.get(m)) for m in EPOCH_METRICS})
-            epoch_rows.append(row)
-        last = history[-1] if history else {}
-        psnrs = [(_number(h.get(names.VAL_PSNR)), h) for h in history]
-        psnrs = [(p, h) for p, h in psnrs if p is not None]
-        best = max(psnrs, key=lambda ph: ph[0])[1] if psnrs else {}
-        stop = last.get(names.STOP_REASON)
-        if rec.status == "ERROR":
-            stop = "error"
-        elif not stop and history:
-            finished = rec.max_epochs is not None and int(last[names.EPOCH]) >= rec.max_epochs
-            stop = (
-                names.STOP_MAX_EPOCHS
-                if finished
-                else (
-                    "asha" if scheduler == "asha" and rec.status == "TERMINATED" else "incomplete"
-                )
-            )
-        row = {
-            "trial_id": rec.trial_id,
-            "status": rec.status,
-            "label": ", ".join(f"{k}={_short(v)}" for k, v in rec.params.items()) or rec.trial_id,
-            "epochs_run": len(history),
-            "stop_reason": stop,
-            names.BEST_EPOCH: best.get(names.EPOCH),
-            names.BEST_VAL_PSNR: _number(best.get(names.VAL_PSNR)),
-            "best_checkpoint": rec.best_checkpoint,
-            MLFLOW_RUN_KEY: last.get(MLFLOW_RUN_KEY),
-        }
-        row.update(rec.params)
-        for m in EPOCH_METRICS:  # final-epoch values (what the searcher saw)
-            row[m] = _number(last.get(m))
-        trial_rows.append(row)
-    trials = pd.DataFrame(trial_rows)
-    epochs = pd.DataFrame(epoch_rows, columns=["trial_id", names.EPOCH, *EPOCH_METRICS])
-    return trials, epochs
-
-
-def pareto_mask(df: pd.DataFrame, maximize: str, minimize: str) -> pd.Series:
-    """True for trials no other trial beats on both objectives (ties are not domination)."""
-    ok = df[maximize].notna() & df[minimize].notna()
-    out = pd.Series(False, index=df.index)
-    pts = df.loc[ok, [maximize, minimize]]
-    for i, (hi, lo) in pts.iterrows():
-        dominated = ((pts[maximize] >= hi) & (pts[minimize] <= lo)) & (
-            (pts[maximize] > hi) | (pts[minimize] < lo)
-        )
-        out[i] = not dominated.any()
-    return out
-
-
 def best_trial(trials: pd.DataFrame, study: Study) -> dict[str, Any]:
-    """Single objective: the best trial on its best-epoch value (val_psnr) or final value;
+    """Single objective: the best trial on its kept-epoch value (quality) or mean (speed);
     multi-objective: the front's highest-PSNR point (the whole front is in the report)."""
     if trials.empty:
         return {}
-    metric, mode = study.metric, study.mode
-    col = names.BEST_VAL_PSNR if metric == names.VAL_PSNR else metric
+    col = objective_column(study.metric)
     df = trials.dropna(subset=[col]) if col in trials else trials.iloc[0:0]
     if study.multi_objective and "pareto" in trials:
         df = df[trials.loc[df.index, "pareto"]]
     if df.empty:
         return {}
-    row = df.loc[df[col].idxmax() if mode == "max" else df[col].idxmin()]
+    row = df.loc[df[col].idxmax() if study.mode == "max" else df[col].idxmin()]
     return row.to_dict()
 
 
-def train_time_table(trials: pd.DataFrame) -> str:
-    """The seed's Exp2-1 table for the data at hand."""
-    lines = [
-        f"{'size':>6} {'batch':>6} {'epoch time':>12} {'img/s':>8} {'peak mem':>10}",
-    ]
-    for _, r in trials.sort_values("size").iterrows():
-        mem = r.get(names.PEAK_GPU_MEMORY_GIB)
-        lines.append(
-            f"{int(r['size']):>6} {int(r['batch_size']):>6} "
-            f"{_duration(r.get(names.EPOCH_SECONDS)):>12} "
-            f"{_fmt(r.get(names.TRAIN_IMAGES_PER_SECOND), '.1f'):>8} "
-            f"{(_fmt(mem, '.2f') + ' GiB') if _number(mem) else 'n/a (cpu)':>10}"
-        )
-    return "\n".join(lines)
-
-
-def build(records: list[TrialRecord], study: Study, out_dir: Path) -> Report:
-    """Tables, plots and the summary text for one study invocation."""
-    from tune import plots
+def build(
+    records: list[TrialRecord],
+    study: Study,
+    out_dir: Path,
+    *,
+    notes: list[str] | None = None,
+    tracking_uri: str | None = None,
+) -> Report:
+    """Tables, plots, the HTML page and the summary for one study invocation. ``notes``: what
+    the driver wants every reader to know (e.g. random VGG features); ``tracking_uri``: where
+    the trials' sample grids are (None: the page has none)."""
+    from tune import plots, sections
 
     trials, epochs = frames(records, scheduler=study.scheduler)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if study.multi_objective and not trials.empty:
-        a, b = study.objectives
-        maximize, minimize = (a, b) if a.mode == "max" else (b, a)
-        trials["pareto"] = pareto_mask(trials, maximize.metric, minimize.metric)
-    files = [out_dir / "trials.parquet", out_dir / "epochs.parquet"]
-    trials.to_parquet(files[0], index=False)
-    epochs.to_parquet(files[1], index=False)
-    title = f"{study.name} ({study.profile} profile)"
+    keys = list(dict.fromkeys(k for rec in records for k in rec.params))
+    data = make_data(trials, epochs, study, param_keys=keys, out_dir=out_dir)
+    files = _write_tables(data, out_dir)
     if not epochs.empty:
-        files.append(plots.curves(epochs, trials, out_dir / "curves.png", title=title))
-    lines = [f"== report: {study.name} ({study.profile} profile), {len(trials)} trial(s) =="]
-    if not trials.empty:
-        cols = [
-            c
-            for c in (
-                "label",
-                "status",
-                "epochs_run",
-                "stop_reason",
-                names.BEST_EPOCH,
-                names.BEST_VAL_PSNR,
-                names.VAL_LPIPS_PROXY,
-            )
-            if c in trials
+        curves = out_dir / "curves.png"
+        files.append(plots.curves(epochs, trials, curves, title=data.title, x=data.x))
+    section = sections.make_section(data)
+    files += section.files
+    best = best_trial(data.trials, study)
+    notes = list(notes or ())
+    answer = "\n".join([section.answer, *(f"Note: {n}" for n in notes)])
+    details = [
+        *overview_lines(data, notes),
+        *section.lines,
+        *best_lines(best),
+        f"report files: {out_dir}",
+    ]
+    report = Report(trials, epochs, data.groups, files, best, answer=answer, details=details)
+    report.compose()
+    summary_file = out_dir / "summary.txt"
+    summary_file.write_text(report.summary + "\n", encoding="utf-8")
+    report.files += [summary_file, _write_page(report, data, section, notes, tracking_uri)]
+    return report
+
+
+def _write_tables(data: ReportData, out_dir: Path) -> list[Path]:
+    files = [out_dir / "trials.parquet", out_dir / "epochs.parquet", out_dir / "groups.parquet"]
+    data.trials.to_parquet(files[0], index=False)
+    data.epochs.to_parquet(files[1], index=False)
+    data.groups.to_parquet(files[2], index=False)
+    return files
+
+
+def overview_lines(data: ReportData, notes: list[str]) -> list[str]:
+    """The part every report has: notes, the trials, the budget, bicubic, the repeats."""
+    t, study = data.trials, data.study
+    lines = [f"== report: {study.name} ({study.profile} profile), {len(t)} trial(s) =="]
+    lines += [f"note: {n}" for n in notes]
+    if t.empty:
+        return lines
+    cols = [
+        "label",
+        "status",
+        "epochs_run",
+        "stop_reason",
+        names.BEST_EPOCH,
+        names.BEST_VAL_PSNR,
+        names.BICUBIC_PSNR,
+        VS_BICUBIC,
+        *data.objective_columns,
+        "pareto",
+    ]
+    lines.append(table_text(t[[c for c in dict.fromkeys(cols) if c in t]]))
+    if data.budget.sentence:
+        lines += ["", data.budget.sentence]
+    if t[VS_BICUBIC].notna().any():
+        lines += ["", "against bicubic (kept epoch):"]
+        lines += [f"  {r['label']}: {bicubic_verdict(r[VS_BICUBIC])}" for _, r in t.iterrows()]
+    return lines + repeat_lines(data)
+
+
+def repeat_lines(data: ReportData) -> list[str]:
+    """Configurations over seeds: mean ± std (n), against the best one, and the spread."""
+    g, study = data.groups, data.study
+    main = objective_column(study.metric)
+    spread = data.spread.get(main)
+    if spread is None:
+        lines = ["", f"seed-to-seed spread: single seed: spread unknown (repeats {study.repeats})"]
+    else:
+        k = int(((g["n_seeds"] >= 2) & (g.get(f"{main}_n", 0) >= 2)).sum())
+        others = [
+            f"{data.spread[c]:.4g} {c}"
+            for c in data.objective_columns
+            if c != main and data.spread.get(c) is not None
         ]
-        if "pareto" in trials:
-            cols.append("pareto")
-        with pd.option_context("display.width", 160, "display.max_colwidth", 48):
-            lines.append(trials[cols].to_string(index=False))
-    if study.name == "train-time" and {"size", "batch_size"} <= set(trials):
-        files.append(plots.epoch_time_vs_size(trials, out_dir / "epoch_time.png", title=title))
-        lines += ["", "seed Exp2-1 table for the data at hand:", train_time_table(trials)]
-    if "fraction" in study.search and "fraction" in trials:
-        files.append(
-            plots.best_vs_param(trials, "fraction", out_dir / "best_vs_fraction.png", title=title)
-        )
-    if study.cases and "size" in trials and study.name != "train-time":
-        files.append(plots.best_vs_param(trials, "size", out_dir / "best_vs_size.png", title=title))
-    if "pareto" in trials:
-        a, b = study.objectives
-        y, x = (a, b) if a.mode == "max" else (b, a)
-        files.append(plots.pareto(trials, x.metric, y.metric, out_dir / "pareto.png", title=title))
-        front = trials[trials["pareto"]]
-        lines += ["", f"Pareto front ({len(front)} of {len(trials)} trials; final-epoch values):"]
-        lines.append(front[["label", y.metric, x.metric]].to_string(index=False))
-    best = best_trial(trials, study)
-    if best:
-        lines += [
+        lines = [
             "",
-            f"best trial {best['trial_id']}: {best['label']}, best val_psnr "
-            f"{_fmt(best.get(names.BEST_VAL_PSNR), '.2f')} dB at epoch "
-            f"{best.get(names.BEST_EPOCH)}",
+            f"seed-to-seed spread (pooled std over {k} configuration(s) run with >= 2 seeds): "
+            f"{spread:.4g} {main}" + "".join(f", {o}" for o in others) + "; a difference "
+            "between configurations smaller than this is marked not significant",
         ]
-        if best.get("best_checkpoint"):
-            lines.append(f"best checkpoint: {best['best_checkpoint']}")
-    lines.append(f"report files: {out_dir}")
-    return Report(trials=trials, epochs=epochs, files=files, best=best, summary="\n".join(lines))
+    if g.empty or not (g["n_seeds"] > 1).any():
+        return lines
+    rows = []
+    for _, r in g.iterrows():
+        row = {"configuration": r[GROUP], "n": r["n"]}
+        for c in dict.fromkeys([names.BEST_VAL_PSNR, *data.objective_columns]):
+            if f"{c}_mean" in r:
+                row[c] = mean_std(r[f"{c}_mean"], r[f"{c}_std"], r[f"{c}_n"], ".4g")
+        row["vs best"] = number(r.get(f"{main}_vs_best"))
+        row["significance"] = r.get("significance")
+        rows.append(row)
+    return lines + ["", "configurations (mean ± std over seeds):", table_text(pd.DataFrame(rows))]
+
+
+def best_lines(best: dict[str, Any]) -> list[str]:
+    if not best:
+        return []
+    lines = [
+        "",
+        f"best trial {best['trial_id']}: {best['label']}, best val_psnr "
+        f"{db(best.get(names.BEST_VAL_PSNR))} at epoch {best.get(names.BEST_EPOCH)}",
+    ]
+    if best.get("best_checkpoint"):
+        lines.append(f"best checkpoint: {best['best_checkpoint']}")
+    return lines
+
+
+def _write_page(report: Report, data: ReportData, section, notes, tracking_uri) -> Path:
+    from tune import html_report
+    from tune.sample_grids import latest_test_grids
+
+    study = data.study
+    tables = {"trials": _html_trials(data.trials)}
+    if not data.groups.empty:
+        tables["configurations (over seeds)"] = data.groups
+    tables.update(section.tables)
+    config = {
+        "profile": study.profile,
+        "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in study.objectives),
+        "report": f"{study.report_kind} {study.report_param or ''}".strip(),
+        "repeats": study.repeats,
+        "num_samples": study.num_samples,
+        "scheduler": study.scheduler,
+        "cases": list(study.cases) or "",
+        "search": {k: list(d.values) for k, d in study.search.items()} or "",
+        **{f"config.{k}": v for k, v in sorted(study.config.items())},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        grids = []
+        if tracking_uri:
+            grids = latest_test_grids(tracking_uri, _runs_best_first(data.trials), Path(tmp))
+        return html_report.write_html(
+            data.out_dir / "report.html",
+            title=data.title,
+            answer=report.answer,
+            notes=notes,
+            description=study.description,
+            summary=report.summary,
+            tables=tables,
+            plots=[p for p in report.files if p.suffix == ".png"],
+            grids=grids,
+            config=config,
+        )
+
+
+def _html_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    drop = [c for c in trials if c.startswith("loss_") or trials[c].isna().all()]
+    return trials.drop(columns=drop)
+
+
+def _runs_best_first(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    if trials.empty or MLFLOW_RUN_KEY not in trials:
+        return []
+    order = trials.sort_values(names.BEST_VAL_PSNR, ascending=False, na_position="last")
+    return [(r["label"], r[MLFLOW_RUN_KEY]) for _, r in order.iterrows() if r[MLFLOW_RUN_KEY]]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -240,15 +271,16 @@ def load_records(experiment_dir: str, study: Study) -> list[TrialRecord]:
 
     analysis = ExperimentAnalysis(experiment_dir)
     frames_by_id = analysis.trial_dataframes
-    varied = [*sorted({k for c in study.cases for k in c}), *study.search]
     records = []
     for trial in analysis.trials:
         df = frames_by_id.get(trial.trial_id, pd.DataFrame())
         history = [] if df.empty else df.to_dict("records")
         values = trial_values(study.config, {k: v for k, v in trial.config.items()})
-        params = {k: values.get(k) for k in varied}
+        params = {k: values.get(k) for k in study.varied_keys}
         if CASE_KEY in trial.config and not params:
             params = dict(trial.config[CASE_KEY])
+        if study.repeats > 1:  # repeat i of a configuration runs with the study's seed + i
+            params["seed"] = values.get("seed", 0)
         ckpt = None
         try:
             best = analysis.get_best_checkpoint(trial, metric=names.VAL_PSNR, mode="max")
@@ -276,31 +308,46 @@ def make_report(
     parent_run_id: str | None,
     notes: list[str] | None = None,
 ) -> Report:
-    from tune import parent_run, storage
+    """The report of one invocation; logged to the parent run (files under ``report/``, the
+    best trial's values, the answer as the run's description) when one is given."""
+    from tune import storage
 
     if storage.is_remote(experiment_dir):
         out_dir = Path.cwd() / "reports" / experiment_dir.rstrip("/").rsplit("/", 1)[-1]
     else:
         out_dir = Path(experiment_dir) / "report"
-    report = build(load_records(experiment_dir, study), study, out_dir)
+    records = load_records(experiment_dir, study)
+    report = build(records, study, out_dir, notes=notes, tracking_uri=tracking_uri)
     if tracking_uri and parent_run_id:
-        best = report.best
-        varied = [*sorted({k for c in study.cases for k in c}), *study.search]
-        parent_run.log_summary(
-            tracking_uri,
-            parent_run_id,
-            params={"trial_id": best.get("trial_id"), **{k: best.get(k) for k in varied}}
-            if best
-            else {},
-            metrics={
-                k: best[k]
-                for k in (names.BEST_VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY)
-                if best and _number(best.get(k)) is not None
-            },
-            artifacts=report.files,
-        )
-        report.summary += f"\nlogged to MLflow parent run {parent_run_id}"
+        log_to_parent(report, study, tracking_uri, parent_run_id)
     return report
+
+
+def log_to_parent(report: Report, study: Study, tracking_uri: str, run_id: str) -> None:
+    """Report files, the best trial and the answer (as the description) on the parent run."""
+    from mlflow.tracking import MlflowClient
+
+    from tune import parent_run
+
+    best = report.best
+    params = {"trial_id": best.get("trial_id"), **{k: best.get(k) for k in study.varied_keys}}
+    values = {
+        names.VAL_PSNR: best.get(names.BEST_VAL_PSNR),
+        names.VAL_SSIM: best.get(kept(names.VAL_SSIM)),
+        names.VAL_LPIPS_PROXY: best.get(kept(names.VAL_LPIPS_PROXY)),
+        names.BICUBIC_PSNR: best.get(names.BICUBIC_PSNR),
+    }
+    parent_run.log_summary(
+        tracking_uri,
+        run_id,
+        params=params if best else {},
+        metrics={k: float(v) for k, v in values.items() if number(v) is not None},
+        artifacts=report.files,
+    )
+    note = f"{report.answer}\n\n(full report: artifacts report/report.html)"
+    MlflowClient(tracking_uri).set_tag(run_id, NOTE_TAG, note)
+    report.details.append(f"logged to MLflow parent run {run_id}")
+    report.compose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,31 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         study=study,
         tracking_uri=None if args.no_mlflow else info.get("tracking_uri"),
         parent_run_id=None if args.no_mlflow else info.get("run_id"),
+        notes=info.get("notes"),
     )
     print(report.summary)
     return 0
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    return None if v != v else float(v)  # NaN -> None
-
-
-def _fmt(v: Any, spec: str) -> str:
-    n = _number(v)
-    return "n/a" if n is None else format(n, spec)
-
-
-def _duration(v: Any) -> str:
-    n = _number(v)
-    if n is None:
-        return "n/a"
-    return f"{n:.1f} s" if n < 120 else (f"{n / 60:.1f} min" if n < 7200 else f"{n / 3600:.2f} h")
-
-
-def _short(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 if __name__ == "__main__":

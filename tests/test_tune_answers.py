@@ -1,0 +1,100 @@
+"""The answers' wording for the cases the kind tests in test_tune_report.py do not reach."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ttsr import names
+from tune import answers
+from tune.report_data import make_data
+from tune.studies import load_study
+from tune.trial_frames import TrialRecord, frames
+
+SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
+
+
+def _data(study, records, tmp_path):
+    trials, epochs = frames(records)
+    keys = list(dict.fromkeys(k for r in records for k in r.params))
+    return make_data(trials, epochs, study, param_keys=keys, out_dir=tmp_path)
+
+
+def _history(psnr, perceptual=None, bicubic=22.0):
+    row = {names.EPOCH: 1, names.VAL_PSNR: psnr, names.BICUBIC_PSNR: bicubic}
+    if perceptual is not None:
+        row[names.VAL_LPIPS_PROXY] = perceptual
+    return [{names.EPOCH: 0, names.VAL_PSNR: 10.0, names.BICUBIC_PSNR: bicubic}, row]
+
+
+def test_stop_signal_reads_the_loop_s_details():
+    d = names.STOP_DIVERGED
+    assert answers.stop_signal(d, "non-finite training loss by step 12 (epoch 1)") == (
+        "non-finite loss"
+    )
+    assert answers.stop_signal(d, "output collapsed: 97% of SR values saturated") == (
+        "collapsed output"
+    )
+    assert answers.stop_signal(d, "val_psnr 12.00 dB at epoch 3 fell more than 3 dB") == (
+        "PSNR floor"
+    )
+    assert answers.stop_signal(d, "val_psnr is nan at epoch 2") == "non-finite PSNR"
+    assert answers.stop_signal(d, "something new") == "diverged"
+    assert answers.stop_signal("patience", "no improvement") == "patience"
+    assert answers.stop_signal(None, None) == "unknown"
+
+
+def test_bicubic_verdict():
+    assert answers.bicubic_verdict(0.3) == "beats bicubic by 0.30 dB"
+    assert answers.bicubic_verdict(-2.8) == "does NOT beat bicubic (2.80 dB below)"
+    assert answers.bicubic_verdict(0.0) == "does NOT beat bicubic (0.00 dB below)"
+    assert answers.bicubic_verdict(None) == "has no bicubic PSNR to compare with"
+
+
+def test_tradeoff_without_a_reconstruction_only_configuration(tmp_path):
+    study = load_study(SHIPPED, "loss-weights", "demo")
+    records = [
+        TrialRecord("a", "TERMINATED", {"per_w": 0.01, "tpl_w": 0.0, "adv_w": 0.0},
+                    _history(24.0, 0.3)),
+        TrialRecord("b", "TERMINATED", {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.01},
+                    _history(23.0, 0.2)),
+    ]  # fmt: skip
+    text = answers.tradeoff(_data(study, records, tmp_path))
+    assert text.startswith("No reconstruction-only configuration (per_w = tpl_w = adv_w = 0) ran")
+    assert "2 of 2 configurations are on the Pareto front" in text
+    assert "its highest-PSNR point (per_w=0.01) reaches 24.00 dB" in text
+
+
+def test_tradeoff_when_reconstruction_only_is_the_whole_front(tmp_path):
+    study = load_study(SHIPPED, "loss-weights", "demo")
+    records = [
+        TrialRecord("a", "TERMINATED", {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0},
+                    _history(25.0, 0.2)),
+        TrialRecord("b", "TERMINATED", {"per_w": 0.01, "tpl_w": 0.0, "adv_w": 0.0},
+                    _history(24.0, 0.3)),
+    ]  # fmt: skip
+    text = answers.tradeoff(_data(study, records, tmp_path))
+    assert text.endswith("no weights trade PSNR for a lower val_perceptual: it is the whole front.")
+
+
+def test_reference_without_extra_modes_says_it_is_not_measured(tmp_path):
+    study = load_study(SHIPPED, "ref-is-gt", "demo")
+    study = replace(study, config={**study.config, "ref_mode": "gt", "val_ref_modes": []})
+    data = _data(study, [TrialRecord("a", "TERMINATED", {}, _history(21.0))], tmp_path)
+    assert answers.reference(data).startswith(
+        "Validated only with ground-truth references: how much of the 21.00 dB comes from "
+        "copying the reference is not measured"
+    )
+
+
+def test_a_study_without_a_report_kind_answers_with_its_best_trial(tmp_path):
+    study = replace(load_study(SHIPPED, "ref-is-gt", "demo"), report_kind=None)
+    records = [
+        TrialRecord("a", "TERMINATED", {"lr": 1e-4}, _history(21.0)),
+        TrialRecord("b", "TERMINATED", {"lr": 1e-3}, _history(23.0)),
+    ]
+    from tune.report import build
+
+    report = build(records, study, tmp_path)
+    assert report.answer == "Best trial lr=0.001: 23.00 dB at epoch 1; it beats bicubic by 1.00 dB."
+    assert {p.name for p in report.files if p.suffix == ".png"} == {"curves.png"}

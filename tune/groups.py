@@ -1,0 +1,129 @@
+"""Repeats of one configuration over seeds: per-configuration mean and spread, the seed-to-seed
+spread, and whether a difference between two configurations stands out of it.
+
+A *configuration* is every varied key of a trial except ``seed``; its trials differ only in
+their seed. The seed-to-seed spread of a metric is the pooled standard deviation of the
+configurations that ran with at least two seeds (sqrt of sum((n_i - 1) s_i^2) / sum(n_i - 1)).
+The rule the report applies is deliberately plain: a difference between two configurations
+smaller than that spread is *not significant*; with one seed per configuration the spread is
+unknown and the report says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from tune.formatting import fmt, number, short
+
+SEED_KEY = "seed"
+GROUP = "group"  # the trials frame's column naming each trial's configuration
+ALL_TRIALS = "all trials"  # the label of the one configuration of a study that varies nothing
+
+
+def config_keys(params: Sequence[str]) -> list[str]:
+    """The keys that define a configuration: every varied key except the seed."""
+    return [k for k in params if k != SEED_KEY]
+
+
+def label(values: dict) -> str:
+    return ", ".join(f"{k}={short(v)}" for k, v in values.items()) or ALL_TRIALS
+
+
+def group_trials(trials: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per configuration, in the order configurations first appear: ``group`` (label),
+    the keys, ``n`` (trials), ``n_seeds`` (distinct seeds), and for each metric ``<m>_n``,
+    ``<m>_mean`` and ``<m>_std`` (NaN with fewer than two values). Adds ``group`` to ``trials``.
+    """
+    keys = [k for k in keys if k in trials]
+    trials[GROUP] = [label({k: row[k] for k in keys}) for _, row in trials.iterrows()]
+    rows = []
+    for name, members in trials.groupby(GROUP, sort=False):
+        first = members.iloc[0]
+        row = {GROUP: name, **{k: first[k] for k in keys}, "n": len(members)}
+        row["n_seeds"] = members[SEED_KEY].nunique() if SEED_KEY in members else 1
+        row["trial_ids"] = ", ".join(members["trial_id"])
+        for m in metrics:
+            values = [v for v in (number(x) for x in members.get(m, [])) if v is not None]
+            row[f"{m}_n"] = len(values)
+            row[f"{m}_mean"] = sum(values) / len(values) if values else math.nan
+            row[f"{m}_std"] = pd.Series(values).std(ddof=1) if len(values) >= 2 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def complete(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The rows with a value in every one of ``columns`` (none when a column is missing)."""
+    if any(c not in frame for c in columns):
+        return frame.iloc[0:0]
+    return frame.dropna(subset=list(columns))
+
+
+def seed_spread(groups: pd.DataFrame, metric: str) -> float | None:
+    """The pooled seed-to-seed standard deviation of ``metric``; None when no configuration
+    ran with two or more seeds."""
+    num = den = 0.0
+    for _, g in groups.iterrows():
+        n, std = int(g.get(f"{metric}_n", 0) or 0), number(g.get(f"{metric}_std"))
+        if g.get("n_seeds", 1) >= 2 and n >= 2 and std is not None:
+            num += (n - 1) * std**2
+            den += n - 1
+    return math.sqrt(num / den) if den else None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``delta`` = one configuration's mean minus another's, judged against the spread."""
+
+    delta: float
+    spread: float | None
+
+    @property
+    def significant(self) -> bool | None:
+        """True/False against the seed spread; None when the spread is unknown."""
+        return None if self.spread is None else abs(self.delta) >= self.spread
+
+    def verdict(self, unit: str = " dB", spec: str = ".2f") -> str:
+        if self.spread is None:
+            return "of unknown significance (single seed: spread unknown)"
+        spread = f"{fmt(self.spread, spec)}{unit}"
+        if self.significant:
+            return f"beyond the seed spread of {spread}"
+        return f"not significant (within the seed spread of {spread})"
+
+
+def difference(a: pd.Series, b: pd.Series, metric: str, spread: float | None) -> Difference:
+    """Configuration ``a`` minus configuration ``b`` on ``metric`` (group rows)."""
+    return Difference(float(a[f"{metric}_mean"]) - float(b[f"{metric}_mean"]), spread)
+
+
+def mark_against_best(
+    groups: pd.DataFrame, metric: str, *, mode: str, spread: float | None
+) -> pd.DataFrame:
+    """Adds ``<m>_vs_best`` (this configuration minus the best one) and ``significance``:
+    "best", "significant", "not significant", or "spread unknown" (single seed)."""
+    col = f"{metric}_mean"
+    out = groups.copy()
+    if out.empty or col not in out or out[col].isna().all():
+        out[f"{metric}_vs_best"], out["significance"] = math.nan, None
+        return out
+    best = out.loc[out[col].idxmax() if mode == "max" else out[col].idxmin()]
+    marks, deltas = [], []
+    for i, row in out.iterrows():
+        if number(row[col]) is None:
+            deltas.append(math.nan)
+            marks.append(None)
+            continue
+        d = difference(row, best, metric, spread)
+        deltas.append(d.delta)
+        if i == best.name:
+            marks.append("best")
+        elif d.significant is None:
+            marks.append("spread unknown")
+        else:
+            marks.append("significant" if d.significant else "not significant")
+    out[f"{metric}_vs_best"], out["significance"] = deltas, marks
+    return out
