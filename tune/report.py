@@ -283,7 +283,8 @@ def load_records(experiment_dir: str, study: Study) -> list[TrialRecord]:
             params["seed"] = values.get("seed", 0)
         ckpt = None
         try:
-            best = analysis.get_best_checkpoint(trial, metric=names.VAL_PSNR, mode="max")
+            watched = study.config.get("early_stop_metric", names.VAL_PSNR)  # as the loop's
+            best = analysis.get_best_checkpoint(trial, metric=watched, mode="max")
             ckpt = best.path if best is not None else None
         except Exception:  # noqa: BLE001 - a trial with no checkpoint has no best one
             ckpt = None
