@@ -78,8 +78,8 @@ class LoopSteps:
         meter = self.meter
         meter.add(self.trainer.train_step(batch), images=len(batch["HR"]))
         if meter.steps % meter.check_every == 0:
-            problem = meter.check(meter.steps)
-            self.diverged = self.diverged or problem
+            problem = meter.check(meter.steps)  # (signal, reason) or None
+            self.diverged = self.diverged or (problem[1] if problem else None)
 
     def mean_loss(self) -> float:
         """Mean total loss over every step run (infer: mean SR value); reads the device."""

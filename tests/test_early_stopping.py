@@ -68,7 +68,8 @@ def test_non_finite_val_psnr_diverges_at_once(bad):
 def test_diverge_is_final_and_blocks_new_bests():
     stopper = EarlyStopper(patience=3)
     stopper.update(1, 20.0)
-    stopper.diverge("loss is nan at step 7")
+    stopper.diverge("loss is nan at step 7", "non_finite_loss")
+    assert stopper.signal == "non_finite_loss"
     assert stopper.stop_reason == names.STOP_DIVERGED
     assert stopper.update(2, 40.0) is False and stopper.best_epoch == 1
     stopper.finish()

@@ -200,6 +200,9 @@ class TinyCritic(torch.nn.Module):
     def forward(self, x):
         return self.net(x)
 
+    def config(self):
+        return {"in_channels": 3, "crop_size": 32}
+
 
 def test_resume_is_exact(tmp_path, monkeypatch):
     # Adversarial + TPL on: the gradient penalty draws from the global RNG, augmentation from
@@ -238,6 +241,8 @@ def test_nan_loss_diverges_at_once_and_keeps_best(tmp_path, monkeypatch):
     assert calls.n == 3  # not a single step after the NaN
     assert result.stop_reason == names.STOP_DIVERGED
     assert "non-finite training loss by step 3" in result.stop_detail
+    assert result.stop_signal == "non_finite_loss"
+    assert reports[-1][names.STOP_SIGNAL] == "non_finite_loss"
     assert [m[names.EPOCH] for m in reports] == [0, 2 - 1, 2]
     assert math.isnan(reports[-1][names.VAL_PSNR]) and math.isnan(reports[-1][names.LOSS_TOTAL])
     assert reports[-1][names.STOP_REASON] == names.STOP_DIVERGED
@@ -256,6 +261,7 @@ def test_white_output_diverges(tmp_path, monkeypatch):
     # Epoch 0 (before training) is only the baseline; epoch 1's white output diverges.
     assert result.stop_reason == names.STOP_DIVERGED and len(result.history) == 2
     assert "saturated" in result.stop_detail and "epoch 1" in result.stop_detail
+    assert result.stop_signal == "collapse"
     assert result.best_epoch == 0 and load_state(result.best_checkpoint)["epoch"] == 0
 
 
@@ -425,6 +431,7 @@ def test_epoch_1_collapse_is_measured_against_epoch_0(tmp_path, monkeypatch):
     result = train(tiny(tmp_path, epochs=3, sample_every=0), progress=False)
     assert result.stop_reason == names.STOP_DIVERGED
     assert "below its best 26.00 dB (epoch 0)" in result.stop_detail
+    assert result.stop_signal == "psnr_floor"
     assert [m[names.EPOCH] for m in result.history] == [0, 1]
     assert result.best_epoch == 0 and load_state(result.best_checkpoint)["epoch"] == 0
 
@@ -457,6 +464,7 @@ def test_a_white_inpainting_box_diverges_a_healthy_run_does_not(tmp_path, monkey
     )
     assert result.stop_reason == names.STOP_DIVERGED
     assert "whitening" in result.stop_detail and "inside the inpainting box" in result.stop_detail
+    assert result.stop_signal == "whitening" and healthy.stop_signal is None
     assert [m[names.EPOCH] for m in result.history] == [0, 1]
     assert result.history[1][names.VAL_WHITE_SHARE_MASK] > 0.5  # (the box edges round)
     assert result.best_epoch == 0  # the white epoch never becomes the best
@@ -478,6 +486,7 @@ def test_a_finite_loss_spike_diverges_inside_the_epoch(tmp_path, monkeypatch):
     assert calls.n == 15  # stopped at the step it saw (the CPU checks every step)
     assert result.stop_reason == names.STOP_DIVERGED
     assert "loss spike at step 15" in result.stop_detail
+    assert result.stop_signal == "loss_spike"
     assert math.isnan(result.history[-1][names.VAL_PSNR])
     assert result.best_epoch == 1
 

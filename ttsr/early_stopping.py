@@ -200,28 +200,33 @@ class EarlyStopper:
         self.bad_epochs = 0
         self.stop_reason: str | None = None
         self.detail = ""
+        self.signal: str | None = None  # diverged: one of names.DIVERGENCE_SIGNALS
 
     @property
     def should_stop(self) -> bool:
         return self.stop_reason is not None
 
-    def diverge(self, detail: str) -> None:
-        """Stop now (non-finite loss, loss spike, collapsed or white output)."""
+    def diverge(self, detail: str, signal: str) -> None:
+        """Stop now; ``signal`` names the check (one of names.DIVERGENCE_SIGNALS)."""
+        if signal not in names.DIVERGENCE_SIGNALS:
+            raise ValueError(f"unknown divergence signal {signal!r}")
         self.stop_reason = names.STOP_DIVERGED
         self.detail = detail
+        self.signal = signal
 
     def update(self, epoch: int, val_psnr: float) -> bool:
         """Record one epoch's watched PSNR. -> True if it is the new best."""
         if self.should_stop:
             return False
         if not math.isfinite(val_psnr):
-            self.diverge(f"{self.metric} is {val_psnr} at epoch {epoch}")
+            self.diverge(f"{self.metric} is {val_psnr} at epoch {epoch}", "non_finite_psnr")
             return False
         if self.has_best and val_psnr < self.best_val_psnr - self.divergence_floor_db:
             self.diverge(
                 f"{self.metric} {val_psnr:.2f} dB at epoch {epoch} fell more than "
                 f"{self.divergence_floor_db:g} dB below its best {self.best_val_psnr:.2f} dB "
-                f"(epoch {self.best_epoch})"
+                f"(epoch {self.best_epoch})",
+                "psnr_floor",
             )
             return False
         if not self.has_best or val_psnr > self.best_val_psnr + self.min_delta:
@@ -255,6 +260,7 @@ class EarlyStopper:
             "bad_epochs": self.bad_epochs,
             "stop_reason": self.stop_reason,
             "detail": self.detail,
+            "signal": self.signal,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -266,3 +272,4 @@ class EarlyStopper:
         self.bad_epochs = int(state["bad_epochs"])
         self.stop_reason = state["stop_reason"]
         self.detail = str(state["detail"])
+        self.signal = state.get("signal")

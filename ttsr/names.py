@@ -45,4 +45,13 @@ BEST_VAL_PSNR = "best_val_psnr"
 STOP_PATIENCE = "patience"
 STOP_DIVERGED = "diverged"
 STOP_MAX_EPOCHS = "max_epochs"
-STOP_DETAIL = "stop_detail"
+STOP_DETAIL = "stop_detail"  # the stop in words
+STOP_SIGNAL = "stop_signal"  # diverged: which check fired (one of DIVERGENCE_SIGNALS)
+DIVERGENCE_SIGNALS = (
+    "non_finite_loss",
+    "loss_spike",
+    "collapse",
+    "whitening",
+    "psnr_floor",
+    "non_finite_psnr",
+)

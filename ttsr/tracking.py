@@ -251,5 +251,6 @@ class MlflowCallback:
                 names.STOP_REASON: result.stop_reason,
                 names.BEST_EPOCH: result.best_epoch,
                 names.STOP_DETAIL: result.stop_detail,
+                **({names.STOP_SIGNAL: result.stop_signal} if result.stop_signal else {}),
             }
         )

@@ -49,12 +49,25 @@ def bicubic_verdict(vs_bicubic) -> str:
     return f"does NOT beat bicubic ({abs(d):.2f} dB below)"
 
 
-def stop_signal(stop_reason, detail) -> str:
+SIGNAL_WORDS = {
+    "non_finite_loss": "non-finite loss",
+    "loss_spike": "loss spike",
+    "collapse": "collapsed output",
+    "whitening": "white pixels",
+    "psnr_floor": "PSNR floor",
+    "non_finite_psnr": "non-finite PSNR",
+}
+
+
+def stop_signal(stop_reason, detail, signal=None) -> str:
     """Which signal ended a trial: patience, max_epochs, ... or for a diverged one the check
-    that fired (loss spike, non-finite loss, white pixels, collapsed output, PSNR floor)."""
+    that fired (loss spike, non-finite loss, white pixels, collapsed output, PSNR floor): the
+    loop's ``stop_signal`` when it reported one, else read from the detail's wording."""
     reason = text(stop_reason) or "unknown"
     if reason != names.STOP_DIVERGED:
         return reason
+    if text(signal) in SIGNAL_WORDS:
+        return SIGNAL_WORDS[text(signal)]
     found = (text(detail) or "").lower()
     return next((word for key, word in SIGNALS if key in found), "diverged")
 
@@ -274,7 +287,10 @@ def divergence(data: ReportData) -> str:
     if t.empty:
         return "No trial ran."
     diverged = t[t["stop_reason"] == names.STOP_DIVERGED]
-    signals = [stop_signal(r["stop_reason"], r[names.STOP_DETAIL]) for _, r in diverged.iterrows()]
+    signals = [
+        stop_signal(r["stop_reason"], r[names.STOP_DETAIL], r.get(names.STOP_SIGNAL))
+        for _, r in diverged.iterrows()
+    ]
     counts = {s: signals.count(s) for s in dict.fromkeys(signals)}
     out = f"{len(diverged)} of {len(t)} trials diverged"
     out += f" ({', '.join(f'{s}: {n}' for s, n in counts.items())})." if counts else "."
@@ -283,7 +299,7 @@ def divergence(data: ReportData) -> str:
 
 
 def _trial_story(r: pd.Series) -> str:
-    signal = stop_signal(r["stop_reason"], r[names.STOP_DETAIL])
+    signal = stop_signal(r["stop_reason"], r[names.STOP_DETAIL], r.get(names.STOP_SIGNAL))
     if r["stop_reason"] == names.STOP_DIVERGED:
         out = f"{r['label']}: {signal} stopped it at epoch {r['epochs_run']}"
         detail = text(r[names.STOP_DETAIL])

@@ -178,7 +178,9 @@ def divergence(data: ReportData) -> Section:
         rows.append(
             {
                 "trial": t["label"],
-                "stopped by": answers.stop_signal(t["stop_reason"], t[names.STOP_DETAIL]),
+                "stopped by": answers.stop_signal(
+                    t["stop_reason"], t[names.STOP_DETAIL], t.get(names.STOP_SIGNAL)
+                ),
                 "at epoch": t["epochs_run"],
                 "kept epoch": t[names.BEST_EPOCH],
                 "kept PSNR": db(t[names.BEST_VAL_PSNR]),

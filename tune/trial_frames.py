@@ -109,6 +109,7 @@ def _trial_row(rec: TrialRecord, history: list[dict], scheduler: str) -> dict[st
         "epochs_run": max((int(h[names.EPOCH]) for h in history), default=0),
         "stop_reason": _stop_reason(rec, last, scheduler),
         names.STOP_DETAIL: text(last.get(names.STOP_DETAIL)),
+        names.STOP_SIGNAL: text(last.get(names.STOP_SIGNAL)),
         names.BEST_EPOCH: int(best[names.EPOCH]) if best else None,
     }
     for m in QUALITY:

@@ -36,6 +36,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # epoch 0 first
     best_checkpoint: Path | None = None  # checkpoints/best (holds state.pt and model.pt)
     stop_detail: str = ""
+    stop_signal: str | None = None  # diverged: which check fired (names.DIVERGENCE_SIGNALS)
 
 
 class Callback:

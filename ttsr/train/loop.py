@@ -137,8 +137,9 @@ class LossMeter:
         self.steps += 1
         self.images += images
 
-    def check(self, step: int) -> str | None:
-        """A one-line reason if the steps since the last check diverged; ``step`` = steps done."""
+    def check(self, step: int) -> tuple[str, str] | None:
+        """(signal, one-line reason) if the steps since the last check diverged; ``step`` =
+        steps done."""
         if not self.steps:
             return None
         running = self.sums[names.LOSS_TOTAL] + self.sums[names.LOSS_D]
@@ -146,9 +147,10 @@ class LossMeter:
         first = step - len(watched) + 1
         self.pending = []
         if not math.isfinite(running):
-            return f"non-finite training loss by step {step}"
+            return "non_finite_loss", f"non-finite training loss by step {step}"
         self.loss = float(self.sums[names.LOSS_TOTAL]) / self.steps
-        return self.spikes.update(watched, first_step=first)
+        spike = self.spikes.update(watched, first_step=first)
+        return ("loss_spike", spike) if spike else None
 
     def means(self) -> dict[str, float]:
         out = {k: float(self.sums[k]) / max(self.steps, 1) for k in LOSS_KEYS}
@@ -159,7 +161,8 @@ class LossMeter:
 def _diverged(run: Run, meter: LossMeter, step: int) -> bool:
     problem = meter.check(step)
     if problem is not None:
-        run.stopper.diverge(f"{problem} (epoch {run.state.epoch + 1})")
+        signal, detail = problem
+        run.stopper.diverge(f"{detail} (epoch {run.state.epoch + 1})", signal)
     return problem is not None
 
 
@@ -171,11 +174,12 @@ def _decide(run: Run, epoch: int, val: Validation | None) -> bool:
     if epoch == 0:
         run.state.baseline = out  # the reference point of the whitening check
     else:
-        reason = collapse_reason(out)
+        signal, reason = "collapse", collapse_reason(out)
         if reason is None and config.saturation_rise is not None:
+            signal = "whitening"
             reason = whitening_reason(out, run.state.baseline or out, config.saturation_rise)
         if reason is not None:
-            run.stopper.diverge(f"{reason} at epoch {epoch}")
+            run.stopper.diverge(f"{reason} at epoch {epoch}", signal)
             return False
     return run.stopper.update(epoch, val.metrics[config.early_stop_metric])
 
@@ -213,4 +217,6 @@ def _epoch_metrics(
         metrics[names.BEST_EPOCH] = stopper.best_epoch
         metrics[names.BEST_VAL_PSNR] = stopper.best_val_psnr
         metrics[names.STOP_DETAIL] = stopper.detail
+        if stopper.signal:
+            metrics[names.STOP_SIGNAL] = stopper.signal
     return metrics

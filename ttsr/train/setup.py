@@ -137,6 +137,7 @@ class Run:
             history=self.state.history,
             best_checkpoint=self.best_dir if (self.best_dir / STATE_FILE).is_file() else None,
             stop_detail=self.stopper.detail,
+            stop_signal=self.stopper.signal,
         )
 
 
