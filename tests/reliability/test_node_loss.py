@@ -27,11 +27,7 @@ WORKER_IP = "127.0.0.2"
 
 def _raylet(started: procs.Started) -> int:
     for pid in started.pids():
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        if cmd.endswith(b"/raylet"):
+        if any(arg.endswith("/raylet") for arg in procs.cmdline(pid)[:1]):
             return pid
     raise AssertionError(f"no raylet among {started.name}'s processes")
 
