@@ -112,20 +112,66 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     checkpoint = tune.get_checkpoint()
     try:
         if checkpoint is None:
-            train(train_config, on_epoch_end=on_epoch_end, tracker=tracker, progress=False)
+            once = log_each_epoch_once(tracker, history=[])
+            train(train_config, on_epoch_end=on_epoch_end, tracker=once, progress=False)
             return
         with checkpoint.as_directory() as ckpt_dir:
             print(f"[{trial_id}] resuming from {checkpoint.path}")
+            from ttsr.train import load_state
+
+            once = log_each_epoch_once(tracker, history=load_state(ckpt_dir)["history"])
             train(
                 train_config,
                 on_epoch_end=on_epoch_end,
                 resume_from=Path(ckpt_dir),
-                tracker=tracker,
+                tracker=once,
                 progress=False,
             )
     finally:
         # report() has copied every checkpoint into Tune's storage before returning.
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _EpochsOnce:
+    """A tracker that logs each epoch's metrics at most once in its run: an epoch the run
+    already has is skipped. Everything else goes to the wrapped tracker."""
+
+    def __init__(self, tracker: Any, logged: set[int]) -> None:
+        self._tracker, self._logged = tracker, set(logged)
+
+    def log_metrics(self, metrics: dict[str, Any], *, step: int) -> None:
+        if step not in self._logged:
+            self._tracker.log_metrics(metrics, step=step)
+            self._logged.add(step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracker, name)
+
+    def __enter__(self) -> _EpochsOnce:
+        self._tracker.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._tracker.__exit__(*exc)
+
+
+def log_each_epoch_once(tracker: Any, history: list[dict[str, Any]]) -> _EpochsOnce:
+    """Make a restarted trial's MLflow child run hold every epoch exactly once.
+
+    The loop logs an epoch to MLflow before ``tune.report``; a worker whose node dies between
+    the two (or after the log and before Tune registered the checkpoint) leaves an epoch in
+    MLflow that the restarted trial runs and logs again. And an epoch Tune has, but whose MLflow
+    log was lost with the node, would be missing. So: log the epochs of the resumed checkpoint's
+    ``history`` that the run lacks, and skip logging the epochs the run already has.
+    """
+    logged: set[int] = set()
+    if tracker.resumed:  # a run we reattached to may hold epochs already
+        found = tracker.client.get_metric_history(tracker.run_id, names.EPOCH)
+        logged = {m.step for m in found}
+    once = _EpochsOnce(tracker, logged)
+    for metrics in history:
+        once.log_metrics(metrics, step=int(metrics[names.EPOCH]))
+    return once
 
 
 def _claim(marker: str, trial_id: str) -> bool:

@@ -19,6 +19,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
+from tune import trial_record
 from tune.studies import Study
 from tune.trainable import CASE_KEY, train_trial
 
@@ -101,6 +102,8 @@ def run_config(study: Study, *, storage: str, name: str, verbose: int = 1) -> tu
         ),
         # A crashed trial restarts from its last reported checkpoint.
         failure_config=tune.FailureConfig(max_failures=2),
+        # ... and its result.json keeps every epoch once (Tune's own logger can lose some)
+        callbacks=trial_record.callbacks(),
     )
 
 

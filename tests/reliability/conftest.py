@@ -138,13 +138,18 @@ def mlflow_runs(uri: str, experiment: str) -> tuple[Any, list, list]:
 
 
 def trial_rows(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Tune trial id -> the rows of its result.json (one per reported epoch, in order)."""
+    """Tune trial id -> the rows of its result.json (one per reported epoch, in order).
+
+    Safe to call while the study runs: the driver appends rows and syncs the file to storage by
+    copying it, so a reader can see a last line cut short; only complete lines are read."""
     out: dict[str, list[dict[str, Any]]] = {}
     for trial_dir in sorted(experiment_dir.glob("trial_*")):
-        text = (
-            (trial_dir / "result.json").read_text() if (trial_dir / "result.json").exists() else ""
-        )
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            text = (trial_dir / "result.json").read_text()
+        except FileNotFoundError:
+            continue
+        complete = text.split("\n")[:-1]  # the part after the last newline may be half-written
+        rows = [json.loads(line) for line in complete if line.strip()]
         if rows:
             out[rows[-1]["trial_id"]] = rows
     return out
