@@ -86,7 +86,7 @@ def _table() -> dict[int, _Proc]:
 
 
 def _names(proc: _Proc, marker: str) -> bool:
-    return any(marker in arg for arg in proc.cmdline)
+    return marker in " ".join(proc.cmdline)
 
 
 def cmdline(pid: int) -> list[str]:
