@@ -129,7 +129,7 @@ def descendants(pid: int) -> set[int]:
     """PIDs of every live process below ``pid`` (children, grandchildren, ...)."""
     try:
         kids = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
+    except psutil.Error:  # gone (or not ours to read): no descendants we can name
         return set()
     return {k.pid for k in kids if alive(k.pid)}
 
