@@ -227,15 +227,36 @@ class MlflowCallback:
 
     def __init__(self, tracker: MlflowTracker) -> None:
         self.tracker = tracker
+        self.logged: set[int] = set()  # epochs the run holds
 
     def on_train_start(self, info: Any) -> None:
         self.tracker.log_params(info.config.to_dict())
         self.tracker.set_tags(info.tags)
+        self._hold_every_epoch_once(info.history)
+
+    def _hold_every_epoch_once(self, history: tuple[dict[str, Any], ...]) -> None:
+        """A resumed run's MLflow run holds every epoch exactly once. A process that died
+        between logging an epoch and checkpointing it (or a Tune trial whose report of it was
+        lost) makes the resumed loop run that epoch again: skip what the run already has. An
+        epoch whose log was lost with the process, but which the resumed checkpoint holds, is
+        missing: log it from the checkpoint's history."""
+        if self.tracker.resumed:
+            found = self.tracker.client.get_metric_history(self.tracker.run_id, "epoch")
+            self.logged = {int(m.step) for m in found}
+        for metrics in history:
+            epoch = int(metrics["epoch"])
+            if epoch not in self.logged:
+                self.tracker.log_metrics(metrics, step=epoch)
+                self.logged.add(epoch)
 
     def on_epoch_end(
         self, metrics: dict[str, Any], checkpoint_dir: Path, images: dict[str, Path]
     ) -> None:
-        self.tracker.log_metrics(metrics, step=int(metrics["epoch"]))
+        epoch = int(metrics["epoch"])
+        if epoch in self.logged:
+            return
+        self.tracker.log_metrics(metrics, step=epoch)
+        self.logged.add(epoch)
         for path in images.values():
             self.tracker.log_image(path)
 

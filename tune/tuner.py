@@ -22,6 +22,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
+from tune import trial_record
 from tune.repeats import SeedRepeater
 from tune.studies import Study
 from tune.trainable import CASE_KEY, train_trial
@@ -92,7 +93,9 @@ def run_config(
         name=name,
         storage_path=storage,
         verbose=0,
-        callbacks=list(callbacks),
+        # result.json / progress.csv keep every epoch once (Tune's own loggers can lose some
+        # when a node dies: tune/trial_record.py), then the caller's (e.g. progress lines)
+        callbacks=[*trial_record.callbacks(), *callbacks],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=2,
             # the metric the loop's early stopping watches (val_psnr or val_psnr_<mode>)

@@ -1,14 +1,23 @@
-"""Start server processes for the cluster tests and stop exactly those, by PID.
+"""Start server processes for the tests and stop exactly those, by PID; find the processes and
+listening sockets that belong to a test (psutil, not /proc by hand).
 
 Every process is started in a new session (``start_new_session=True``), so it and everything it
 spawns share a session id equal to its PID, even after an intermediate parent dies and the
 children are reparented. ``Started.stop`` signals that session's members, the leader's
 descendants, and any process whose command line names the test's own temp directory (Ray
 workers retitle themselves but keep their session) — never anything found by a broad name.
+
+Processes come and go while they are listed: one that exits between the listing and the read
+(``NoSuchProcess``), a zombie (``ZombieProcess``) or one we may not read (``AccessDenied``) is
+skipped, never an error. A process just started may not show its command line yet: the kernel
+lets the parent's ``Popen`` return once exec has closed the child's close-on-exec pipe, a moment
+before the new command line is in place. Callers that look for a fresh process by its command
+line poll (``wait_until``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -17,10 +26,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-PROC = Path("/proc")
+import psutil
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -36,75 +49,123 @@ def short_tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
+def wait_until(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy (returned); TimeoutError naming ``what``
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not seen within {timeout:.0f} s")
+        time.sleep(every)
+
+
 # ------------------------------------------------------------------------------------------------
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, session id) of a process, or None when it is gone."""
+@dataclass(frozen=True)
+class _Proc:
+    ppid: int
+    sid: int
+    cmdline: tuple[str, ...]
+
+
+def _table() -> dict[int, _Proc]:
+    """Every live (non-zombie) process we can see, read once."""
+    out: dict[int, _Proc] = {}
+    for p in psutil.process_iter(["ppid", "status", "cmdline"]):
+        info = p.info
+        if info["status"] in (None, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            continue
+        try:
+            sid = os.getsid(p.pid)
+        except OSError:  # exited since it was listed
+            continue
+        out[p.pid] = _Proc(info["ppid"] or 0, sid, tuple(info["cmdline"] or ()))
+    return out
+
+
+def _names(proc: _Proc, marker: str) -> bool:
+    return marker in " ".join(proc.cmdline)
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of a process; empty when it is gone, a zombie or not ours to read."""
     try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # the command name is in parentheses and may contain spaces: split after the last ')'
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1]), int(fields[3])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return (
-            (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def _all_pids() -> list[int]:
-    return [int(p.name) for p in PROC.iterdir() if p.name.isdigit()]
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
 
 
 def alive(pid: int) -> bool:
     """Running (zombies count as gone: they hold no resources and cannot be signalled away)."""
-    st = _stat(pid)
-    return st is not None and st[0] != "Z"
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def related_pids(leader: int, marker: str | None = None) -> set[int]:
     """Processes that belong to a started process: its session, its descendants, and (when
     ``marker`` is given) any process whose command line contains ``marker``."""
-    table = {pid: st for pid in _all_pids() if (st := _stat(pid)) is not None}
-    found = {pid for pid, (_, _, sid) in table.items() if sid == leader}
+    table = _table()
+    found = {pid for pid, proc in table.items() if proc.sid == leader}
     if leader in table:
         found.add(leader)
     grew = True
     while grew:  # descendants that called setsid themselves
-        new = {pid for pid, (_, ppid, _) in table.items() if ppid in found} - found
+        new = {pid for pid, proc in table.items() if proc.ppid in found} - found
         found |= new
         grew = bool(new)
     if marker:
-        found |= {pid for pid in table if marker in _cmdline(pid)}
+        found |= {pid for pid, proc in table.items() if _names(proc, marker)}
     found.discard(os.getpid())
-    return {pid for pid in found if table[pid][0] != "Z"}
+    return found
 
 
 def descendants(pid: int) -> set[int]:
-    """PIDs of every process below ``pid`` (children, grandchildren, ...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for child in _all_pids():
-        st = _stat(child)
-        if st is not None:
-            children.setdefault(st[1], []).append(child)
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.add(child)
-            todo.append(child)
-    return out
+    """PIDs of every live process below ``pid`` (children, grandchildren, ...)."""
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:  # gone (or not ours to read): no descendants we can name
+        return set()
+    return {k.pid for k in kids if alive(k.pid)}
 
 
 def pids_naming(marker: str) -> set[int]:
-    """Live processes whose command line contains ``marker`` (a unique temp dir path)."""
+    """Live processes other than this one whose command line contains ``marker`` (a unique temp
+    dir path: Ray workers retitle themselves, but their command line keeps the session dir)."""
     me = os.getpid()
-    return {pid for pid in _all_pids() if pid != me and marker in _cmdline(pid) and alive(pid)}
+    return {pid for pid, proc in _table().items() if pid != me and _names(proc, marker)}
+
+
+def _plain_ip(ip: str) -> str:
+    """``::ffff:127.0.0.1`` (an IPv4-mapped IPv6 address) -> ``127.0.0.1``; others unchanged."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return str(mapped) if mapped is not None else str(addr)
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, ip, port) of every listening TCP socket the given processes hold; processes that
+    are gone (or not ours to read) are skipped."""
+    out = []
+    for pid in sorted(pids):
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        out += [
+            (pid, _plain_ip(c.laddr.ip), c.laddr.port)
+            for c in conns
+            if c.status == psutil.CONN_LISTEN
+        ]
+    return out
 
 
 def signal_pids(pids: set[int], sig: int) -> None:
@@ -156,7 +217,10 @@ class Started:
             time.sleep(0.2)
         if targets:
             signal_pids(targets, signal.SIGKILL)
-            time.sleep(0.5)
+            # SIGKILL cannot be ignored, but the kernel takes a moment on a busy machine
+            deadline = time.monotonic() + 10.0
+            while any(alive(p) for p in targets) and time.monotonic() < deadline:
+                time.sleep(0.1)
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:

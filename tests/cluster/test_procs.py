@@ -3,9 +3,13 @@ child that left the session and one that ignores SIGTERM; nothing else is touche
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
+
+import psutil
 
 from . import procs
 
@@ -57,12 +61,39 @@ def test_marker_finds_processes_naming_a_directory(tmp_path):
     marker = str(tmp_path / "unique-marker")
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
     try:
-        assert p.pid in procs.pids_naming(marker)
+        # Popen returns once exec has begun; the new command line shows a moment later.
+        procs.wait_until(
+            lambda: p.pid in procs.pids_naming(marker), timeout=30, what="the child's marker"
+        )
+        assert marker in procs.cmdline(p.pid)
         assert p.pid not in procs.pids_naming(marker + "-other")
     finally:
         p.kill()
         p.wait()
     assert p.pid not in procs.pids_naming(marker)
+    assert procs.cmdline(p.pid) == [] and not procs.alive(p.pid)  # gone: no error
+
+
+def test_exiting_and_zombie_processes_are_skipped(tmp_path):
+    """Processes start and exit while the helpers list them: none of the helpers raises, and a
+    zombie (exited, not yet reaped) counts as gone."""
+    marker = str(tmp_path / "churn")
+    quick = [sys.executable, "-c", "pass", marker]
+    zombie = subprocess.Popen(quick)  # never polled until the end: stays a zombie
+    churn: list[subprocess.Popen] = []
+    try:
+        procs.wait_until(lambda: not procs.alive(zombie.pid), timeout=30, what="child exit")
+        assert psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE
+        churn = [subprocess.Popen(quick) for _ in range(6)]  # exit while we list
+        for _ in range(3):
+            assert zombie.pid not in procs.pids_naming(marker)
+            assert zombie.pid not in procs.related_pids(zombie.pid, marker)
+            assert zombie.pid not in procs.descendants(os.getpid())
+            assert procs.cmdline(zombie.pid) == []
+            procs.listening_sockets({c.pid for c in churn} | {zombie.pid})
+    finally:
+        for c in [zombie, *churn]:
+            c.wait()
 
 
 def test_free_port_and_wait_http_fail_fast(tmp_path):
@@ -76,3 +107,27 @@ def test_free_port_and_wait_http_fail_fast(tmp_path):
     else:
         raise AssertionError("wait_http did not notice the process exit")
     assert not dead.stop()
+
+
+def test_listening_sockets_of_a_process(tmp_path):
+    server = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        found = procs.listening_sockets({server.pid})
+        assert (server.pid, "127.0.0.1", port) in found
+        assert all(pid == server.pid for pid, _, _ in found)
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass
+    finally:
+        server.kill()
+        server.wait()
+    assert procs.listening_sockets({server.pid}) == []
+
+
+# Listens on 127.0.0.1 (a free port), prints the port.
+LISTENER = """
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(60)
+"""

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,13 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster.procs import descendants  # noqa: F401 - re-exported for the fault tests
+from cluster.procs import (  # noqa: F401 - descendants, listening_sockets: for the fault tests
+    descendants,
+    free_port,
+    listening_sockets,
+    pids_naming,
+    signal_pids,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -102,12 +107,6 @@ def tiny_study(**over: Any) -> dict[str, Any]:
     return study
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def study_args(
     tmp_path: Path, ray_temp_dir: str, study: str, experiments: Path, *, dashboard: bool = False
 ) -> list[str]:
@@ -139,13 +138,18 @@ def mlflow_runs(uri: str, experiment: str) -> tuple[Any, list, list]:
 
 
 def trial_rows(experiment_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Tune trial id -> the rows of its result.json (one per reported epoch, in order)."""
+    """Tune trial id -> the rows of its result.json (one per reported epoch, in order).
+
+    Safe to call while the study runs: the driver appends rows and syncs the file to storage by
+    copying it, so a reader can see a last line cut short; only complete lines are read."""
     out: dict[str, list[dict[str, Any]]] = {}
     for trial_dir in sorted(experiment_dir.glob("trial_*")):
-        text = (
-            (trial_dir / "result.json").read_text() if (trial_dir / "result.json").exists() else ""
-        )
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            text = (trial_dir / "result.json").read_text()
+        except FileNotFoundError:
+            continue
+        complete = text.split("\n")[:-1]  # the part after the last newline may be half-written
+        rows = [json.loads(line) for line in complete if line.strip()]
         if rows:
             out[rows[-1]["trial_id"]] = rows
     return out
@@ -156,72 +160,11 @@ def experiment_dirs(tmp_path: Path, study: str) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
 
 
-def pids_naming(marker: str) -> set[int]:
-    """Processes whose command line names ``marker`` (our own temp dir: Ray workers retitle
-    themselves, but their command line keeps the session dir)."""
-    found = set()
-    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if marker.encode() in cmd.read_bytes():
-                found.add(int(cmd.parent.name))
-        except OSError:
-            continue
-    found.discard(os.getpid())
-    return found
-
-
-def kill_pids(pids: set[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 @pytest.fixture
 def ray_temp_dir():
     """A short Ray temp dir under /tmp (unix socket paths must stay < 108 bytes). At the end,
     any process still naming it (a Ray worker the test's driver left behind) is ours: killed."""
     path = tempfile.mkdtemp(prefix="rr_", dir="/tmp")
     yield path
-    kill_pids(pids_naming(path))
+    signal_pids(pids_naming(path), signal.SIGKILL)
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _hex_ip(text: str) -> str:
-    """/proc/net/tcp{,6} address (little-endian hex words) -> dotted / colon form."""
-    raw = bytes.fromhex(text)
-    if len(raw) == 4:
-        return ".".join(str(b) for b in raw[::-1])
-    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
-    joined = b"".join(words)
-    if joined[:12] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped
-        return ".".join(str(b) for b in joined[12:])
-    import ipaddress
-
-    return str(ipaddress.IPv6Address(joined))
-
-
-def listening_sockets(pids: set[int]) -> list[tuple[int, str, int]]:
-    """(pid, ip, port) of every listening TCP socket the given processes hold (from /proc)."""
-    listen: dict[str, tuple[str, int]] = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A":  # TCP_LISTEN
-                ip, port = fields[1].split(":")
-                listen[fields[9]] = (_hex_ip(ip), int(port, 16))
-    out = []
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in listen:
-                out.append((pid, *listen[target[8:-1]]))
-    return out

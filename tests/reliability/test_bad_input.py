@@ -365,3 +365,73 @@ def test_bad_images_are_converted_or_skipped_and_training_runs_on_the_result(tmp
     assert "Traceback" not in train.stderr
     assert "epoch 2/2" in train.stdout
     assert (tmp_path / "run" / "checkpoints" / "latest" / "state.pt").is_file()
+
+
+def _truncate_shard(prepared: Path) -> Path:
+    shard = sorted(prepared.glob("size=32/train-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:200])
+    return shard
+
+
+def _garble_pixels(prepared: Path) -> Path:
+    """A valid Parquet file whose stored PNGs keep their headers but have zeros for pixels: met
+    only when training reads the images, not when the dataset opens."""
+    import pyarrow.parquet as pq
+
+    from ttsr.data.shards import write_shard
+
+    shard = sorted(prepared.glob("size=32/test-*.parquet"))[0]
+    table = pq.read_table(shard)
+    meta = table.schema.metadata
+    write_shard(
+        shard,
+        paths=table.column("path").to_pylist(),
+        hashes=table.column("sha256").to_pylist(),
+        images=[b[:40] + b"\0" * (len(b) - 40) for b in table.column("image").to_pylist()],
+        fmt=meta[b"ttsr.format"].decode(),
+        size=int(meta[b"ttsr.size"]),
+    )
+    return shard
+
+
+def _truncate_manifest(prepared: Path) -> Path:
+    path = prepared / "manifest.json"
+    path.write_text(path.read_text()[:50])
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared_32(tmp_path_factory) -> Path:
+    from ttsr.data import prepare
+
+    root = tmp_path_factory.mktemp("prepared")
+    rng = np.random.default_rng(2)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    prepare(root, root / "out", sizes=[32], test_fraction=0.3, workers=0, progress=False)
+    return root / "out"
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (_truncate_shard, "corrupted or truncated shard"),
+        (_garble_pixels, "not a valid png image"),
+        (_truncate_manifest, "corrupted or truncated manifest"),
+    ],
+    ids=["truncated-shard", "garbage-pixels", "truncated-manifest"],
+)
+def test_train_on_damaged_data_is_one_line_naming_the_file(prepared_32, tmp_path, damage, problem):
+    """`python -m ttsr.train --data DIR` on a damaged prepared folder: exit 2 and one stderr line
+    naming the damaged file, the problem and `ttsr.data prepare` (the fix)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(prepared_32, data)
+    culprit = damage(data)
+    argv = [*TRAIN, *TINY_FLAGS, "--data", str(data), "--fraction", "1", "--epochs", "1"]
+    out = run([*argv, "--out", str(tmp_path / "run")], cwd=tmp_path, timeout=300)
+    assert out.returncode == 2, out.stderr[-3000:]
+    last = assert_clean_error(out, str(culprit))
+    assert problem in last and "ttsr.data prepare" in last, last
+    assert [line for line in out.stderr.splitlines() if line.startswith("error: ")] == [last]

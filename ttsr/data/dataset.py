@@ -14,7 +14,7 @@ from ttsr.data.inpaint import InpaintOptions
 from ttsr.data.items import ItemBuilder
 from ttsr.data.manifest import available_sizes, read_manifest, size_dir
 from ttsr.data.references import NON_PAIRED_MODES, other_partner
-from ttsr.data.shards import ShardReader
+from ttsr.data.shards import ShardReader, unusable_shard
 from ttsr.data.split import SPLITS, take_fraction
 
 
@@ -100,11 +100,24 @@ class ShardDataset(Dataset):
 
     def image(self, index: int) -> Image.Image:
         """The stored ``size`` x ``size`` RGB image of item ``index``."""
-        file, row = self._locations[index]
-        data = self._reader.read_image(int(file), int(row))
-        if self.format == "png":
-            return decode_png(data)
-        return Image.frombuffer("RGB", (self.size, self.size), data, "raw", "RGB", 0, 1)
+        file, row = (int(v) for v in self._locations[index])
+        data = self._reader.read_image(file, row)
+        shape = (self.size, self.size)
+        if self.format == "raw":
+            if len(data) != self.size * self.size * 3:
+                raise self._bad_image(file, row, f"{len(data)} bytes, not {shape} RGB")
+            return Image.frombuffer("RGB", shape, data, "raw", "RGB", 0, 1)
+        try:
+            img = decode_png(data)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise self._bad_image(file, row, f"{type(exc).__name__}: {exc}") from None
+        if img.size != shape or img.mode != "RGB":
+            raise self._bad_image(file, row, f"a {img.mode} {img.size} image, not RGB {shape}")
+        return img
+
+    def _bad_image(self, file: int, row: int, problem: str) -> DataError:
+        path = self._reader.paths[file]
+        return unusable_shard(path, f"row {row} is not a valid {self.format} image: {problem}")
 
     def __getitem__(self, index: int) -> dict:
         return self.item(index, self.epoch)

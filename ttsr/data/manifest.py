@@ -19,7 +19,7 @@ from typing import Any
 
 from ttsr.atomic import write_bytes_atomically
 from ttsr.data.errors import DataError
-from ttsr.data.shards import shard_name
+from ttsr.data.shards import SHARD_FORMATS, shard_name
 from ttsr.data.split import SPLITS
 
 MANIFEST_NAME = "manifest.json"
@@ -122,13 +122,48 @@ def _skip(skipped: dict[str, dict[str, Any]], path: str, reason: str, size: int 
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of a prepared folder; a missing, unreadable, truncated or malformed one is a
+    one-line `DataError` that names the file and how to rebuild it."""
     path = out / MANIFEST_NAME
     if not path.exists():
         raise DataError(f"{out}: not a prepared folder (no {MANIFEST_NAME})")
-    manifest = read_json(path)
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise DataError(f"{path}: manifest version {manifest.get('version')!r} is not supported")
+    rebuild = (
+        f"rebuild it: re-run `python -m ttsr.data prepare --src SRC --out {out}` with the "
+        "folder's original source (finished shards are kept)"
+    )
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the manifest ({exc.strerror})") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise DataError(f"{path}: corrupted or truncated manifest ({exc}); {rebuild}") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise DataError(f"{path}: not a valid manifest ({problem}); {rebuild}")
     return manifest
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with a parsed manifest (the fields readers use), or None."""
+    if not isinstance(manifest, dict):
+        return f"a JSON {type(manifest).__name__}, not an object"
+    if manifest.get("version") != MANIFEST_VERSION:
+        return f"version {manifest.get('version')!r} is not supported"
+    for key, kind in (("format", str), ("sizes", dict), ("items", list), ("skipped", list)):
+        if not isinstance(manifest.get(key), kind):
+            return f"{key!r} missing or not a {kind.__name__}"
+    missing = [k for k in ("source", "seed", "test_fraction") if k not in manifest]
+    if missing:
+        return f"{', '.join(map(repr, missing))} missing"
+    if manifest["format"] not in SHARD_FORMATS:
+        return f"format {manifest['format']!r} is not one of {', '.join(SHARD_FORMATS)}"
+    for size, stats in manifest["sizes"].items():
+        counts = ("train", "test", "bytes", "shards")
+        if not str(size).isdigit() or not isinstance(stats, dict):
+            return f"sizes: entry {size!r} is not size -> counts"
+        if not all(isinstance(stats.get(k), int) for k in counts):
+            return f"sizes.{size}: needs integer {', '.join(counts)}"
+    return None
 
 
 def available_sizes(manifest: dict[str, Any]) -> list[int]:

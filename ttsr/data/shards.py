@@ -4,6 +4,9 @@ A shard holds one split of one chunk of source files at one size: ``size=S/{spli
 with columns ``path`` (relative to the source folder), ``sha256`` (of the source file) and
 ``image`` (PNG bytes, or raw HWC uint8 bytes when the format is "raw"). The format and size are
 in the schema metadata.
+
+Reading a shard that is truncated, corrupted or unreadable raises `DataError` with one line
+that names the file and what to do (`unusable_shard`), never a pyarrow traceback.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import bisect
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ttsr.atomic import replace_atomically, tmp_path_for
+from ttsr.data.errors import DataError
 
 SHARD_FORMATS = ("png", "raw")
 # Small row groups make reading one random image cheap (a row group is the unit of I/O); the
@@ -62,6 +67,30 @@ def write_shard(
     return path.stat().st_size
 
 
+REBUILD_HINT = (
+    "delete it and re-run `python -m ttsr.data prepare` (same --src, --out) to rebuild it"
+)
+
+
+def unusable_shard(path: str | Path, problem: str) -> DataError:
+    """The error for a shard that cannot be read: the file, the problem, what to do."""
+    first = problem.strip().splitlines()[0] if problem.strip() else "unknown problem"
+    return DataError(f"{path}: corrupted or truncated shard ({first}); {REBUILD_HINT}")
+
+
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """pyarrow and OS errors while reading ``path`` -> a one-line `DataError` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is not None:  # the OS refused (gone, permissions): not corruption
+            raise DataError(f"{path}: cannot read shard ({exc.strerror})") from None
+        raise unusable_shard(path, str(exc) or type(exc).__name__) from None
+    except pa.ArrowException as exc:
+        raise unusable_shard(path, str(exc) or type(exc).__name__) from None
+
+
 class ShardReader:
     """Random access to the ``image`` column of a list of shard files.
 
@@ -74,7 +103,8 @@ class ShardReader:
         self.num_rows: list[int] = []
         self._group_starts: list[list[int]] = []
         for p in self.paths:
-            meta = pq.read_metadata(p)
+            with _reading(p):
+                meta = pq.read_metadata(p)
             starts, total = [], 0
             for g in range(meta.num_row_groups):
                 starts.append(total)
@@ -93,7 +123,8 @@ class ShardReader:
         """One small column (``path`` / ``sha256``) of every shard, concatenated."""
         out: list = []
         for p in self.paths:
-            out.extend(pq.read_table(p, columns=[name]).column(0).to_pylist())
+            with _reading(p):
+                out.extend(pq.read_table(p, columns=[name]).column(0).to_pylist())
         return out
 
     def _file(self, i: int) -> pq.ParquetFile:
@@ -101,7 +132,8 @@ class ShardReader:
             self._open, self._pid = OrderedDict(), os.getpid()
         f = self._open.get(i)
         if f is None:
-            f = pq.ParquetFile(self.paths[i], memory_map=True)
+            with _reading(self.paths[i]):
+                f = pq.ParquetFile(self.paths[i], memory_map=True)
             self._open[i] = f
             if len(self._open) > _MAX_OPEN_FILES:
                 self._open.popitem(last=False)
@@ -112,5 +144,6 @@ class ShardReader:
     def read_image(self, file: int, row: int) -> bytes:
         starts = self._group_starts[file]
         group = bisect.bisect_right(starts, row) - 1
-        table = self._file(file).read_row_group(group, columns=["image"])
-        return table.column(0)[row - starts[group]].as_py()
+        with _reading(self.paths[file]):
+            table = self._file(file).read_row_group(group, columns=["image"])
+            return table.column(0)[row - starts[group]].as_py()

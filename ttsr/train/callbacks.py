@@ -26,6 +26,7 @@ class RunInfo:
     train_items: int
     val_items: int
     total_steps: int  # optimiser steps the run makes when it is not stopped early
+    history: tuple[dict[str, Any], ...] = ()  # the epochs a resumed run already did
 
 
 @dataclass

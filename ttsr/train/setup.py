@@ -81,6 +81,7 @@ class Run:
             train_items=len(self.train_set),
             val_items=self.evaluator.images,
             total_steps=self.schedule.round_end(self.schedule.rounds),
+            history=tuple(dict(m) for m in self.state.history),
         )
 
     def batches(self, epoch: int) -> DataLoader:
