@@ -1,0 +1,341 @@
+"""TTSR as an MLflow model: log a run's best checkpoint, register a study's best, load by URI.
+
+A logged model's directory (MLflow's model layout)::
+
+    MLmodel            flavours ``ttsr`` (loads into a `ttsr.model.TTSR`) and ``python_function``
+    data/model.pt      the checkpoint file ttsr.train writes (reference-layout weights plus the
+                       architecture, "ttsr-tune/1"): what ``ttsr.infer --checkpoint`` reads
+    code/ttsr/         this package's sources, so the pyfunc loads where ttsr is not installed
+    requirements.txt   explicit pins of what is installed here (no environment inference)
+
+Ways in:
+- ``load_model(uri)`` -> a `TTSR` in eval mode (the ``ttsr`` flavour);
+- ``mlflow.pyfunc.load_model(uri).predict({"lr": LR, "ref": REF})`` -> SR, uint8 (H, W, 3)
+  arrays in and out, exactly what ``python -m ttsr.infer`` computes for that pair;
+- ``python -m ttsr.infer --checkpoint models:/ttsr-<study>/latest`` (or ``runs:/<id>/model``,
+  ``models:/<model id>``): `local_checkpoint` downloads the model and hands over data/model.pt.
+
+Logging (`log_model`) goes through an explicit client: create the run's LoggedModel, write the
+directory locally, upload it, mark it READY, and record it as the run's output at the best
+epoch. `register_best_model` registers a study's best run's model as version N of
+``ttsr-<study>``. Nothing here touches the network beyond the tracking server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+FLAVOR = "ttsr"
+MODEL_NAME = "model"  # the LoggedModel's name within its run (runs:/<run id>/model)
+DATA_FILE = "model.pt"
+REGISTERED_PREFIX = "ttsr-"
+REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow", "pydantic")
+URI_SCHEMES = ("models:/", "runs:/")
+
+
+class ModelError(Exception):
+    """A model URI that cannot be resolved, or a run without a logged model (one line)."""
+
+
+def registered_name(study: str) -> str:
+    return f"{REGISTERED_PREFIX}{study}"
+
+
+def is_model_uri(text: str) -> bool:
+    return text.startswith(URI_SCHEMES)
+
+
+def pip_requirements() -> list[str]:
+    """Pins of what runs the model here (local version parts such as +cu130 dropped)."""
+    out = []
+    for name in ("mlflow", *REQUIREMENTS):
+        try:
+            out.append(f"{name}=={metadata.version(name).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def signature() -> Any:
+    """LR and reference images in, the SR image out: uint8 (H, W, 3) arrays."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    image = np.dtype(np.uint8)
+    return ModelSignature(
+        inputs=Schema(
+            [TensorSpec(image, (-1, -1, 3), "lr"), TensorSpec(image, (-1, -1, 3), "ref")]
+        ),
+        outputs=Schema([TensorSpec(image, (-1, -1, 3))]),
+    )
+
+
+def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = None) -> Path:
+    """Write the MLflow model directory ``path`` for ``checkpoint`` (a model.pt file).
+
+    Written here rather than by ``mlflow.pyfunc.save_model``, which checks the requirements
+    against every installed distribution (~5 s per process on the CPU demo machine); the files
+    and the MLmodel are the ones it writes.
+    """
+    import platform
+
+    import mlflow.pyfunc
+    import yaml
+    from mlflow.models import Model
+
+    from ttsr.checkpoint import checkpoint_model_config
+
+    checkpoint, path = Path(checkpoint), Path(path)
+    config = checkpoint_model_config(checkpoint)  # a bad file fails here, not at load time
+    path.mkdir(parents=True, exist_ok=False)
+    (path / "data").mkdir()
+    shutil.copyfile(checkpoint, path / "data" / DATA_FILE)
+    shutil.copytree(
+        Path(__file__).resolve().parent,
+        path / "code" / "ttsr",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    requirements = pip_requirements()
+    (path / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    python = platform.python_version()
+    pip = f"pip=={metadata.version('pip')}" if _installed("pip") else "pip"
+    (path / "python_env.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "python": python,
+                "build_dependencies": [pip, "setuptools", "wheel"],
+                "dependencies": ["-r requirements.txt"],
+            },
+            sort_keys=False,
+        )
+    )
+    (path / "conda.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "channels": ["conda-forge"],
+                "dependencies": [f"python={python}", "pip", {"pip": requirements}],
+                "name": "mlflow-env",
+            },
+            sort_keys=False,
+        )
+    )
+    model = mlflow_model if mlflow_model is not None else Model()
+    model.signature = signature()
+    model.add_flavor(
+        FLAVOR,
+        data=f"data/{DATA_FILE}",
+        n_feats=config.n_feats,
+        num_res_blocks=list(config.num_res_blocks),
+        res_scale=config.res_scale,
+    )
+    mlflow.pyfunc.add_to_model(
+        model,
+        loader_module="ttsr.mlflow_model",
+        data=f"data/{DATA_FILE}",
+        code="code",
+        conda_env="conda.yaml",
+        python_env="python_env.yaml",
+    )
+    model.model_size_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    model.save(str(path / "MLmodel"))
+    return path
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def log_model(
+    client: Any,
+    run_id: str,
+    checkpoint: str | Path,
+    *,
+    step: int,
+    tags: dict[str, Any] | None = None,
+) -> str:
+    """Log ``checkpoint`` as the run's LoggedModel ``model`` at ``step``; returns its model id."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        tags={k: str(v) for k, v in (tags or {}).items()},
+        model_type="ttsr",
+    )
+    try:
+        mlflow_model = Model(
+            artifact_path=logged.artifact_location,
+            run_id=run_id,
+            model_uuid=logged.model_id,
+            model_id=logged.model_id,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = save_model(checkpoint, Path(tmp) / "model", mlflow_model=mlflow_model)
+            client.log_model_artifacts(logged.model_id, str(local))
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    except BaseException:
+        try:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        except Exception:  # noqa: BLE001, S110 - the original error is the one to report
+            pass
+        raise
+    return logged.model_id
+
+
+def run_model_id(client: Any, run_id: str) -> str:
+    """The id of the run's logged model (the latest READY one, if it logged several)."""
+    from mlflow.entities import LoggedModelStatus
+
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs is not None else []
+    ready = []
+    for output in outputs:
+        model = client.get_logged_model(output.model_id)
+        if model.status == LoggedModelStatus.READY:
+            ready.append((model.creation_timestamp, output.step, model.model_id))
+    if not ready:
+        raise ModelError(f"run {run_id} has no logged model (its trial logged no best checkpoint)")
+    return max(ready)[2]
+
+
+def register_best_model(tracking_uri: str, study_name: str, run_id: str) -> int:
+    """Register the logged model of ``run_id`` (the study's best trial) as a new version of
+    ``ttsr-<study_name>``; returns the version number (1 for the first)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    model_id = run_model_id(client, run_id)
+    name = registered_name(study_name)
+    try:
+        client.create_registered_model(
+            name, tags={"study": study_name}, description=f"Best TTSR of study {study_name}"
+        )
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    version = client.create_model_version(
+        name,
+        source=f"models:/{model_id}",
+        run_id=run_id,
+        model_id=model_id,
+        tags={"study": study_name},
+    )
+    return int(version.version)
+
+
+# --- from a URI to a model ---------------------------------------------------------------------
+def local_checkpoint(uri: str, dst: str | Path, *, tracking_uri: str | None = None) -> Path:
+    """Download the model.pt of the model at ``uri`` into ``dst``; -> its local path.
+
+    uri: ``models:/<name>/<version|latest>``, ``models:/<name>@<alias>``, ``models:/<model id>``,
+    ``runs:/<run id>/model``, or a ``.pt`` file's URI (``runs:/<run id>/.../model.pt``). Only
+    MLmodel and model.pt travel, except for ``models:/<model id>``, whose files MLflow cannot
+    address one by one (the whole model is fetched).
+    """
+    from mlflow.models import Model
+
+    dst, uri = Path(dst), uri.rstrip("/")
+    if uri.endswith(".pt"):
+        return _download(uri, dst, tracking_uri)
+    rest = uri.removeprefix("models:/")
+    if uri.startswith("models:/") and "/" not in rest and "@" not in rest:
+        return checkpoint_file(_download(uri, dst, tracking_uri), uri)
+    conf = Model.load(str(_download(f"{uri}/MLmodel", dst / "meta", tracking_uri))).flavors
+    if FLAVOR not in conf:
+        raise ModelError(f"{uri}: not a TTSR model (its MLmodel has no {FLAVOR!r} flavour)")
+    return _download(f"{uri}/{conf[FLAVOR]['data']}", dst / "model", tracking_uri)
+
+
+def _download(uri: str, dst: Path, tracking_uri: str | None) -> Path:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from ttsr.tracking import DEFAULT_TRACKING_URI
+
+    tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri,
+                dst_path=str(dst),
+                tracking_uri=tracking_uri,
+                registry_uri=tracking_uri,
+            )
+        )
+    except MlflowException as exc:
+        lines = str(exc.message).strip().splitlines()
+        why = lines[0][:200] if lines else type(exc).__name__
+        raise ModelError(f"{uri}: not found at {tracking_uri} ({why})") from None
+
+
+def checkpoint_file(local: Path, uri: str = "") -> Path:
+    """model.pt inside a downloaded model directory (or the file itself)."""
+    from mlflow.models import Model
+
+    if local.is_file():
+        return local
+    if (local / "MLmodel").is_file():
+        conf = Model.load(str(local / "MLmodel")).flavors.get(FLAVOR)
+        if conf is not None:
+            return local / conf["data"]
+    raise ModelError(f"{uri or local}: not a TTSR model (no {FLAVOR!r} flavour in its MLmodel)")
+
+
+def load_model(
+    uri: str, *, tracking_uri: str | None = None, device: str = "cpu", **kwargs: Any
+) -> Any:
+    """The ``ttsr`` flavour: the model at ``uri`` as a `ttsr.model.TTSR` (eval mode).
+    kwargs go to `ttsr.checkpoint.load_model` (search_chunk, search_dtype)."""
+    from ttsr.checkpoint import load_model as load_checkpoint_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = local_checkpoint(uri, tmp, tracking_uri=tracking_uri)
+        return load_checkpoint_model(path, device=device, **kwargs)
+
+
+# --- python_function flavour -------------------------------------------------------------------
+class TTSRPredictor:
+    """What ``mlflow.pyfunc.load_model`` wraps: LR + reference image -> SR image."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        import torch
+
+        from ttsr.checkpoint import load_model as load_checkpoint_model
+
+        self.device = torch.device(device)
+        self.model = load_checkpoint_model(path, device=self.device)
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        """model_input: {"lr": (h, w, 3) uint8, "ref": (H, W, 3) uint8} -> (4h, 4w, 3) uint8."""
+        import numpy as np
+
+        from ttsr.infer import super_resolve
+
+        try:
+            lr, ref = model_input["lr"], model_input["ref"]
+        except (KeyError, TypeError, IndexError):
+            raise ModelError(
+                "predict takes {'lr': image, 'ref': image} (uint8 H x W x 3)"
+            ) from None
+        lr, ref = np.asarray(lr, dtype=np.uint8), np.asarray(ref, dtype=np.uint8)
+        return super_resolve(self.model, lr, ref, device=self.device)
+
+
+def _load_pyfunc(data_path: str) -> TTSRPredictor:
+    """MLflow's pyfunc loader hook (``loader_module: ttsr.mlflow_model``)."""
+    return TTSRPredictor(data_path)
