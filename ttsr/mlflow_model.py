@@ -195,8 +195,8 @@ def log_model(
     return logged.model_id
 
 
-def run_model_id(client: Any, run_id: str) -> str:
-    """The id of the run's logged model (the latest READY one, if it logged several)."""
+def run_model_id(client: Any, run_id: str, *, name: str = MODEL_NAME) -> str:
+    """The id of the run's logged model ``name`` (the latest READY one, if it logged several)."""
     from mlflow.entities import LoggedModelStatus
 
     run = client.get_run(run_id)
@@ -204,10 +204,10 @@ def run_model_id(client: Any, run_id: str) -> str:
     ready = []
     for output in outputs:
         model = client.get_logged_model(output.model_id)
-        if model.status == LoggedModelStatus.READY:
+        if model.status == LoggedModelStatus.READY and model.name == name:
             ready.append((model.creation_timestamp, output.step, model.model_id))
     if not ready:
-        raise ModelError(f"run {run_id} has no logged model (its trial logged no best checkpoint)")
+        raise ModelError(f"run {run_id} has no logged model {name!r} (no best checkpoint logged)")
     return max(ready)[2]
 
 
@@ -228,9 +228,11 @@ def register_best_model(tracking_uri: str, study_name: str, run_id: str) -> int:
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
+    # The source is the model's artifact location, not models:/<id>: a SQL registry store
+    # resolves model ids with the global tracking URI, not this client's.
     version = client.create_model_version(
         name,
-        source=f"models:/{model_id}",
+        source=client.get_logged_model(model_id).artifact_location,
         run_id=run_id,
         model_id=model_id,
         tags={"study": study_name},
@@ -242,32 +244,80 @@ def register_best_model(tracking_uri: str, study_name: str, run_id: str) -> int:
 def local_checkpoint(uri: str, dst: str | Path, *, tracking_uri: str | None = None) -> Path:
     """Download the model.pt of the model at ``uri`` into ``dst``; -> its local path.
 
-    uri: ``models:/<name>/<version|latest>``, ``models:/<name>@<alias>``, ``models:/<model id>``,
-    ``runs:/<run id>/model``, or a ``.pt`` file's URI (``runs:/<run id>/.../model.pt``). Only
-    MLmodel and model.pt travel, except for ``models:/<model id>``, whose files MLflow cannot
-    address one by one (the whole model is fetched).
+    uri: ``models:/<name>/<version|latest|stage>``, ``models:/<name>@<alias>``,
+    ``models:/<model id>``, ``runs:/<run id>/model``, or a ``.pt`` file's URI
+    (``runs:/<run id>/.../model.pt``). Only MLmodel and model.pt travel, not the model's code.
     """
-    from mlflow.models import Model
-
-    dst, uri = Path(dst), uri.rstrip("/")
-    if uri.endswith(".pt"):
-        return _download(uri, dst, tracking_uri)
-    rest = uri.removeprefix("models:/")
-    if uri.startswith("models:/") and "/" not in rest and "@" not in rest:
-        return checkpoint_file(_download(uri, dst, tracking_uri), uri)
-    conf = Model.load(str(_download(f"{uri}/MLmodel", dst / "meta", tracking_uri))).flavors
-    if FLAVOR not in conf:
-        raise ModelError(f"{uri}: not a TTSR model (its MLmodel has no {FLAVOR!r} flavour)")
-    return _download(f"{uri}/{conf[FLAVOR]['data']}", dst / "model", tracking_uri)
-
-
-def _download(uri: str, dst: Path, tracking_uri: str | None) -> Path:
-    import mlflow.artifacts
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
     from ttsr.tracking import DEFAULT_TRACKING_URI
 
     tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
+    dst, uri = Path(dst), uri.rstrip("/")
+    if uri.endswith(".pt"):
+        return _download(uri, dst, tracking_uri, model_uri=uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        base = model_location(client, uri)
+    except MlflowException as exc:
+        raise ModelError(f"{uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
+    except ModelError as exc:
+        raise ModelError(f"{uri}: {exc}") from None
+    meta = _download(f"{base}/MLmodel", dst / "meta", tracking_uri, model_uri=uri)
+    conf = Model.load(str(meta)).flavors
+    if FLAVOR not in conf:
+        raise ModelError(f"{uri}: not a TTSR model (its MLmodel has no {FLAVOR!r} flavour)")
+    return _download(f"{base}/{conf[FLAVOR]['data']}", dst / "model", tracking_uri, model_uri=uri)
+
+
+def model_location(client: Any, uri: str) -> str:
+    """The artifact location of the model directory that ``uri`` names.
+
+    Resolved here with the client's own URIs: MLflow itself resolves model ids (what registered
+    versions and ``runs:/`` URIs of logged models point to) with the global tracking URI.
+    """
+    if uri.startswith("runs:/"):
+        run_id, _, name = uri.removeprefix("runs:/").partition("/")
+        return client.get_logged_model(
+            run_model_id(client, run_id, name=name or MODEL_NAME)
+        ).artifact_location
+    if not uri.startswith("models:/"):
+        raise ModelError("not a models:/ or runs:/ URI")
+    rest = uri.removeprefix("models:/")
+    name, _, suffix = rest.partition("/")
+    if "@" in name and not suffix:
+        name, alias = name.rsplit("@", 1)
+        version = client.get_model_version_by_alias(name, alias)
+    elif suffix.isdigit():
+        version = client.get_model_version(name, suffix)
+    elif suffix.lower() == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise ModelError(f"registered model {name!r} has no versions")
+        version = max(versions, key=lambda v: int(v.version))
+    elif suffix:
+        (version,) = client.get_latest_versions(name, [suffix]) or [None]
+        if version is None:
+            raise ModelError(f"registered model {name!r} has no version in {suffix!r}")
+    else:  # models:/<model id>
+        return client.get_logged_model(name).artifact_location
+    source = version.source
+    if source.startswith("models:/"):
+        return client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    return source
+
+
+def _first_line(exc: Any) -> str:
+    lines = str(getattr(exc, "message", exc)).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _download(uri: str, dst: Path, tracking_uri: str, *, model_uri: str) -> Path:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
     try:
         return Path(
             mlflow.artifacts.download_artifacts(
@@ -278,22 +328,7 @@ def _download(uri: str, dst: Path, tracking_uri: str | None) -> Path:
             )
         )
     except MlflowException as exc:
-        lines = str(exc.message).strip().splitlines()
-        why = lines[0][:200] if lines else type(exc).__name__
-        raise ModelError(f"{uri}: not found at {tracking_uri} ({why})") from None
-
-
-def checkpoint_file(local: Path, uri: str = "") -> Path:
-    """model.pt inside a downloaded model directory (or the file itself)."""
-    from mlflow.models import Model
-
-    if local.is_file():
-        return local
-    if (local / "MLmodel").is_file():
-        conf = Model.load(str(local / "MLmodel")).flavors.get(FLAVOR)
-        if conf is not None:
-            return local / conf["data"]
-    raise ModelError(f"{uri or local}: not a TTSR model (no {FLAVOR!r} flavour in its MLmodel)")
+        raise ModelError(f"{model_uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
 
 
 def load_model(
