@@ -149,3 +149,51 @@ def test_plain_checkpoints_need_no_mlflow(store, tmp_path):
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_driver_logs_the_models_stopped_trials_could_not(store, tmp_path):
+    client, uri = store["client"], store["uri"]
+    exp = client.get_run(store["run"]).info.experiment_id
+    stopped = client.create_run(exp).info.run_id  # ended by Tune before it logged its model
+    # A training checkpoint folder as Tune keeps it (state.pt + model.pt).
+    folder = tmp_path / "checkpoint_000002"
+    folder.mkdir()
+    (folder / "state.pt").write_bytes(b"")
+    (folder / "model.pt").write_bytes(store["ckpt"].read_bytes())
+    logged = mlflow_model.log_missing_models(uri, {store["run"]: folder, stopped: folder})
+    assert list(logged) == [stopped]  # the run that has its model keeps it, alone
+    (output,) = client.get_run(stopped).outputs.model_outputs
+    assert output.model_id == logged[stopped] and output.step == 3  # the epoch model.pt records
+    assert mlflow_model.log_missing_models(uri, {stopped: folder}) == {}
+    # register_best_model logs a missing model itself when given the checkpoint.
+    late = client.create_run(exp).info.run_id
+    assert mlflow_model.register_best_model(uri, "late", late, checkpoint=store["ckpt"]) == 1
+    assert mlflow_model.has_model(client, late)
+
+
+def test_pyfunc_loads_from_the_models_own_code(store, tmp_path):
+    # Only code/ttsr/ of the model on the path first: a module missing there fails the import.
+    location = store["client"].get_logged_model(store["model_id"]).artifact_location
+    model_dir = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=str(tmp_path), tracking_uri=store["uri"]
+    )
+    code = (
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(Path(model_dir) / 'code')!r})\n"
+        "import ttsr.mlflow_model as m\n"
+        f"p = m._load_pyfunc({str(Path(model_dir) / 'data' / 'model.pt')!r})\n"
+        "lr, ref = np.zeros((5, 6, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)\n"
+        "sr = p.predict({'lr': lr, 'ref': ref})\n"
+        "assert sr.shape == (20, 24, 3), sr.shape\n"
+        "mods = {k: v.__file__ for k, v in sys.modules.items() if k.startswith('ttsr')}\n"
+        f"assert all(f.startswith({model_dir!r}) for f in mods.values()), mods\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

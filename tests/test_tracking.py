@@ -274,3 +274,26 @@ def test_signal_to_cli_marks_run_killed(uri, tmp_path, sig):
     assert proc.returncode == 130, stderr[-2000:]
     run_id = load_state(latest)["tracker_run_id"]
     assert status(uri, run_id) == "KILLED"
+
+
+def test_dataset_inputs_retry_a_collision_with_a_parallel_trial(uri):
+    from mlflow.exceptions import MlflowException
+
+    t = tracker(uri)
+    calls = []
+    real = t.client.log_inputs
+
+    def collide_once(run_id, datasets):
+        calls.append(run_id)
+        if len(calls) == 1:  # what SQLite says when another trial inserted the dataset first
+            raise MlflowException("UNIQUE constraint failed: datasets.experiment_id, ...")
+        return real(run_id, datasets=datasets)
+
+    t.client.log_inputs = collide_once
+    from mlflow.entities import Dataset, DatasetInput
+
+    t.log_inputs([DatasetInput(Dataset("d", "abc", "local", '{"uri": "/x"}'))])
+    t.end()
+    assert len(calls) == 2
+    run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
+    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["d"]

@@ -5,7 +5,8 @@ A logged model's directory (MLflow's model layout)::
     MLmodel            flavours ``ttsr`` (loads into a `ttsr.model.TTSR`) and ``python_function``
     data/model.pt      the checkpoint file ttsr.train writes (reference-layout weights plus the
                        architecture, "ttsr-tune/1"): what ``ttsr.infer --checkpoint`` reads
-    code/ttsr/         this package's sources, so the pyfunc loads where ttsr is not installed
+    code/ttsr/         the sources the pyfunc loader imports, so it loads where ttsr is not
+                       installed
     requirements.txt   explicit pins of what is installed here (no environment inference)
 
 Ways in:
@@ -17,14 +18,18 @@ Ways in:
 
 Logging (`log_model`) goes through an explicit client: create the run's LoggedModel, write the
 directory locally, upload it, mark it READY, and record it as the run's output at the best
-epoch. `register_best_model` registers a study's best run's model as version N of
-``ttsr-<study>``. Nothing here touches the network beyond the tracking server.
+epoch. A run logs its model when it ends (`ttsr.tracking.MlflowCallback`); a trial Tune stops
+early is ended within moments, often before that, so the driver logs what is missing from
+Tune's checkpoints (`log_missing_models`). `register_best_model` registers a study's best run's
+model as version N of ``ttsr-<study>``. Nothing here touches the network beyond the tracking
+server.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,24 @@ MODEL_NAME = "model"  # the LoggedModel's name within its run (runs:/<run id>/mo
 DATA_FILE = "model.pt"
 REGISTERED_PREFIX = "ttsr-"
 REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow", "pydantic")
+# What the pyfunc loader imports (this module, ttsr.checkpoint, ttsr.model, ttsr.infer and
+# theirs): the model's code/ttsr/. Few files, as each is one upload to a tracking server
+# (tests/test_mlflow_model.py loads the pyfunc from these alone).
+CODE_FILES = (
+    "__init__.py",
+    "atomic.py",
+    "checkpoint.py",
+    "config.py",
+    "fused_search.py",
+    "infer.py",
+    "mlflow_model.py",
+    "model.py",
+    "names.py",
+    "search.py",
+    "vgg/__init__.py",
+    "vgg/features.py",
+    "vgg/weights.py",
+)
 URI_SCHEMES = ("models:/", "runs:/")
 
 
@@ -95,11 +118,10 @@ def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = 
     path.mkdir(parents=True, exist_ok=False)
     (path / "data").mkdir()
     shutil.copyfile(checkpoint, path / "data" / DATA_FILE)
-    shutil.copytree(
-        Path(__file__).resolve().parent,
-        path / "code" / "ttsr",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
+    package = Path(__file__).resolve().parent
+    for name in CODE_FILES:
+        (path / "code" / "ttsr" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package / name, path / "code" / "ttsr" / name)
     requirements = pip_requirements()
     (path / "requirements.txt").write_text("\n".join(requirements) + "\n")
     python = platform.python_version()
@@ -211,14 +233,63 @@ def run_model_id(client: Any, run_id: str, *, name: str = MODEL_NAME) -> str:
     return max(ready)[2]
 
 
-def register_best_model(tracking_uri: str, study_name: str, run_id: str) -> int:
+def has_model(client: Any, run_id: str) -> bool:
+    try:
+        run_model_id(client, run_id)
+    except ModelError:
+        return False
+    return True
+
+
+def log_missing_models(tracking_uri: str, checkpoints: Mapping[str, str | Path]) -> dict[str, str]:
+    """Log the best checkpoint of each run that has no READY model yet; -> {run id: model id}
+    of the models logged here.
+
+    For the driver, after a study: a trial that Tune stops (ASHA, a stopper) is ended within
+    moments of its last report, often before its own run could log its model. ``checkpoints``
+    maps each trial's run id to its best checkpoint (a training checkpoint folder holding
+    model.pt, or a model.pt file) in Tune's storage.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    logged = {}
+    for run_id, checkpoint in checkpoints.items():
+        if not has_model(client, run_id):
+            logged[run_id] = log_checkpoint(client, run_id, checkpoint)
+    return logged
+
+
+def log_checkpoint(client: Any, run_id: str, checkpoint: str | Path) -> str:
+    """`log_model` for a checkpoint folder or model.pt file, at the epoch it records."""
+    from ttsr.checkpoint import MODEL_FILE, load_checkpoint, resolve_checkpoint_dir
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = resolve_checkpoint_dir(path) / MODEL_FILE
+    saved = load_checkpoint(path)
+    epoch = int(saved.get("epoch", 0))
+    return log_model(
+        client, run_id, path, step=epoch, tags={"epoch": epoch, "val_psnr": saved.get("val_psnr")}
+    )
+
+
+def register_best_model(
+    tracking_uri: str, study_name: str, run_id: str, *, checkpoint: str | Path | None = None
+) -> int:
     """Register the logged model of ``run_id`` (the study's best trial) as a new version of
-    ``ttsr-<study_name>``; returns the version number (1 for the first)."""
+    ``ttsr-<study_name>``; returns the version number (1 for the first).
+
+    checkpoint: the run's best checkpoint, logged first when the run has no model yet (a trial
+    Tune stopped); without it such a run is a `ModelError`.
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if checkpoint is not None and not has_model(client, run_id):
+        log_checkpoint(client, run_id, checkpoint)
     model_id = run_model_id(client, run_id)
     name = registered_name(study_name)
     try:

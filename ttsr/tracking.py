@@ -48,6 +48,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as an interrupt so that runs stopped by a scheduler end as KILLED."""
 
 
+def ui_url(base_url: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment's training runs, or of one run's charts and images.
+
+    ``base_url``: the server (``http://host:port``; for a local store, where ``mlflow ui``
+    serves it). The link carries ``workflowType=machine_learning``: MLflow 3.17's UI picks the
+    page an experiment opens on from its GenAI / Model-training switch (kept per browser,
+    GenAI by default), not from the experiment's ``mlflow.experimentKind`` tag.
+    """
+    page = f"runs/{run_id}/model-metrics" if run_id else "runs"
+    return (
+        f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
+    )
+
+
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """The current git commit of ``cwd`` (default: this package's directory), or None."""
     cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
@@ -204,8 +218,22 @@ class MlflowTracker:
         self.client.log_image(self.run_id, grid, key=key, step=step, synchronous=True)
 
     def log_inputs(self, datasets: list[Any]) -> None:
-        """`mlflow.entities.DatasetInput`s (see `ttsr.dataset_inputs`)."""
-        self.client.log_inputs(self.run_id, datasets=datasets)
+        """`mlflow.entities.DatasetInput`s (see `ttsr.dataset_inputs`).
+
+        Parallel trials log the same datasets into one experiment; a SQL store checks for an
+        existing dataset before inserting it, so two trials at once can collide on its unique
+        key. The second try finds the row the other trial wrote.
+        """
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(1, 4):
+            try:
+                self.client.log_inputs(self.run_id, datasets=datasets)
+                return
+            except MlflowException:
+                if attempt == 3:
+                    raise
+                time.sleep(0.2 * attempt)  # a backoff between retries, not a wait for a state
 
     def start_system_metrics(self, *, interval: float | None = None, gpu: bool = False) -> Any:
         """Sample ``system/...`` metrics in a background thread until the run ends; ``gpu``:
@@ -312,10 +340,11 @@ class MlflowCallback:
     ``system_metrics_interval`` seconds; default ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
     or 10; GPUs when the run trains on one). Every epoch: its metrics at step = epoch and its
     sample grids as images at that step. At the end: the best checkpoint as the run's MLflow
-    model (`ttsr.mlflow_model`) and the stop reason. The model is also logged when the run ends
-    without reaching ``on_train_end`` (Tune stopped the trial, or it failed) — from the best
-    checkpoint written so far. The tracker's owner enters it (``with tracker:``) so the run's
-    status follows the call that trains.
+    model (`ttsr.mlflow_model`) and the stop reason. A run that ends without reaching
+    ``on_train_end`` (Tune stopped the trial, or it failed) logs the best checkpoint written so
+    far as it ends; Tune may end a stopped trial's process before that is done, which is why the
+    driver calls `ttsr.mlflow_model.log_missing_models`. The tracker's owner enters it
+    (``with tracker:``) so the run's status follows the call that trains.
     """
 
     def __init__(
@@ -343,6 +372,11 @@ class MlflowCallback:
         )
         self.best_dir = Path(info.out_dir) / "checkpoints" / "best"
         if self.log_model:
+            # A trial Tune stops is ended moments after its last report: have the imports done
+            # by then, so that what logging the model takes at the end is mostly its upload.
+            import mlflow.models  # noqa: F401
+            import mlflow.pyfunc  # noqa: F401
+
             self.tracker.before_end(self._log_model_at_end)
 
     def on_epoch_end(
@@ -369,22 +403,17 @@ class MlflowCallback:
 
     def log_best_model(self) -> str | None:
         """Log the best checkpoint as the run's model (once); None when there is none yet."""
-        from ttsr.checkpoint import MODEL_FILE, load_checkpoint, resolve_checkpoint_dir
-        from ttsr.mlflow_model import log_model
+        from ttsr.checkpoint import resolve_checkpoint_dir
+        from ttsr.mlflow_model import log_checkpoint
 
         if self.model_id is not None or self.best_dir is None:
             return self.model_id
         try:
-            path = resolve_checkpoint_dir(self.best_dir) / MODEL_FILE
+            best = resolve_checkpoint_dir(self.best_dir)
         except FileNotFoundError:
             return None  # no epoch improved (or none finished) before the run ended
         t0 = time.perf_counter()
-        saved = load_checkpoint(path)
-        epoch = int(saved.get("epoch", 0))
-        tags = {"epoch": epoch, "val_psnr": saved.get("val_psnr")}
-        self.model_id = log_model(
-            self.tracker.client, self.tracker.run_id, path, step=epoch, tags=tags
-        )
+        self.model_id = log_checkpoint(self.tracker.client, self.tracker.run_id, best)
         self.model_seconds = time.perf_counter() - t0
         return self.model_id
 
