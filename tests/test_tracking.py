@@ -297,3 +297,36 @@ def test_dataset_inputs_retry_a_collision_with_a_parallel_trial(uri):
     assert len(calls) == 2
     run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
     assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["d"]
+
+
+def test_system_metrics_of_the_runs_own_gpu(uri, monkeypatch):
+    from ttsr import system_metrics as sm
+
+    class Reader:  # a host with 4 GPUs; this run was given NVML device 3
+        def devices(self):
+            return [(i, f"GPU-{i}{i}{i}") for i in range(4)]
+
+        def read(self, indices):
+            return {i: {"utilization_percentage": 50.0 + i} for i in indices}
+
+    monkeypatch.setattr(sm, "gpu_reader", Reader)
+    monkeypatch.setattr(sm, "this_process_gpus", lambda reader: [sm.GpuWatch(0, 3, "333")])
+    t = tracker(uri)
+    t.start_system_metrics(interval=60.0, gpu=True)
+    t.end()
+    run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
+    assert run.data.metrics["system/gpu_0_utilization_percentage"] == 53.0
+    assert not any(k.startswith("system/gpu_") and "gpu_0" not in k for k in run.data.metrics)
+    assert run.data.tags["system_metrics.gpus"] == "cuda:0=nvml:3 (GPU-333)"
+
+    # No way to read GPUs: CPU and memory only, and the run says why.
+    def broken():
+        raise RuntimeError("NVML driver mismatch")
+
+    monkeypatch.setattr(sm, "gpu_reader", broken)
+    t = tracker(uri)
+    t.start_system_metrics(interval=60.0, gpu=True)
+    t.end()
+    run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
+    assert "NVML driver mismatch" in run.data.tags["system_metrics.gpus"]
+    assert "system/cpu_utilization_percentage" in run.data.metrics

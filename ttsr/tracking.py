@@ -244,8 +244,13 @@ class MlflowTracker:
 
         if self.monitor is not None:
             return self.monitor
-        reader = sm.gpu_reader() if gpu else None
-        gpus = sm.this_process_gpus(reader) if reader is not None else []
+        reader, gpus, why = None, [], "none readable (no pynvml or nvidia-smi)"
+        if gpu:
+            try:
+                reader = sm.gpu_reader()
+                gpus = sm.this_process_gpus(reader) if reader is not None else []
+            except Exception as exc:  # noqa: BLE001 - GPU numbers are not worth a failed run
+                reader, why = None, f"none readable ({type(exc).__name__}: {exc})"[:500]
         if gpus:
             self.set_tags(
                 {
@@ -255,7 +260,7 @@ class MlflowTracker:
                 }
             )
         elif gpu:
-            self.set_tags({"system_metrics.gpus": "none readable (no pynvml or nvidia-smi)"})
+            self.set_tags({"system_metrics.gpus": why})
         first = 0
         if self.resumed:  # continue the sample steps of the earlier attempt
             history = self.client.get_metric_history(self.run_id, sm.CPU)
