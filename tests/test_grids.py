@@ -1,7 +1,7 @@
 import torch
 from PIL import Image
 
-from ttsr.grids import PAD, save_sample_grid
+from ttsr.grids import PAD, first_rows, sample_grid, save_sample_grid
 
 
 def test_grid_layout(tmp_path):
@@ -14,3 +14,13 @@ def test_grid_layout(tmp_path):
     assert px[PAD, PAD] == (0, 0, 0)  # LR_up column at -1
     assert px[PAD + 3 * (h + PAD), PAD] == (255, 255, 255)  # HR column at +1
     assert px[PAD + 2 * (h + PAD), PAD + 2 * (h + PAD)] == (191, 191, 191)  # SR, last row
+
+
+def test_first_rows_keeps_whole_rows():
+    n, h = 5, 8
+    rows = torch.linspace(-1, 1, n).view(n, 1, 1, 1).expand(n, 3, h, h)
+    grid = sample_grid(rows, rows, rows, rows)
+    top = first_rows(grid, 2)
+    assert top.size == (grid.width, 2 * h + 3 * PAD)
+    assert top.getpixel((PAD, PAD + h + PAD)) == grid.getpixel((PAD, PAD + h + PAD))  # row 2
+    assert first_rows(grid, 9) is grid  # fewer rows than asked: unchanged

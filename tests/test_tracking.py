@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from ttsr import names
 from ttsr.checkpoint import load_state
 from ttsr.config import TrainConfig
-from ttsr.tracking import MlflowCallback, MlflowTracker, flatten_params
+from ttsr.tracking import (
+    EXPERIMENT_KIND_TAG,
+    TRAINING_KIND,
+    MlflowCallback,
+    MlflowTracker,
+    flatten_params,
+    get_or_create_experiment,
+)
 from ttsr.train import Callback, train
 
 mlflow = pytest.importorskip("mlflow")
@@ -82,8 +90,8 @@ def test_lifecycle_params_metrics_and_resume(uri, tmp_path):
         t.log_metrics({"val_psnr": 20.0, names.STOP_REASON: "patience"}, step=1)
         t.log_metrics({"val_psnr": 21.0}, step=2)
         png = tmp_path / "g.png"
-        png.write_bytes(b"\x89PNG fake")
-        t.log_image(png)
+        Image.new("RGB", (4 * 8 + 10, 8 + 4), "red").save(png)  # one row of 8 px tiles
+        t.log_image(png, key="samples_test", step=3)
         assert status(uri, t.run_id) == "RUNNING"
     run = client.get_run(t.run_id)
     assert run.info.status == "FINISHED"
@@ -94,7 +102,9 @@ def test_lifecycle_params_metrics_and_resume(uri, tmp_path):
         (1, 20.0),
         (2, 21.0),
     ]
-    assert [a.path for a in client.list_artifacts(t.run_id, "samples")] == ["samples/g.png"]
+    images = [a.path for a in client.list_artifacts(t.run_id, "images")]
+    assert len(images) == 2 and all(p.startswith("images/samples_test+step+3+") for p in images)
+    assert run.data.tags["mlflow.loggedImages"] == "True"
 
     # Re-open the same run (resume): equal params are skipped, a changed one becomes a tag.
     with tracker(uri, run_id=t.run_id) as again:
@@ -119,17 +129,36 @@ def test_exit_status(uri, error, expected):
     assert status(uri, t.run_id) == expected
 
 
+def test_experiments_are_tagged_as_model_training(uri):
+    client = mlflow.MlflowClient(uri[0])
+    made = get_or_create_experiment(client, "made-here")
+    assert client.get_experiment(made).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+    # An experiment someone else made without the tag gets it; one that names a kind keeps it.
+    bare = client.create_experiment("made-elsewhere")
+    genai = client.create_experiment("genai", tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    assert get_or_create_experiment(client, "made-elsewhere") == bare
+    assert client.get_experiment(bare).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+    get_or_create_experiment(client, "genai")
+    assert client.get_experiment(genai).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+    # A deleted experiment comes back, tagged.
+    client.delete_experiment(bare)
+    assert get_or_create_experiment(client, "made-elsewhere") == bare
+    assert client.get_experiment(bare).lifecycle_stage == "active"
+
+
 def test_train_logs_params_metrics_images_and_checkpoint(uri, tmp_path):
     t = tracker(uri, run_name="train")
+    callback = MlflowCallback(t, system_metrics_interval=60.0)  # one sample: the one at the end
     with t:
         result = train(
             tiny(tmp_path),
-            callbacks=[MlflowCallback(t)],
+            callbacks=[callback],
             progress=False,
             checkpoint_extra={"tracker_run_id": t.run_id},
         )
     client = mlflow.MlflowClient(uri[0])
     run = client.get_run(t.run_id)
+    assert client.get_experiment(run.info.experiment_id).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
     assert run.info.status == "FINISHED"
     assert run.data.params["size"] == "32" and run.data.params["num_res_blocks"] == "1+1+1+1"
     assert run.data.params["inpaint_box"] == "0.5,0.5,0.8,0.8"
@@ -138,11 +167,26 @@ def test_train_logs_params_metrics_images_and_checkpoint(uri, tmp_path):
     assert {m.value for m in history} == {h[names.VAL_PSNR] for h in result.history}
     for key in (names.LOSS_REC, names.BICUBIC_PSNR, names.EPOCH_SECONDS, names.LR_MAIN):
         assert key in run.data.metrics
-    samples = {a.path for a in client.list_artifacts(t.run_id, "samples")}
-    assert samples == {f"samples/epoch_00{e}_{s}.png" for e in (0, 1, 2) for s in ("train", "test")}
-    assert [a.path for a in client.list_artifacts(t.run_id, "checkpoints/best")] == [
-        "checkpoints/best/model.pt"
-    ]
+    # Sample grids: a step-indexed image per split and epoch (PNG + MLflow's webp thumbnail).
+    images = [a.path.removeprefix("images/") for a in client.list_artifacts(t.run_id, "images")]
+    pngs = {tuple(p.split("+")[:3]) for p in images if p.endswith(".png")}
+    assert pngs == {(f"samples_{s}", "step", str(e)) for e in (0, 1, 2) for s in ("train", "test")}
+    assert not client.list_artifacts(t.run_id, "samples")  # no second copy of the grids
+    # The data: training and validation splits as dataset inputs.
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "validation"}
+    assert inputs["train"].name == "sample-train" and inputs["validation"].name == "sample-test"
+    assert '"items": 1' in inputs["validation"].profile  # fraction 0.03 of the test split
+    # System metrics: at least one sample, CPU and memory (no GPU here).
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/process_memory_rss_megabytes"} <= system
+    assert t.monitor is not None and not t.monitor.running and t.monitor.logged >= 1
+    # The best checkpoint as the run's MLflow model, at the best epoch.
+    (output,) = run.outputs.model_outputs
+    assert output.model_id == callback.model_id and output.step == result.best_epoch
+    model = client.get_logged_model(output.model_id)
+    assert model.status == "READY" and model.source_run_id == t.run_id
+    assert model.tags["epoch"] == str(result.best_epoch)
     tags = run.data.tags
     assert tags[names.STOP_REASON] == names.STOP_MAX_EPOCHS
     assert tags[names.BEST_EPOCH] == str(result.best_epoch)
@@ -230,3 +274,59 @@ def test_signal_to_cli_marks_run_killed(uri, tmp_path, sig):
     assert proc.returncode == 130, stderr[-2000:]
     run_id = load_state(latest)["tracker_run_id"]
     assert status(uri, run_id) == "KILLED"
+
+
+def test_dataset_inputs_retry_a_collision_with_a_parallel_trial(uri):
+    from mlflow.exceptions import MlflowException
+
+    t = tracker(uri)
+    calls = []
+    real = t.client.log_inputs
+
+    def collide_once(run_id, datasets):
+        calls.append(run_id)
+        if len(calls) == 1:  # what SQLite says when another trial inserted the dataset first
+            raise MlflowException("UNIQUE constraint failed: datasets.experiment_id, ...")
+        return real(run_id, datasets=datasets)
+
+    t.client.log_inputs = collide_once
+    from mlflow.entities import Dataset, DatasetInput
+
+    t.log_inputs([DatasetInput(Dataset("d", "abc", "local", '{"uri": "/x"}'))])
+    t.end()
+    assert len(calls) == 2
+    run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
+    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["d"]
+
+
+def test_system_metrics_of_the_runs_own_gpu(uri, monkeypatch):
+    from ttsr import system_metrics as sm
+
+    class Reader:  # a host with 4 GPUs; this run was given NVML device 3
+        def devices(self):
+            return [(i, f"GPU-{i}{i}{i}") for i in range(4)]
+
+        def read(self, indices):
+            return {i: {"utilization_percentage": 50.0 + i} for i in indices}
+
+    monkeypatch.setattr(sm, "gpu_reader", Reader)
+    monkeypatch.setattr(sm, "this_process_gpus", lambda reader: [sm.GpuWatch(0, 3, "333")])
+    t = tracker(uri)
+    t.start_system_metrics(interval=60.0, gpu=True)
+    t.end()
+    run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
+    assert run.data.metrics["system/gpu_0_utilization_percentage"] == 53.0
+    assert not any(k.startswith("system/gpu_") and "gpu_0" not in k for k in run.data.metrics)
+    assert run.data.tags["system_metrics.gpus"] == "cuda:0=nvml:3 (GPU-333)"
+
+    # No way to read GPUs: CPU and memory only, and the run says why.
+    def broken():
+        raise RuntimeError("NVML driver mismatch")
+
+    monkeypatch.setattr(sm, "gpu_reader", broken)
+    t = tracker(uri)
+    t.start_system_metrics(interval=60.0, gpu=True)
+    t.end()
+    run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
+    assert "NVML driver mismatch" in run.data.tags["system_metrics.gpus"]
+    assert "system/cpu_utilization_percentage" in run.data.metrics

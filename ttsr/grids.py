@@ -42,3 +42,10 @@ def save_sample_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     sample_grid(lr_up, ref, sr, hr).save(path, format="PNG")
     return path
+
+
+def first_rows(grid: Image.Image, rows: int) -> Image.Image:
+    """The first ``rows`` rows of a sample grid (square tiles, 4 columns); whole if shorter."""
+    side = (grid.width - 5 * PAD) // 4
+    height = rows * (side + PAD) + PAD
+    return grid if grid.height <= height else grid.crop((0, 0, grid.width, height))

@@ -11,12 +11,19 @@ reference patch), so any LR of at least 1×1 px works and the reference needs at
 Single pair:  python -m ttsr.infer --checkpoint CKPT --lr LR.png --ref REF.png --out SR.png
 Folders:      python -m ttsr.infer --checkpoint CKPT --lr LR_DIR --ref REF_DIR --out OUT_DIR
               (pairs matched by file name without extension; outputs are NAME.png)
+
+CKPT is a checkpoint file (ours or the reference's TTSR.pt), a training checkpoint folder, or
+an MLflow model URI: ``models:/ttsr-<study>/latest`` (a registered version, ``/N`` or ``@alias``),
+``models:/<model id>`` or ``runs:/<run id>/model``, resolved at ``--mlflow-uri`` (default
+$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db). Only a URI imports mlflow.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,7 @@ from ttsr.checkpoint import CheckpointError, load_model
 from ttsr.model import TTSR
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+MODEL_URI_SCHEMES = ("models:/", "runs:/")  # resolved through MLflow (ttsr.mlflow_model)
 
 
 class InferError(Exception):
@@ -131,11 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Super-resolve LR images ×4 with a TTSR checkpoint and reference images "
         "(single pair, or two folders of pairs matched by file name).",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="reference TTSR.pt or ours")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model.pt, reference TTSR.pt, or an MLflow URI: models:/NAME/latest, runs:/ID/model",
+    )
     p.add_argument("--lr", required=True, type=Path, help="LR image or folder")
     p.add_argument("--ref", required=True, type=Path, help="reference image or folder")
     p.add_argument("--out", required=True, type=Path, help="output PNG or folder")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    p.add_argument(
+        "--mlflow-uri",
+        help="tracking server or store of a models:/ or runs:/ checkpoint "
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
     p.add_argument(
         "--search-chunk",
         type=int,
@@ -155,12 +172,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InferError(f"--device {args.device}: CUDA is not available")
     pairs = _pairs(args.lr, args.ref, args.out)
-    if not args.checkpoint.is_file():
-        raise InferError(f"checkpoint not found: {args.checkpoint}")
-    try:
-        model = load_model(args.checkpoint, device=device, search_chunk=args.search_chunk)
-    except CheckpointError as exc:
-        raise InferError(str(exc)) from None
+    model = _load(args.checkpoint, args.mlflow_uri, device=device, search_chunk=args.search_chunk)
 
     progress = None
     if len(pairs) > 1:
@@ -180,6 +192,30 @@ def run(args: argparse.Namespace) -> list[Path]:
     if progress is not None:
         progress.close()
     return written
+
+
+def _load(
+    checkpoint: str, mlflow_uri: str | None, *, device: torch.device, search_chunk: int | None
+) -> TTSR:
+    """The model of a checkpoint file or folder, or of an MLflow model URI."""
+    try:
+        if not checkpoint.startswith(MODEL_URI_SCHEMES):
+            path = Path(checkpoint)
+            if not path.exists():
+                raise InferError(f"checkpoint not found: {checkpoint}")
+            return load_model(path, device=device, search_chunk=search_chunk)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from ttsr.mlflow_model import ModelError, local_checkpoint
+
+        uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        with tempfile.TemporaryDirectory(prefix="ttsr-infer-") as tmp:
+            try:
+                path = local_checkpoint(checkpoint, tmp, tracking_uri=uri)
+            except ModelError as exc:
+                raise InferError(str(exc)) from None
+            return load_model(path, device=device, search_chunk=search_chunk)
+    except CheckpointError as exc:
+        raise InferError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,14 @@ through MLflow's fluent global active-run stack: Tune trials run in worker proce
 threads where that global state is not ours.
 
 Artifacts go where the experiment says; a new experiment gets ``artifact_location`` (default:
-MLflow's, ``./mlruns`` next to a SQLite store).
+MLflow's, ``./mlruns`` next to a SQLite store). Every experiment made or reused here is tagged
+as a model-training one (``mlflow.experimentKind``), so MLflow's UI opens it on its runs table.
+
+What a training run records (`MlflowCallback`): params and tags; the data as two dataset inputs
+(`ttsr.dataset_inputs`); metrics per epoch at step = epoch; the sample grids as step-indexed
+images (the run page's image slider); ``system/...`` metrics from a background thread
+(`ttsr.system_metrics`); and at the end the best checkpoint as an MLflow model
+(`ttsr.mlflow_model`), also when Tune stops the trial early.
 
 Lifecycle: ``MlflowTracker(...)`` creates (or, given ``run_id``, re-opens) the run. Use it as a
 context manager (``train`` does): leaving the block ends the run FINISHED, FAILED on an
@@ -22,6 +29,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +38,28 @@ DEFAULT_EXPERIMENT = "ttsr"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI groups children by it)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MLFLOW_RUN_KEY = "mlflow_run_id"  # a Tune trial reports its run id under this key
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # what the MLflow UI opens an experiment on
+TRAINING_KIND = "custom_model_development"  # its runs table and charts (not the GenAI pages)
+IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images
+IMAGE_KEYS = {"train": "samples_train", "test": "samples_test"}  # grid split -> image key
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as an interrupt so that runs stopped by a scheduler end as KILLED."""
+
+
+def ui_url(base_url: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment's training runs, or of one run's charts and images.
+
+    ``base_url``: the server (``http://host:port``; for a local store, where ``mlflow ui``
+    serves it). The link carries ``workflowType=machine_learning``: MLflow 3.17's UI picks the
+    page an experiment opens on from its GenAI / Model-training switch (kept per browser,
+    GenAI by default), not from the experiment's ``mlflow.experimentKind`` tag.
+    """
+    page = f"runs/{run_id}/model-metrics" if run_id else "runs"
+    return (
+        f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
+    )
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -70,19 +96,25 @@ def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def get_or_create_experiment(
     client: Any, name: str, *, artifact_location: str | None = None
 ) -> str:
-    """The id of experiment ``name`` (restored if it was deleted), created when missing."""
+    """The id of experiment ``name`` (restored if it was deleted), created when missing; tagged
+    as a training experiment unless it already says what kind it is."""
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        if found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except Exception:  # noqa: BLE001 - another process may have created it meanwhile
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        try:
+            return client.create_experiment(
+                name,
+                artifact_location=artifact_location,
+                tags={EXPERIMENT_KIND_TAG: TRAINING_KIND},
+            )
+        except Exception:  # noqa: BLE001 - another process may have created it meanwhile
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    if EXPERIMENT_KIND_TAG not in found.tags:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+    return found.experiment_id
 
 
 class MlflowTracker:
@@ -121,6 +153,8 @@ class MlflowTracker:
         self.run_id: str = run.info.run_id
         self.experiment_id: str = run.info.experiment_id
         self.ended = False
+        self.monitor: Any = None  # a ttsr.system_metrics.SystemMetricsMonitor once started
+        self._before_end: list[Callable[[str], None]] = []
         self._depth = 0
         self._previous_sigterm: Any = None
         atexit.register(self._end_at_exit)
@@ -172,22 +206,109 @@ class MlflowTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
 
-    def log_image(self, path: str | Path) -> None:
-        """A PNG sample grid, under ``samples/`` in the run's artifacts."""
-        self.log_artifact(path, artifact_path="samples")
+    def log_image(self, path: str | Path, *, key: str, step: int) -> None:
+        """A sample grid PNG as the step-``step`` image of ``key`` (the run page's image
+        slider steps through them), cut to its first `IMAGE_ROWS` rows."""
+        from PIL import Image
+
+        from ttsr.grids import first_rows
+
+        with Image.open(path) as image:
+            grid = first_rows(image.convert("RGB"), IMAGE_ROWS)
+        self.client.log_image(self.run_id, grid, key=key, step=step, synchronous=True)
+
+    def log_inputs(self, datasets: list[Any]) -> None:
+        """`mlflow.entities.DatasetInput`s (see `ttsr.dataset_inputs`).
+
+        Parallel trials log the same datasets into one experiment; a SQL store checks for an
+        existing dataset before inserting it, so two trials at once can collide on its unique
+        key. The second try finds the row the other trial wrote.
+        """
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(1, 4):
+            try:
+                self.client.log_inputs(self.run_id, datasets=datasets)
+                return
+            except MlflowException:
+                if attempt == 3:
+                    raise
+                time.sleep(0.2 * attempt)  # a backoff between retries, not a wait for a state
+
+    def start_system_metrics(self, *, interval: float | None = None, gpu: bool = False) -> Any:
+        """Sample ``system/...`` metrics in a background thread until the run ends; ``gpu``:
+        also this process's own GPUs (see `ttsr.system_metrics`). Returns the monitor."""
+        import mlflow
+
+        from ttsr import system_metrics as sm
+
+        if self.monitor is not None:
+            return self.monitor
+        reader, gpus, why = None, [], "none readable (no pynvml or nvidia-smi)"
+        if gpu:
+            try:
+                reader = sm.gpu_reader()
+                gpus = sm.this_process_gpus(reader) if reader is not None else []
+            except Exception as exc:  # noqa: BLE001 - GPU numbers are not worth a failed run
+                reader, why = None, f"none readable ({type(exc).__name__}: {exc})"[:500]
+        if gpus:
+            self.set_tags(
+                {
+                    "system_metrics.gpus": ", ".join(
+                        f"cuda:{g.cuda_index}=nvml:{g.nvml_index} (GPU-{g.uuid})" for g in gpus
+                    )
+                }
+            )
+        elif gpu:
+            self.set_tags({"system_metrics.gpus": why})
+        first = 0
+        if self.resumed:  # continue the sample steps of the earlier attempt
+            history = self.client.get_metric_history(self.run_id, sm.CPU)
+            first = max((m.step for m in history), default=-1) + 1
+        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)  # the thread's own
+        run_id = self.run_id
+
+        def log(metrics: dict[str, float], step: int) -> None:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
+
+        self.monitor = sm.SystemMetricsMonitor(
+            log,
+            interval=interval or sm.default_interval(),
+            gpus=gpus,
+            reader=reader,
+            first_step=first,
+        ).start()
+        return self.monitor
+
+    def before_end(self, fn: Callable[[str], None]) -> None:
+        """Call ``fn(status)`` when the run ends (by `end`, not at interpreter exit); what it
+        raises is reported and does not stop the run from ending."""
+        self._before_end.append(fn)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def end(self, status: str = "FINISHED") -> None:
-        """End the run with FINISHED, FAILED or KILLED; later calls do nothing."""
+        """End the run with FINISHED, FAILED or KILLED; later calls do nothing. First stops
+        the system-metrics thread (its last sample) and runs the `before_end` hooks."""
         if self.ended:
             return
         self.ended = True
+        if self.monitor is not None:
+            self.monitor.stop()
+        for fn in self._before_end:
+            try:
+                fn(status)
+            except Exception as exc:  # noqa: BLE001 - ending the run matters more
+                print(f"MLflow run {self.run_id}: {fn.__qualname__} failed at its end: {exc}")
         self.client.set_terminated(self.run_id, status=status)
 
     def _end_at_exit(self) -> None:
         # The interpreter is exiting with the run still open: the code that should have ended
-        # it never got there.
+        # it never got there. No hooks: they may need threads that are already gone.
         if not self.ended:
+            self._before_end.clear()
             try:
                 self.end("KILLED")
             except Exception:  # noqa: BLE001, S110 - nothing left to report to at exit
@@ -219,19 +340,50 @@ class MlflowTracker:
 class MlflowCallback:
     """Logs a training run to an `MlflowTracker`'s run (a `ttsr.train.Callback`).
 
-    Params (the config) and tags (device, VGG weights, warnings) at the start; every epoch's
-    metrics at step = epoch and its sample grids; at the end the best model file and the stop
-    reason. The tracker's owner enters it (``with tracker:``) so the run's status follows the
-    call that trains.
+    At the start: params (the config), tags (device, VGG weights, warnings), the training and
+    validation data as dataset inputs, and the system-metrics thread (every
+    ``system_metrics_interval`` seconds; default ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
+    or 10; GPUs when the run trains on one). Every epoch: its metrics at step = epoch and its
+    sample grids as images at that step. At the end: the best checkpoint as the run's MLflow
+    model (`ttsr.mlflow_model`) and the stop reason. A run that ends without reaching
+    ``on_train_end`` (Tune stopped the trial, or it failed) logs the best checkpoint written so
+    far as it ends; Tune may end a stopped trial's process before that is done, which is why the
+    driver calls `ttsr.mlflow_model.log_missing_models`. The tracker's owner enters it
+    (``with tracker:``) so the run's status follows the call that trains.
     """
 
-    def __init__(self, tracker: MlflowTracker) -> None:
+    def __init__(
+        self,
+        tracker: MlflowTracker,
+        *,
+        system_metrics_interval: float | None = None,
+        log_model: bool = True,
+    ) -> None:
         self.tracker = tracker
         self.logged: set[int] = set()  # epochs the run holds
+        self.system_metrics_interval = system_metrics_interval
+        self.log_model = log_model
+        self.best_dir: Path | None = None
+        self.model_id: str | None = None  # the logged model, once logged
+        self.model_seconds: float | None = None  # what logging it took
 
     def on_train_start(self, info: Any) -> None:
+        from ttsr.dataset_inputs import dataset_inputs
+
         self.tracker.log_params(info.config.to_dict())
         self.tracker.set_tags(info.tags)
+        self.tracker.log_inputs(dataset_inputs(info.config))
+        self.tracker.start_system_metrics(
+            interval=self.system_metrics_interval, gpu=info.tags.get("device", "cpu") != "cpu"
+        )
+        self.best_dir = Path(info.out_dir) / "checkpoints" / "best"
+        if self.log_model:
+            # A trial Tune stops is ended moments after its last report: have the imports done
+            # by then, so that what logging the model takes at the end is mostly its upload.
+            import mlflow.models  # noqa: F401
+            import mlflow.pyfunc  # noqa: F401
+
+            self.tracker.before_end(self._log_model_at_end)
         self._hold_every_epoch_once(info.history)
 
     def _hold_every_epoch_once(self, history: tuple[dict[str, Any], ...]) -> None:
@@ -252,21 +404,20 @@ class MlflowCallback:
     def on_epoch_end(
         self, metrics: dict[str, Any], checkpoint_dir: Path, images: dict[str, Path]
     ) -> None:
-        epoch = int(metrics["epoch"])
-        if epoch in self.logged:
+        step = int(metrics["epoch"])
+        if step in self.logged:
             return
-        self.tracker.log_metrics(metrics, step=epoch)
-        self.logged.add(epoch)
-        for path in images.values():
-            self.tracker.log_image(path)
+        self.tracker.log_metrics(metrics, step=step)
+        self.logged.add(step)
+        for split, path in images.items():
+            self.tracker.log_image(path, key=IMAGE_KEYS.get(split, f"samples_{split}"), step=step)
 
     def on_train_end(self, result: Any) -> None:
         from ttsr import names
-        from ttsr.checkpoint import MODEL_FILE
 
-        best = result.best_checkpoint
-        if best is not None and (best / MODEL_FILE).is_file():
-            self.tracker.log_artifact(best / MODEL_FILE, "checkpoints/best")
+        if self.log_model and result.best_checkpoint is not None:
+            self.best_dir = Path(result.best_checkpoint)
+            self.log_best_model()
         self.tracker.set_tags(
             {
                 names.STOP_REASON: result.stop_reason,
@@ -275,3 +426,22 @@ class MlflowCallback:
                 **({names.STOP_SIGNAL: result.stop_signal} if result.stop_signal else {}),
             }
         )
+
+    def log_best_model(self) -> str | None:
+        """Log the best checkpoint as the run's model (once); None when there is none yet."""
+        from ttsr.checkpoint import resolve_checkpoint_dir
+        from ttsr.mlflow_model import log_checkpoint
+
+        if self.model_id is not None or self.best_dir is None:
+            return self.model_id
+        try:
+            best = resolve_checkpoint_dir(self.best_dir)
+        except FileNotFoundError:
+            return None  # no epoch improved (or none finished) before the run ended
+        t0 = time.perf_counter()
+        self.model_id = log_checkpoint(self.tracker.client, self.tracker.run_id, best)
+        self.model_seconds = time.perf_counter() - t0
+        return self.model_id
+
+    def _log_model_at_end(self, status: str) -> None:
+        self.log_best_model()

@@ -145,10 +145,11 @@ def test_killed_trial_worker_resumes_and_diverged_trial_stops(tmp_path, ray_temp
     assert sorted(steps) == list(range(0, EPOCHS + 1)), steps  # continued, nothing logged twice
     div_run = by_trial[div_id]
     assert div_run.data.tags[names.STOP_REASON] == names.STOP_DIVERGED
-    best = Path(client.download_artifacts(div_run.info.run_id, "checkpoints/best", str(tmp_path)))
     from ttsr.checkpoint import load_checkpoint, load_model
+    from ttsr.mlflow_model import local_checkpoint
 
-    ckpt = load_checkpoint(best / "model.pt")
+    best = local_checkpoint(f"runs:/{div_run.info.run_id}/model", tmp_path, tracking_uri=uri)
+    ckpt = load_checkpoint(best)
     assert ckpt["epoch"] == 1 and math.isfinite(ckpt["val_psnr"])
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
-    load_model(best / "model.pt")
+    load_model(best)

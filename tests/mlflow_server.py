@@ -1,0 +1,101 @@
+"""A real ``mlflow server`` for tests: 127.0.0.1, a free port, SQLite store, served artifacts,
+one worker, no job execution; started and stopped by PID (``cluster.procs``).
+
+    with MlflowServer(root) as server:      # server.uri = "http://127.0.0.1:PORT"
+        server.stop(); server.start()       # an outage: the same port, store and artifacts
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cluster import procs
+
+START_TIMEOUT = 120.0  # seconds: the server imports slowly on a loaded 2-core machine
+UNSET = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+class MlflowServer:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.port = procs.free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: procs.Started | None = None
+        self.starts = 0
+
+    def start(self) -> MlflowServer:
+        (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        self.starts += 1
+        argv = [sys.executable, "-m", "mlflow", "server"]
+        argv += ["--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
+        argv += ["--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts"]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        self.proc = procs.start(
+            f"mlflow-server-{self.starts}",
+            argv,
+            log_dir=self.root / "logs",
+            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            unset=UNSET,
+            cwd=self.root,
+        )
+        try:
+            procs.wait_http(f"{self.uri}/health", timeout=START_TIMEOUT, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the server's processes (by PID); fails if any survives."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        left = proc.stop(grace=8.0)
+        assert not left, f"mlflow server processes survived: {sorted(left)}\n{proc.log_tail()}"
+
+    def log_tail(self) -> str:
+        return self.proc.log_tail() if self.proc is not None else ""
+
+    def __enter__(self) -> MlflowServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def train_tiny_run(uri: str, out_dir: Path, *, experiment: str, epochs: int = 3) -> dict:
+    """A tiny training run (the real loop, 32 px, 8 features) logged to ``uri``; returns the
+    run id, the TrainResult and the callback."""
+    import torch
+
+    from ttsr.config import TrainConfig
+    from ttsr.tracking import MlflowCallback, MlflowTracker
+    from ttsr.train import train
+
+    config = TrainConfig.from_dict(
+        dict(
+            size=32,
+            batch_size=2,
+            fraction=0.03,
+            n_feats=8,
+            num_res_blocks="1+1+1+1",
+            epochs=epochs,
+            patience=None,
+            device="cpu",
+            out_dir=str(out_dir),
+            num_samples_grid=2,
+            seed=0,
+        )
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tracker = MlflowTracker(tracking_uri=uri, experiment=experiment, run_name="tiny")
+        callback = MlflowCallback(tracker, system_metrics_interval=1.0)
+        with tracker:
+            result = train(config, callbacks=[callback], progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return {"run_id": tracker.run_id, "result": result, "callback": callback, "tracker": tracker}

@@ -1,0 +1,447 @@
+"""TTSR as an MLflow model: log a run's best checkpoint, register a study's best, load by URI.
+
+A logged model's directory (MLflow's model layout)::
+
+    MLmodel            flavours ``ttsr`` (loads into a `ttsr.model.TTSR`) and ``python_function``
+    data/model.pt      the checkpoint file ttsr.train writes (reference-layout weights plus the
+                       architecture, "ttsr-tune/1"): what ``ttsr.infer --checkpoint`` reads
+    code/ttsr/         the sources the pyfunc loader imports, so it loads where ttsr is not
+                       installed
+    requirements.txt   explicit pins of what is installed here (no environment inference)
+
+Ways in:
+- ``load_model(uri)`` -> a `TTSR` in eval mode (the ``ttsr`` flavour);
+- ``mlflow.pyfunc.load_model(uri).predict({"lr": LR, "ref": REF})`` -> SR, uint8 (H, W, 3)
+  arrays in and out, exactly what ``python -m ttsr.infer`` computes for that pair;
+- ``python -m ttsr.infer --checkpoint models:/ttsr-<study>/latest`` (or ``runs:/<id>/model``,
+  ``models:/<model id>``): `local_checkpoint` downloads the model and hands over data/model.pt.
+
+Logging (`log_model`) goes through an explicit client: create the run's LoggedModel, write the
+directory locally, upload it, mark it READY, and record it as the run's output at the best
+epoch. A run logs its model when it ends (`ttsr.tracking.MlflowCallback`); a trial Tune stops
+early is ended within moments, often before that, so the driver logs what is missing from
+Tune's checkpoints (`log_missing_models`). `register_best_model` registers a study's best run's
+model as version N of ``ttsr-<study>``. Nothing here touches the network beyond the tracking
+server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+FLAVOR = "ttsr"
+MODEL_NAME = "model"  # the LoggedModel's name within its run (runs:/<run id>/model)
+DATA_FILE = "model.pt"
+REGISTERED_PREFIX = "ttsr-"
+REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow", "pydantic")
+# What the pyfunc loader imports (this module, ttsr.checkpoint, ttsr.model, ttsr.infer and
+# theirs): the model's code/ttsr/. Few files, as each is one upload to a tracking server
+# (tests/test_mlflow_model.py loads the pyfunc from these alone).
+CODE_FILES = (
+    "__init__.py",
+    "atomic.py",
+    "checkpoint.py",
+    "config.py",
+    "fused_search.py",
+    "infer.py",
+    "mlflow_model.py",
+    "model.py",
+    "names.py",
+    "search.py",
+    "vgg/__init__.py",
+    "vgg/features.py",
+    "vgg/weights.py",
+)
+URI_SCHEMES = ("models:/", "runs:/")
+
+
+class ModelError(Exception):
+    """A model URI that cannot be resolved, or a run without a logged model (one line)."""
+
+
+def registered_name(study: str) -> str:
+    return f"{REGISTERED_PREFIX}{study}"
+
+
+def is_model_uri(text: str) -> bool:
+    return text.startswith(URI_SCHEMES)
+
+
+def pip_requirements() -> list[str]:
+    """Pins of what runs the model here (local version parts such as +cu130 dropped)."""
+    out = []
+    for name in ("mlflow", *REQUIREMENTS):
+        try:
+            out.append(f"{name}=={metadata.version(name).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def signature() -> Any:
+    """LR and reference images in, the SR image out: uint8 (H, W, 3) arrays."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    image = np.dtype(np.uint8)
+    return ModelSignature(
+        inputs=Schema(
+            [TensorSpec(image, (-1, -1, 3), "lr"), TensorSpec(image, (-1, -1, 3), "ref")]
+        ),
+        outputs=Schema([TensorSpec(image, (-1, -1, 3))]),
+    )
+
+
+def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = None) -> Path:
+    """Write the MLflow model directory ``path`` for ``checkpoint`` (a model.pt file).
+
+    Written here rather than by ``mlflow.pyfunc.save_model``, which checks the requirements
+    against every installed distribution (~5 s per process on the CPU demo machine); the files
+    and the MLmodel are the ones it writes.
+    """
+    import platform
+
+    import mlflow.pyfunc
+    import yaml
+    from mlflow.models import Model
+
+    from ttsr.checkpoint import checkpoint_model_config
+
+    checkpoint, path = Path(checkpoint), Path(path)
+    config = checkpoint_model_config(checkpoint)  # a bad file fails here, not at load time
+    path.mkdir(parents=True, exist_ok=False)
+    (path / "data").mkdir()
+    shutil.copyfile(checkpoint, path / "data" / DATA_FILE)
+    package = Path(__file__).resolve().parent
+    for name in CODE_FILES:
+        (path / "code" / "ttsr" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package / name, path / "code" / "ttsr" / name)
+    requirements = pip_requirements()
+    (path / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    python = platform.python_version()
+    pip = f"pip=={metadata.version('pip')}" if _installed("pip") else "pip"
+    (path / "python_env.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "python": python,
+                "build_dependencies": [pip, "setuptools", "wheel"],
+                "dependencies": ["-r requirements.txt"],
+            },
+            sort_keys=False,
+        )
+    )
+    (path / "conda.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "channels": ["conda-forge"],
+                "dependencies": [f"python={python}", "pip", {"pip": requirements}],
+                "name": "mlflow-env",
+            },
+            sort_keys=False,
+        )
+    )
+    model = mlflow_model if mlflow_model is not None else Model()
+    model.signature = signature()
+    model.add_flavor(
+        FLAVOR,
+        data=f"data/{DATA_FILE}",
+        n_feats=config.n_feats,
+        num_res_blocks=list(config.num_res_blocks),
+        res_scale=config.res_scale,
+    )
+    mlflow.pyfunc.add_to_model(
+        model,
+        loader_module="ttsr.mlflow_model",
+        data=f"data/{DATA_FILE}",
+        code="code",
+        conda_env="conda.yaml",
+        python_env="python_env.yaml",
+    )
+    model.model_size_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    model.save(str(path / "MLmodel"))
+    return path
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def log_model(
+    client: Any,
+    run_id: str,
+    checkpoint: str | Path,
+    *,
+    step: int,
+    tags: dict[str, Any] | None = None,
+) -> str:
+    """Log ``checkpoint`` as the run's LoggedModel ``model`` at ``step``; returns its model id."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        tags={k: str(v) for k, v in (tags or {}).items()},
+        model_type="ttsr",
+    )
+    try:
+        mlflow_model = Model(
+            artifact_path=logged.artifact_location,
+            run_id=run_id,
+            model_uuid=logged.model_id,
+            model_id=logged.model_id,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = save_model(checkpoint, Path(tmp) / "model", mlflow_model=mlflow_model)
+            client.log_model_artifacts(logged.model_id, str(local))
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    except BaseException:
+        try:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        except Exception:  # noqa: BLE001, S110 - the original error is the one to report
+            pass
+        raise
+    return logged.model_id
+
+
+def run_model_id(client: Any, run_id: str, *, name: str = MODEL_NAME) -> str:
+    """The id of the run's logged model ``name`` (the latest READY one, if it logged several)."""
+    from mlflow.entities import LoggedModelStatus
+
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs is not None else []
+    ready = []
+    for output in outputs:
+        model = client.get_logged_model(output.model_id)
+        if model.status == LoggedModelStatus.READY and model.name == name:
+            ready.append((model.creation_timestamp, output.step, model.model_id))
+    if not ready:
+        raise ModelError(f"run {run_id} has no logged model {name!r} (no best checkpoint logged)")
+    return max(ready)[2]
+
+
+def has_model(client: Any, run_id: str) -> bool:
+    try:
+        run_model_id(client, run_id)
+    except ModelError:
+        return False
+    return True
+
+
+def log_missing_models(tracking_uri: str, checkpoints: Mapping[str, str | Path]) -> dict[str, str]:
+    """Log the best checkpoint of each run that has no READY model yet; -> {run id: model id}
+    of the models logged here.
+
+    For the driver, after a study: a trial that Tune stops (ASHA, a stopper) is ended within
+    moments of its last report, often before its own run could log its model. ``checkpoints``
+    maps each trial's run id to its best checkpoint (a training checkpoint folder holding
+    model.pt, or a model.pt file) in Tune's storage.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    logged = {}
+    for run_id, checkpoint in checkpoints.items():
+        if not has_model(client, run_id):
+            logged[run_id] = log_checkpoint(client, run_id, checkpoint)
+    return logged
+
+
+def log_checkpoint(client: Any, run_id: str, checkpoint: str | Path) -> str:
+    """`log_model` for a checkpoint folder or model.pt file, at the epoch it records."""
+    from ttsr.checkpoint import MODEL_FILE, load_checkpoint, resolve_checkpoint_dir
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = resolve_checkpoint_dir(path) / MODEL_FILE
+    saved = load_checkpoint(path)
+    epoch = int(saved.get("epoch", 0))
+    return log_model(
+        client, run_id, path, step=epoch, tags={"epoch": epoch, "val_psnr": saved.get("val_psnr")}
+    )
+
+
+def register_best_model(
+    tracking_uri: str, study_name: str, run_id: str, *, checkpoint: str | Path | None = None
+) -> int:
+    """Register the logged model of ``run_id`` (the study's best trial) as a new version of
+    ``ttsr-<study_name>``; returns the version number (1 for the first).
+
+    checkpoint: the run's best checkpoint, logged first when the run has no model yet (a trial
+    Tune stopped); without it such a run is a `ModelError`.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if checkpoint is not None and not has_model(client, run_id):
+        log_checkpoint(client, run_id, checkpoint)
+    model_id = run_model_id(client, run_id)
+    name = registered_name(study_name)
+    try:
+        client.create_registered_model(
+            name, tags={"study": study_name}, description=f"Best TTSR of study {study_name}"
+        )
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    # The source is the model's artifact location, not models:/<id>: a SQL registry store
+    # resolves model ids with the global tracking URI, not this client's.
+    version = client.create_model_version(
+        name,
+        source=client.get_logged_model(model_id).artifact_location,
+        run_id=run_id,
+        model_id=model_id,
+        tags={"study": study_name},
+    )
+    return int(version.version)
+
+
+# --- from a URI to a model ---------------------------------------------------------------------
+def local_checkpoint(uri: str, dst: str | Path, *, tracking_uri: str | None = None) -> Path:
+    """Download the model.pt of the model at ``uri`` into ``dst``; -> its local path.
+
+    uri: ``models:/<name>/<version|latest|stage>``, ``models:/<name>@<alias>``,
+    ``models:/<model id>``, ``runs:/<run id>/model``, or a ``.pt`` file's URI
+    (``runs:/<run id>/.../model.pt``). Only MLmodel and model.pt travel, not the model's code.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from ttsr.tracking import DEFAULT_TRACKING_URI
+
+    tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
+    dst, uri = Path(dst), uri.rstrip("/")
+    if uri.endswith(".pt"):
+        return _download(uri, dst, tracking_uri, model_uri=uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        base = model_location(client, uri)
+    except MlflowException as exc:
+        raise ModelError(f"{uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
+    except ModelError as exc:
+        raise ModelError(f"{uri}: {exc}") from None
+    meta = _download(f"{base}/MLmodel", dst / "meta", tracking_uri, model_uri=uri)
+    conf = Model.load(str(meta)).flavors
+    if FLAVOR not in conf:
+        raise ModelError(f"{uri}: not a TTSR model (its MLmodel has no {FLAVOR!r} flavour)")
+    return _download(f"{base}/{conf[FLAVOR]['data']}", dst / "model", tracking_uri, model_uri=uri)
+
+
+def model_location(client: Any, uri: str) -> str:
+    """The artifact location of the model directory that ``uri`` names.
+
+    Resolved here with the client's own URIs: MLflow itself resolves model ids (what registered
+    versions and ``runs:/`` URIs of logged models point to) with the global tracking URI.
+    """
+    if uri.startswith("runs:/"):
+        run_id, _, name = uri.removeprefix("runs:/").partition("/")
+        return client.get_logged_model(
+            run_model_id(client, run_id, name=name or MODEL_NAME)
+        ).artifact_location
+    if not uri.startswith("models:/"):
+        raise ModelError("not a models:/ or runs:/ URI")
+    rest = uri.removeprefix("models:/")
+    name, _, suffix = rest.partition("/")
+    if "@" in name and not suffix:
+        name, alias = name.rsplit("@", 1)
+        version = client.get_model_version_by_alias(name, alias)
+    elif suffix.isdigit():
+        version = client.get_model_version(name, suffix)
+    elif suffix.lower() == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise ModelError(f"registered model {name!r} has no versions")
+        version = max(versions, key=lambda v: int(v.version))
+    elif suffix:
+        (version,) = client.get_latest_versions(name, [suffix]) or [None]
+        if version is None:
+            raise ModelError(f"registered model {name!r} has no version in {suffix!r}")
+    else:  # models:/<model id>
+        return client.get_logged_model(name).artifact_location
+    source = version.source
+    if source.startswith("models:/"):
+        return client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    return source
+
+
+def _first_line(exc: Any) -> str:
+    lines = str(getattr(exc, "message", exc)).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _download(uri: str, dst: Path, tracking_uri: str, *, model_uri: str) -> Path:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri,
+                dst_path=str(dst),
+                tracking_uri=tracking_uri,
+                registry_uri=tracking_uri,
+            )
+        )
+    except MlflowException as exc:
+        raise ModelError(f"{model_uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
+
+
+def load_model(
+    uri: str, *, tracking_uri: str | None = None, device: str = "cpu", **kwargs: Any
+) -> Any:
+    """The ``ttsr`` flavour: the model at ``uri`` as a `ttsr.model.TTSR` (eval mode).
+    kwargs go to `ttsr.checkpoint.load_model` (search_chunk, search_dtype)."""
+    from ttsr.checkpoint import load_model as load_checkpoint_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = local_checkpoint(uri, tmp, tracking_uri=tracking_uri)
+        return load_checkpoint_model(path, device=device, **kwargs)
+
+
+# --- python_function flavour -------------------------------------------------------------------
+class TTSRPredictor:
+    """What ``mlflow.pyfunc.load_model`` wraps: LR + reference image -> SR image."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        import torch
+
+        from ttsr.checkpoint import load_model as load_checkpoint_model
+
+        self.device = torch.device(device)
+        self.model = load_checkpoint_model(path, device=self.device)
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        """model_input: {"lr": (h, w, 3) uint8, "ref": (H, W, 3) uint8} -> (4h, 4w, 3) uint8."""
+        import numpy as np
+
+        from ttsr.infer import super_resolve
+
+        try:
+            lr, ref = model_input["lr"], model_input["ref"]
+        except (KeyError, TypeError, IndexError):
+            raise ModelError(
+                "predict takes {'lr': image, 'ref': image} (uint8 H x W x 3)"
+            ) from None
+        lr, ref = np.asarray(lr, dtype=np.uint8), np.asarray(ref, dtype=np.uint8)
+        return super_resolve(self.model, lr, ref, device=self.device)
+
+
+def _load_pyfunc(data_path: str) -> TTSRPredictor:
+    """MLflow's pyfunc loader hook (``loader_module: ttsr.mlflow_model``)."""
+    return TTSRPredictor(data_path)
