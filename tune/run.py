@@ -95,11 +95,13 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
                 parent_run_id=parent.run_id,
                 notes=[n.removeprefix("note: ") for n in the_plan.notes],
             )
+            publish_models(out, study.name, parent.tracking_uri)
             print(out.summary)
     elapsed = time.monotonic() - started
     print(f"\nstudy {study.name!r} done in {elapsed:.0f} s ({study.profile} profile)")
     print(f"results:    {the_plan.experiment_dir}")
     print(f"look at it: {mlflow_ui_command(parent.tracking_uri)}")
+    print(f"            then {study_page(parent.tracking_uri, parent.experiment_id)}")
     return 0 if status == FINISHED else 1
 
 
@@ -131,6 +133,47 @@ def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
             callbacks=[progress],
         )
     t.fit()
+
+
+def study_page(tracking_uri: str, experiment_id: str) -> str:
+    """The UI page of the study's training runs (the link says so: MLflow 3 may otherwise open
+    its GenAI page)."""
+    from ttsr.tracking import ui_url
+
+    local = not tracking_uri.startswith(("http://", "https://"))
+    return ui_url("http://127.0.0.1:5000" if local else tracking_uri, experiment_id)
+
+
+def publish_models(out, study_name: str, tracking_uri: str) -> None:
+    """Every trial's best checkpoint as an MLflow model (a trial Tune stopped early could not log
+    its own), and the study's best trial registered as ``ttsr-<study>``. A failure here (e.g.
+    the tracking server is down) is reported in one line; the study's results stand."""
+    from ttsr.mlflow_model import log_missing_models, register_best_model, registered_name
+    from ttsr.tracking import MLFLOW_RUN_KEY
+
+    trials = out.trials
+    if trials.empty or MLFLOW_RUN_KEY not in trials:
+        return
+    checkpoints = {
+        r[MLFLOW_RUN_KEY]: r["best_checkpoint"]
+        for _, r in trials.iterrows()
+        if r[MLFLOW_RUN_KEY] and r["best_checkpoint"]
+    }
+    best = out.best or {}
+    try:
+        log_missing_models(tracking_uri, checkpoints)
+        if best.get(MLFLOW_RUN_KEY) and best.get("best_checkpoint"):
+            version = register_best_model(
+                tracking_uri, study_name, best[MLFLOW_RUN_KEY], checkpoint=best["best_checkpoint"]
+            )
+            name = registered_name(study_name)
+            print(
+                f"best model: models:/{name}/{version} (python -m ttsr.infer --checkpoint "
+                f"models:/{name}/latest --mlflow-uri {tracking_uri} ...)"
+            )
+    except Exception as e:  # noqa: BLE001 - the models are a convenience on top of the results
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"warning: could not log or register the models in MLflow ({first})")
 
 
 def open_parent_run(the_plan: plan.Plan, options: Options):
