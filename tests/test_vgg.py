@@ -228,3 +228,23 @@ def test_check_cli_errors_are_one_line(no_cache, monkeypatch, capsys):
     assert vgg_cli.main(["status"]) == 2  # nothing anywhere
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "python -m ttsr.vgg download" in err
+
+
+def test_random_vgg_is_one_network_whatever_the_seed():
+    # val_perceptual with random features must be the same measure in every trial.
+    import torch
+
+    from ttsr.vgg import random_vgg19_features
+
+    torch.manual_seed(0)
+    a = random_vgg19_features()
+    state = torch.get_rng_state()
+    torch.manual_seed(1)
+    b = random_vgg19_features()
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb), ka
+    torch.manual_seed(0)
+    random_vgg19_features()
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is not consumed
+    w = a[0].weight
+    assert abs(w.std().item() - (2.0 / (w.shape[0] * 9)) ** 0.5) < 0.02  # kaiming fan_out

@@ -14,6 +14,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
@@ -22,17 +23,29 @@ from ttsr.vgg.weights import DOWNLOAD_COMMAND, ENV_VAR, cache_path, load_feature
 log = logging.getLogger(__name__)
 
 
+RANDOM_VGG_SEED = 19  # the one random VGG19 every run without ImageNet weights gets
+
+
 def random_vgg19_features() -> nn.Sequential:
     """`vgg19(weights=None).features` with torchvision's init, without building the classifier.
 
     The classifier holds 120 M parameters whose random init alone takes seconds; the LTE and the
     perceptual loss only ever use `features`.
+
+    Always the same random network (drawn from its own generator, seeded `RANDOM_VGG_SEED`; the
+    global RNG is untouched): a perceptual loss or `val_perceptual` measured with random features
+    must be the same measure in every trial, whatever the trial's seed.
     """
     features = make_layers(cfgs["E"], batch_norm=False)
-    for m in features.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.constant_(m.bias, 0)
+    generator = torch.Generator().manual_seed(RANDOM_VGG_SEED)
+    with torch.no_grad():
+        for m in features.modules():
+            if isinstance(m, nn.Conv2d):
+                # kaiming_normal_(mode="fan_out", nonlinearity="relu"), from our generator
+                fan_out = m.weight.shape[0] * m.weight[0, 0].numel()
+                std = (2.0 / fan_out) ** 0.5
+                m.weight.normal_(0.0, std, generator=generator)
+                nn.init.constant_(m.bias, 0)
     return features
 
 
