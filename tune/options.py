@@ -215,14 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted invocation: its Tune experiment dir inside --storage "
         "(default: the latest one of this study); loads Tune's pickled state",
     )
-    p.add_argument(
-        "--num-cpus", type=int, default=None, help="local Ray only: CPUs it may use (default all)"
-    )
-    p.add_argument(
-        "--ray-temp-dir",
-        default=None,
-        help="local Ray only: its session/socket dir (keep it short, e.g. /tmp/rt_x)",
-    )
+    _add_local_ray_flags(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan; start nothing")
     p.add_argument(
         "--measure",
@@ -233,6 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument(
+        "--allow-random-vgg",
+        action="store_true",
+        help="run a seed-profile quality study without ImageNet VGG19 weights (random "
+        "texture-extractor and perceptual features; recorded on the parent run)",
+    )
+    return p
+
+
+def _add_local_ray_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of the Ray this command starts when no --address is given."""
+    p.add_argument(
+        "--num-cpus", type=int, default=None, help="local Ray only: CPUs it may use (default all)"
+    )
+    p.add_argument(
+        "--ray-temp-dir",
+        default=None,
+        help="local Ray only: its session/socket dir (keep it short, e.g. /tmp/rt_x)",
+    )
+    p.add_argument(
         "--no-dashboard",
         action="store_true",
         help="local Ray only: don't start the Ray dashboard (default: on 127.0.0.1:8265)",
@@ -240,10 +252,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dashboard-port", type=int, default=8265, help="local Ray only: dashboard port"
     )
-    p.add_argument(
-        "--allow-random-vgg",
-        action="store_true",
-        help="run a seed-profile quality study without ImageNet VGG19 weights (random "
-        "texture-extractor and perceptual features; recorded on the parent run)",
-    )
-    return p
