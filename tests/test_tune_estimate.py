@@ -239,4 +239,4 @@ def test_measure_times_the_trial_configs_on_this_gpu(tmp_path):
     assert all(f.peak_gib and f.peak_gib > 0 for f in figures.rows if f.losses != "infer")
     e = estimate.estimate_study(study, _cluster(gpus=1), sets=[figures])
     assert [t.how for t in e.trials] == ["table", "table"]
-    assert "measured" in e.speedup
+    assert "measured" in e.speedup and "(--measure)" in "\n".join(e.lines())

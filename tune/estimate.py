@@ -58,6 +58,7 @@ class FigureSet:
     n_feats: int
     num_res_blocks: str
     rows: tuple[Figure, ...]
+    source: str = f"benchmarks/{FIGURES.name}"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FigureSet:
@@ -372,7 +373,7 @@ def describe(e: StudyEstimate) -> list[str]:
         + (f" × {e.share:g} GPU each" if e.share < 1 else "")
         + f", on {e.cluster}"
     )
-    figures = f"{e.figures.describe()}, benchmarks/{FIGURES.name}"
+    figures = f"{e.figures.describe()}, {e.figures.source}"
     lines.append(f"assumed    figures: {figures}; {e.speedup}")
     sources: dict[str, list[str]] = {}
     for t in (*e.trials, *([e.warm_start] if e.warm_start else [])):

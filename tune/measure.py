@@ -48,6 +48,7 @@ def measure_figures(
         n_feats=first.n_feats,
         num_res_blocks=first.num_res_blocks,
         rows=tuple(rows.values()),
+        source="timed on this machine (--measure)",
     )
 
 
