@@ -46,8 +46,19 @@ def test_profile_follows_data_and_the_cluster_gpus(tmp_path):
     forced = _options(
         tmp_path, "--study", "train-time", "--profile", "seed", "--data", str(tmp_path)
     )
+    # a dry run plans anyway and records what would stop the real run; a real run stops
+    dry = plan.make(plan.check(studies, forced), forced, Cluster((_node(8, 0),), "cpu only"))
+    assert len(dry.blockers) == 1 and dry.blockers[0].startswith("--gpus-per-trial 1")
+    assert "no GPU" in dry.blockers[0] and "would stop --gpus-per-trial 1" in dry.describe()
+    real = parse_options([*forced_args(tmp_path), "--study", "train-time", "--profile", "seed"])
     with pytest.raises(PreflightError, match="--gpus-per-trial 1 .*no GPU"):
-        plan.make(plan.check(studies, forced), forced, Cluster((_node(8, 0),), "cpu only"))
+        plan.make(plan.check(studies, real), real, Cluster((_node(8, 0),), "cpu only"))
+
+
+def forced_args(tmp_path: Path) -> list[str]:
+    """A real (not dry) run's flags: storage and store in tmp_path, --data there."""
+    return ["--storage", str(tmp_path / "rr"), "--mlflow-uri", f"sqlite:///{tmp_path}/m.db",
+            "--data", str(tmp_path)]  # fmt: skip
 
 
 def test_flags_become_overrides_named_after_the_flag(tmp_path):

@@ -55,6 +55,8 @@ class Options:
     no_dashboard: bool
     dashboard_port: int
     allow_random_vgg: bool = False  # run a seed-profile quality study without ImageNet VGG19
+    optuna_storage: str | None = None  # RDB URL of the Optuna study; None = beside MLflow's
+    measure: bool = False  # dry run: time a few steps of each trial config on this GPU
 
     @property
     def local_ray(self) -> bool:
@@ -108,6 +110,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         no_dashboard=args.no_dashboard,
         dashboard_port=args.dashboard_port,
         allow_random_vgg=args.allow_random_vgg,
+        optuna_storage=args.optuna_storage,
+        measure=args.measure,
     )
     _check_values(options)
     return options
@@ -136,6 +140,8 @@ def _check_values(o: Options) -> None:
         raise PreflightError(f"--gpus-per-trial {o.gpus_per_trial:g}: must be >= 0")
     if o.cpus_per_trial is not None and o.cpus_per_trial <= 0:
         raise PreflightError(f"--cpus-per-trial {o.cpus_per_trial:g}: must be > 0")
+    if o.measure and not o.dry_run:
+        raise PreflightError("--measure: only with --dry-run (it times steps on this GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="ray_results",
         help="Tune results: local dir (made absolute) or s3://... for multi-node clusters",
     )
+    p.add_argument(
+        "--optuna-storage",
+        default=None,
+        metavar="URL",
+        help="RDB storage of a searched study's Optuna study (any SQLAlchemy URL, e.g. "
+        "postgresql://USER@HOST/DB), for optuna-dashboard; default: optuna.db beside a "
+        "sqlite MLflow store, else $PWD/optuna.db",
+    )
     p.add_argument("--experiments", default=str(DEFAULT_EXPERIMENTS), help="studies YAML file")
     p.add_argument(
         "--set",
@@ -201,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted invocation: its Tune experiment dir inside --storage "
         "(default: the latest one of this study); loads Tune's pickled state",
     )
+    _add_local_ray_flags(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan; start nothing")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="with --dry-run: estimate the seed profile's trial times and memory from a few "
+        "training steps of each trial config on this machine's CUDA GPU, instead of "
+        "benchmarks/figures.json",
+    )
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument(
+        "--allow-random-vgg",
+        action="store_true",
+        help="run a seed-profile quality study without ImageNet VGG19 weights (random "
+        "texture-extractor and perceptual features; recorded on the parent run)",
+    )
+    return p
+
+
+def _add_local_ray_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of the Ray this command starts when no --address is given."""
     p.add_argument(
         "--num-cpus", type=int, default=None, help="local Ray only: CPUs it may use (default all)"
     )
@@ -209,8 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="local Ray only: its session/socket dir (keep it short, e.g. /tmp/rt_x)",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the plan; start nothing")
-    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument(
         "--no-dashboard",
         action="store_true",
@@ -219,10 +252,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dashboard-port", type=int, default=8265, help="local Ray only: dashboard port"
     )
-    p.add_argument(
-        "--allow-random-vgg",
-        action="store_true",
-        help="run a seed-profile quality study without ImageNet VGG19 weights (random "
-        "texture-extractor and perceptual features; recorded on the parent run)",
-    )
-    return p

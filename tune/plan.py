@@ -1,22 +1,29 @@
 """What one ``tune/run.py`` invocation will do, resolved before anything starts.
 
 ``check`` validates everything that needs no cluster (the study with every override, storage,
-the MLflow store, the Ray address, ``--data``, what ``--resume`` continues) and returns a
-``Request``; ``make`` picks the profile for the cluster at hand and returns the ``Plan`` that
-``--dry-run`` prints and the run follows. Both raise ``StudyError``/``PreflightError`` with a
-one-line message naming the flag or field.
+the MLflow and Optuna stores, the Ray address, ``--data``, what ``--resume`` continues) and
+returns a ``Request``; ``make`` picks the profile for the cluster at hand and returns the
+``Plan`` that ``--dry-run`` prints and the run follows. Both raise ``StudyError``/
+``PreflightError`` with a one-line message naming the flag or field.
+
+A dry run plans for a cluster it may not be on: what only this machine lacks (a GPU, the seed
+data, the VGG19 weights) does not stop ``make``; it lands in ``Plan.blockers``, printed with the
+plan (and its time estimate), and ``tune/run.py`` then exits 2 with the first one.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ttsr.config import TrainConfig
-from tune import preflight, storage
+from tune import optuna_store, preflight, storage
 from tune.cluster import Cluster, local_gpu_count
+from tune.estimate import StudyEstimate, estimate_study
 from tune.options import Options
 from tune.preflight import PreflightError
 from tune.studies import PROFILES, Study, StudyError, StudyFile, choose_profile
@@ -30,6 +37,7 @@ class Request:
     storage: str  # resolved storage root
     resume_path: str | None
     parent_info: dict | None  # the resumed invocation's mlflow_parent.json
+    optuna_storage: str | None  # resolved RDB URL of searched studies' Optuna study
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,21 @@ class Plan:
     seed: int
     notes: tuple[str, ...] = ()  # printed with the plan
     vgg_pretrained: bool = True  # ImageNet VGG19 weights found on this (the driver's) node
+    optuna_storage: str | None = None  # where the Optuna study lives; None: no Optuna search
+    estimate: StudyEstimate | str | None = None  # GPU studies: time and memory (or why not)
+    blockers: tuple[str, ...] = ()  # dry runs: what would stop a real run on this cluster
+
+    @property
+    def optuna_study(self) -> str:
+        """The Optuna study's name: the invocation's run name."""
+        return self.run_name
+
+    @property
+    def optuna_info(self) -> dict[str, str]:
+        """Parent-run tags and mlflow_parent.json keys that find the Optuna study again."""
+        if self.optuna_storage is None:
+            return {}
+        return {"optuna_storage": self.optuna_storage, "optuna_study": self.optuna_study}
 
     @property
     def study_root(self) -> str:
@@ -93,9 +116,31 @@ def check(studies: StudyFile, options: Options) -> Request:
     if options.resume:
         resume_path = storage.find_resume_path(options.resume, f"{root}/{options.study}")
         parent_info = storage.read_parent_info(resume_path)
-    if _certain_profile(options, by_profile, parent_info) == "seed":  # refuse before Ray starts
+    optuna_url = None
+    if options.optuna_storage is not None or any(_uses_optuna(s) for s in by_profile.values()):
+        recorded = (parent_info or {}).get("optuna_storage")  # the resumed study's, if any
+        given = recorded or options.optuna_storage
+        optuna_url = optuna_store.resolve_url(given, options.mlflow_uri)
+    if options.measure:
+        _check_cuda("--measure")
+    certain = _certain_profile(options, by_profile, parent_info)
+    if certain == "seed" and not options.dry_run:  # refuse before Ray starts
         vgg_weights(by_profile["seed"], options)
-    return Request(by_profile, root, resume_path, parent_info)
+    return Request(by_profile, root, resume_path, parent_info, optuna_url)
+
+
+def _check_cuda(flag: str) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise PreflightError(
+            f"{flag}: no CUDA GPU on this machine (the plan's estimate then "
+            "comes from benchmarks/figures.json without it)"
+        )
+
+
+def _uses_optuna(study: Study) -> bool:
+    return bool(study.search) and not study.is_grid
 
 
 def _certain_profile(
@@ -141,9 +186,9 @@ def vgg_weights(study: Study, options: Options) -> tuple[bool, str | None]:
 
 def make(request: Request, options: Options, cluster: Cluster) -> Plan:
     """The plan for this cluster: the profile rule (or the resumed invocation's profile), the
-    data path, and a check that a trial fits on some node."""
+    data path, and a check that a trial fits on some node (in a dry run: a blocker)."""
     info = request.parent_info
-    notes = []
+    notes, blockers = [], []
     if info is not None:
         profile, reason, data = info["profile"], f"resuming {request.resume_path}", info.get("data")
         if info["tracking_uri"] != options.mlflow_uri:
@@ -157,16 +202,20 @@ def make(request: Request, options: Options, cluster: Cluster) -> Plan:
             cluster_gpus=cluster.gpus,
         )
         data = options.data
-    study = _with_data(request.studies[profile], data, given=options.data is not None)
-    vgg_found, vgg_note = vgg_weights(study, options)
-    if vgg_note:
-        notes.append(vgg_note)
-    preflight.check_resources(
-        list(cluster.nodes),
-        gpus_per_trial=study.gpus_per_trial,
-        cpus_per_trial=study.cpus_per_trial,
-        source=f"profile {profile}",
-    )
+    study = request.studies[profile]
+    with _blocking(options, blockers):
+        study = _with_data(study, data, given=options.data is not None)
+    vgg_found = False
+    with _blocking(options, blockers):
+        vgg_found, vgg_note = vgg_weights(study, options)
+        notes += [vgg_note] if vgg_note else []
+    with _blocking(options, blockers):
+        preflight.check_resources(
+            list(cluster.nodes),
+            gpus_per_trial=study.gpus_per_trial,
+            cpus_per_trial=study.cpus_per_trial,
+            source=f"profile {profile}",
+        )
     return Plan(
         study=study,
         reason=reason,
@@ -178,9 +227,62 @@ def make(request: Request, options: Options, cluster: Cluster) -> Plan:
         parent_info=info,
         overrides=options.overrides(),
         seed=options.seed,
-        notes=tuple(notes),
+        notes=tuple(notes + _optuna_notes(study, request, options)),
         vgg_pretrained=vgg_found,
+        optuna_storage=_optuna_storage(study, request),
+        estimate=_estimate(study, cluster, measure=options.measure),
+        blockers=tuple(blockers),
     )
+
+
+@contextmanager
+def _blocking(options: Options, blockers: list[str]) -> Iterator[None]:
+    """A check whose failure stops a real run; a dry run records it and plans on."""
+    try:
+        yield
+    except PreflightError as e:
+        if not options.dry_run:
+            raise
+        blockers.append(str(e))
+
+
+def _optuna_storage(study: Study, request: Request) -> str | None:
+    if not _uses_optuna(study):
+        return None
+    info = request.parent_info
+    if info is not None and "optuna_storage" not in info:
+        return None  # resumed from an invocation that kept its Optuna study in memory
+    return request.optuna_storage
+
+
+def _optuna_notes(study: Study, request: Request, options: Options) -> list[str]:
+    info = request.parent_info or {}
+    out = []
+    if _uses_optuna(study) and request.parent_info is not None and "optuna_storage" not in info:
+        out.append("note: the resumed invocation keeps its Optuna study in memory (no storage)")
+    recorded = info.get("optuna_storage")
+    if recorded and options.optuna_storage and options.optuna_storage != recorded:
+        out.append(f"note: the resumed Optuna study lives in {recorded}; using that storage")
+    url = _optuna_storage(study, request)
+    if url and url.startswith("sqlite") and (options.address or "").startswith("ray://"):
+        out.append(
+            "note: with ray:// Tune's driver runs on the head node, so the SQLite Optuna "
+            "storage is written there; give --optuna-storage a database server URL to see it here"
+        )
+    return out
+
+
+def _estimate(study: Study, cluster: Cluster, *, measure: bool) -> StudyEstimate | str | None:
+    """Time and memory of a GPU study's trials: from benchmarks/figures.json, or measured
+    here (--measure)."""
+    if study.gpus_per_trial <= 0:
+        return None
+    sets = None
+    if measure:
+        from tune.measure import measure_figures
+
+        sets = [measure_figures(study)]
+    return estimate_study(study, cluster, sets=sets)
 
 
 def _with_data(study: Study, data: str | None, *, given: bool) -> Study:
@@ -194,7 +296,9 @@ def _with_data(study: Study, data: str | None, *, given: bool) -> Study:
             where = "--data" if given else f"profiles.seed.data of {study.name!r}"
             raise PreflightError(f"{where} {data}: no such directory")
         data = str(Path(data).resolve())
-    return replace(study, config={**study.config, "data": data}, data=data)
+    # the warm start trains on the same data as the trials
+    pretrain = None if study.pretrain is None else {**study.pretrain, "data": data}
+    return replace(study, config={**study.config, "data": data}, data=data, pretrain=pretrain)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,8 +345,14 @@ def describe(plan: Plan) -> str:
         f"ray        {plan.cluster.address}",
         f"mlflow     {plan.mlflow_uri} (experiment {s.name!r})",
         f"storage    {plan.experiment_dir}",
-        *plan.notes,
     ]
+    if plan.optuna_storage:
+        lines.append(f"optuna     {plan.optuna_storage} (study {plan.optuna_study!r})")
+    if isinstance(plan.estimate, StudyEstimate):
+        lines += plan.estimate.lines()
+    elif plan.estimate:
+        lines.append(f"estimate   none: {plan.estimate}")
+    lines += [*plan.notes, *(f"would stop {b}" for b in plan.blockers)]
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ if __name__ == "__main__":
     # from this checkout (the local Ray's workers get the same through PYTHONPATH).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tune import cluster, environment, plan, pretrain, storage  # noqa: E402
+from tune import cluster, environment, optuna_store, plan, pretrain, storage  # noqa: E402
 from tune.options import Options, parse_options  # noqa: E402
 from tune.preflight import PreflightError, mlflow_ui_command  # noqa: E402
 from tune.studies import StudyError, StudyFile  # noqa: E402
@@ -50,12 +50,17 @@ def main(argv: list[str] | None = None) -> int:
             the_plan = plan.make(request, options, nodes)
             if not options.dry_run:  # the first thing written, once every check has passed
                 storage.check_storage(request.storage, create=True)
+                if the_plan.optuna_storage:
+                    resuming = the_plan.parent_info is not None
+                    optuna_store.connect(
+                        the_plan.optuna_storage, the_plan.run_name, resuming=resuming
+                    )
         except (StudyError, PreflightError) as e:
             return fail(e)
         print(the_plan.describe())
         if options.dry_run:
             print("dry run: nothing started")
-            return 0
+            return fail(the_plan.blockers[0]) if the_plan.blockers else 0
         try:
             return run_study(the_plan, options, started)
         except KeyboardInterrupt:
@@ -73,7 +78,8 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     study = the_plan.study
     with open_parent_run(the_plan, options) as parent:
         if the_plan.parent_info is None:  # what --resume reads to find this run again
-            storage.write_json(f"{the_plan.experiment_dir}/{storage.PARENT_FILE}", parent.info)
+            info = {**parent.info, **the_plan.optuna_info}
+            storage.write_json(f"{the_plan.experiment_dir}/{storage.PARENT_FILE}", info)
         print(f"mlflow parent run {parent.run_id} (experiment {study.name!r})")
         meta = parent.trial_meta(study.name)
         study = pretrain.warm_start(
@@ -102,6 +108,8 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     print(f"results:    {the_plan.experiment_dir}")
     print(f"look at it: {mlflow_ui_command(parent.tracking_uri)}")
     print(f"            then {study_page(parent.tracking_uri, parent.experiment_id)}")
+    if the_plan.optuna_storage:
+        print(f"optuna:     {optuna_store.dashboard_command(the_plan.optuna_storage)}")
     return 0 if status == FINISHED else 1
 
 
@@ -131,6 +139,7 @@ def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
             name=the_plan.run_name,
             seed=the_plan.seed,
             callbacks=[progress],
+            optuna_storage=the_plan.optuna_storage,
         )
     t.fit()
 
@@ -191,6 +200,7 @@ def open_parent_run(the_plan: plan.Plan, options: Options):
         "git_commit": git_commit(environment.REPO) or "unknown",
         "ray_address": the_plan.cluster.address,
         "storage": the_plan.experiment_dir,
+        **the_plan.optuna_info,
     }
     return ParentRun.start(
         the_plan.mlflow_uri,
@@ -201,7 +211,7 @@ def open_parent_run(the_plan: plan.Plan, options: Options):
     )
 
 
-def fail(error: Exception) -> int:
+def fail(error: Exception | str) -> int:
     print(f"error: {error}", file=sys.stderr)
     return EXIT_USAGE
 

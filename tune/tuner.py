@@ -3,7 +3,9 @@
 - Grid studies (``cases`` or ``grid`` dimensions) enumerate every point with
   ``tune.grid_search`` and Tune's default searcher (BasicVariantGenerator).
 - Search studies sample with ``OptunaSearch`` (seeded) under a ``ConcurrencyLimiter``; with two
-  objectives Optuna runs multi-objective and the report draws the Pareto front.
+  objectives Optuna runs multi-objective and the report draws the Pareto front. Given a storage
+  URL, the Optuna study lives there under the invocation's name (``tune.stored_search``), so
+  optuna-dashboard shows it and ``--resume`` continues it.
 - ASHA (time_attr ``epoch``) only where the study says ``scheduler: asha`` (single objective).
 - The training loop's own early stopping ends a trial by returning; its last report carries
   ``stop_reason``.
@@ -24,6 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ttsr import names
 from tune import trial_record
 from tune.repeats import SeedRepeater
+from tune.stored_search import StoredOptunaSearch
 from tune.studies import Study
 from tune.trainable import CASE_KEY, train_trial
 
@@ -49,18 +52,27 @@ def param_space(study: Study) -> dict[str, Any]:
     return space
 
 
-def searcher(study: Study, *, seed: int) -> ConcurrencyLimiter | None:
+def searcher(
+    study: Study, *, seed: int, optuna_storage: str | None = None, optuna_study: str = "optuna"
+) -> ConcurrencyLimiter | None:
     """Optuna for sampled spaces (each suggestion repeated over seeds when the study says
-    ``repeats``); None (Tune's default) for grids and fixed-config studies."""
+    ``repeats``); None (Tune's default) for grids and fixed-config studies. With
+    ``optuna_storage`` (an RDB URL) the Optuna study ``optuna_study`` lives there; else in
+    memory."""
     if study.is_grid or not study.search:
         return None
     metrics = [o.metric for o in study.objectives]
     modes = [o.mode for o in study.objectives]
-    search: Searcher = OptunaSearch(
+    options: dict[str, Any] = dict(
         metric=metrics if study.multi_objective else metrics[0],
         mode=modes if study.multi_objective else modes[0],
         points_to_evaluate=[dict(p) for p in study.start_points] or None,
         seed=seed,
+    )
+    search: Searcher = (
+        StoredOptunaSearch(storage_url=optuna_storage, study_name=optuna_study, **options)
+        if optuna_storage
+        else OptunaSearch(**options)
     )
     if study.repeats > 1:
         search = SeedRepeater(search, repeat=study.repeats, metrics=metrics)
@@ -115,8 +127,10 @@ def build_tuner(
     name: str,
     seed: int = 0,
     callbacks: Sequence[tune.Callback] = (),
+    optuna_storage: str | None = None,
 ) -> tune.Tuner:
-    search_alg = searcher(study, seed=seed)
+    """The Tuner of a new invocation ``name``; its Optuna study (if any) is named ``name``."""
+    search_alg = searcher(study, seed=seed, optuna_storage=optuna_storage, optuna_study=name)
     tune_config = tune.TuneConfig(
         search_alg=search_alg,
         scheduler=scheduler(study),

@@ -1,0 +1,180 @@
+"""The Optuna study's RDB storage: the default beside MLflow's store, URL checks (one line, exit
+2, before anything starts), the plan's line, and a searcher whose storage stays consistent when
+Tune restores it from an older checkpoint (a killed driver)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tune import optuna_store
+from tune.preflight import PreflightError
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = [sys.executable, str(REPO / "tune" / "run.py")]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    return subprocess.run(RUN + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_default_lies_beside_a_sqlite_mlflow_store_else_in_the_working_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert optuna_store.default_url("sqlite:////data/x/mlflow.db") == "sqlite:////data/x/optuna.db"
+    assert (
+        optuna_store.default_url("sqlite:///rel/mlflow.db") == f"sqlite:///{tmp_path}/rel/optuna.db"
+    )
+    assert optuna_store.default_url("http://mlflow:5000") == f"sqlite:///{tmp_path}/optuna.db"
+
+
+def test_urls_are_made_absolute_and_keep_their_options(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert optuna_store.check_url("sqlite:///o.db") == f"sqlite:///{tmp_path}/o.db"
+    assert (
+        optuna_store.check_url("sqlite:///o.db?timeout=30")
+        == f"sqlite:///{tmp_path}/o.db?timeout=30"
+    )
+    url = f"sqlite:///{tmp_path}/o.db"
+    assert optuna_store.check_url(url) == url
+    assert not (tmp_path / "o.db").exists()  # checking creates nothing
+
+
+@pytest.mark.parametrize(
+    ("url", "expect"),
+    [
+        ("htp://host/db", "not an RDB URL"),
+        ("not a url", "not an RDB URL"),
+        ("sqlite://", "in-memory database would be lost"),
+        ("sqlite:///:memory:", "in-memory database would be lost"),
+        ("sqlite:////nonexistent/dir/o.db", "directory /nonexistent/dir does not exist"),
+        ("sqlite:///{tmp}/FILE/o.db", "directory {tmp}/FILE does not exist"),
+        ("sqlite:///{tmp}/DIR", "is not a writable file"),
+    ],
+)
+def test_bad_urls_name_the_flag(tmp_path, url, expect):
+    (tmp_path / "FILE").write_text("a file")
+    (tmp_path / "DIR").mkdir()
+    with pytest.raises(PreflightError) as e:
+        optuna_store.check_url(url.format(tmp=tmp_path))
+    message = str(e.value)
+    assert message.startswith(f"--optuna-storage {url.format(tmp=tmp_path)}: ")
+    assert expect.format(tmp=tmp_path) in message and "\n" not in message
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg2") is not None, reason="driver installed")
+def test_a_missing_database_driver_is_named():
+    with pytest.raises(PreflightError, match="database driver is not installed"):
+        optuna_store.check_url("postgresql+psycopg2://user@db.example/optuna")
+
+
+def test_connect_creates_the_store_and_guards_the_study_name(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    optuna_store.connect(url, "study-1", resuming=False)
+    assert (tmp_path / "o.db").is_file()
+    with pytest.raises(PreflightError, match="no Optuna study 'study-1' there"):
+        optuna_store.connect(url, "study-1", resuming=True)
+    optuna.create_study(storage=url, study_name="study-1")
+    optuna_store.connect(url, "study-1", resuming=True)
+    with pytest.raises(PreflightError, match="named 'study-1' exists already"):
+        optuna_store.connect(url, "study-1", resuming=False)
+
+
+def test_bad_flag_exits_2_before_anything_starts(tmp_path):
+    for url, expect in [
+        ("htp://x/db", "--optuna-storage htp://x/db: not an RDB URL"),
+        ("sqlite:////nonexistent/o.db", "directory /nonexistent does not exist"),
+    ]:
+        out = _run(["--study", "loss-weights", "--optuna-storage", url], tmp_path)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert out.stderr.startswith("error: ") and expect in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+        assert list(tmp_path.iterdir()) == []  # no mlflow.db, no ray_results, nothing
+
+
+def test_plan_names_the_storage_and_study_of_a_searched_study_only(tmp_path):
+    mlflow = f"sqlite:///{tmp_path}/store/mlflow.db"
+    (tmp_path / "store").mkdir()
+    args = ["--dry-run", "--mlflow-uri", mlflow, "--storage", str(tmp_path / "rr")]
+    out = _run(["--study", "loss-weights", *args], tmp_path)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("optuna     "))
+    assert line.startswith(f"optuna     sqlite:///{tmp_path}/store/optuna.db (study 'loss-weights-")
+    given = f"sqlite:///{tmp_path}/elsewhere.db"
+    out = _run(["--study", "loss-weights", *args, "--optuna-storage", given], tmp_path)
+    assert f"optuna     {given} (study 'loss-weights-" in out.stdout
+    grid = _run(["--study", "train-time", *args], tmp_path)  # a grid: no Optuna
+    assert grid.returncode == 0 and "optuna     " not in grid.stdout
+    assert not (tmp_path / "store" / "optuna.db").exists() and not Path(given[10:]).exists()
+
+
+# ------------------------------------------------------------------------------------------------
+def _searcher(url: str, study_name: str):
+    """The shipped loss-weights demo's searcher (multi-objective, a start point, 2 repeats,
+    at most 2 at a time) on ``url``, as Tune holds it (SearchGenerator around the limiter)."""
+    from ray.tune.search import SearchGenerator
+
+    from tune import tuner
+    from tune.studies import load_study
+
+    study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
+    limiter = tuner.searcher(study, seed=0, optuna_storage=url, optuna_study=study_name)
+    generator = SearchGenerator(limiter)
+    limiter.set_search_properties(None, None, tuner.param_space(study))
+    return generator, limiter
+
+
+def _finish(limiter, *trial_ids: str) -> None:
+    for i, trial_id in enumerate(trial_ids):
+        limiter.on_trial_complete(trial_id, {"val_psnr": 20.0 + i, "val_perceptual": 0.5})
+
+
+def test_restored_searcher_fails_lost_trials_and_keeps_start_points_once(tmp_path):
+    from tune.stored_search import LOST_ATTR, TUNE_TRIAL_ATTR
+
+    url, name = f"sqlite:///{tmp_path}/o.db", "loss-weights-x"
+    first, limiter = _searcher(url, name)
+    start = limiter.suggest("a1")
+    assert start == {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0, "__trial_index__": 0}
+    assert limiter.suggest("a2")["__trial_index__"] == 1  # the same configuration, seed + 1
+    _finish(limiter, "a1", "a2")
+    first.save_to_dir(str(tmp_path), session_str="s")  # Tune's periodic checkpoint
+    limiter.suggest("b1")  # asked after the checkpoint: the killed driver's last act
+    limiter.suggest("b2")
+
+    # A new driver: Tune builds the searcher from tuner.pkl, sets it up, restores the checkpoint.
+    second, limiter = _searcher(url, name)
+    second.restore_from_dir(str(tmp_path))
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[0].user_attrs[TUNE_TRIAL_ATTR] == "a1" and trials[0].values == [20.5, 0.5]
+    assert LOST_ATTR in trials[1].user_attrs and trials[1].user_attrs[TUNE_TRIAL_ATTR] == "b1"
+    next_config = limiter.suggest("c1")
+    assert next_config != start  # the start point is not enqueued a second time
+    limiter.suggest("c2")
+    _finish(limiter, "c1", "c2")
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert [t.user_attrs[TUNE_TRIAL_ATTR] for t in trials] == ["a1", "b1", "c1"]
+    completed = [t.params for t in trials if t.state == TrialState.COMPLETE]
+    assert completed.count({"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0}) == 1
+
+
+def test_without_a_storage_the_searcher_stays_in_memory():
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tune import tuner
+    from tune.stored_search import StoredOptunaSearch
+    from tune.studies import load_study
+
+    study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
+    base = tuner.searcher(study, seed=0).searcher.searcher  # limiter -> repeater -> Optuna
+    assert isinstance(base, OptunaSearch) and not isinstance(base, StoredOptunaSearch)

@@ -1,0 +1,83 @@
+"""Ray's ``OptunaSearch`` with its Optuna study in an RDB storage (``tune/optuna_store.py``).
+
+Ray's searcher already takes ``storage`` (an ``optuna.storages.BaseStorage``) and
+``study_name`` and creates the study with ``load_if_exists=True``. What it does not do is keep
+the storage consistent across a killed driver: Tune restores the searcher from its last
+checkpoint (the pickled searcher, written with the experiment state every few seconds), while
+the storage holds every trial asked since. A trial asked after that checkpoint is unknown to
+the restored searcher and to Tune, which suggests a new one in its place; without care it would
+stay RUNNING in the storage for ever, a duplicate in optuna-dashboard. `StoredOptunaSearch`:
+
+- tags each Optuna trial with the Tune trial id that asked for it (user attr ``tune_trial_id``;
+  the MLflow child runs carry the same id as tag ``trial_id``);
+- on restore, marks the storage's RUNNING trials that the checkpoint does not know as FAIL
+  (user attr ``lost``), so the study's COMPLETE trials are exactly the results Tune has.
+
+A trial that asked *and* completed between the last checkpoint and the kill (only possible for
+trials shorter than the checkpoint period, ``TUNE_GLOBAL_CHECKPOINT_S``) stays COMPLETE; Tune
+runs a new one in its place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+TUNE_TRIAL_ATTR = "tune_trial_id"
+LOST_ATTR = "lost"
+LOST_WHY = "asked after the driver's last checkpoint; the resumed study runs a new trial instead"
+
+
+class StoredOptunaSearch(OptunaSearch):
+    """``OptunaSearch(storage=RDBStorage(storage_url), study_name=study_name, ...)``."""
+
+    def __init__(self, *, storage_url: str, study_name: str, **kwargs: Any) -> None:
+        from optuna.storages import RDBStorage
+
+        super().__init__(storage=RDBStorage(storage_url), study_name=study_name, **kwargs)
+        self.storage_url = storage_url
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        # The start points go into the study once, when it is created: a searcher set up again
+        # on an existing study (a resumed driver) would enqueue them a second time.
+        if self._points_to_evaluate and self._study_exists():
+            self._points_to_evaluate = []
+        return super().set_search_properties(metric, mode, config, **spec)
+
+    def _study_exists(self) -> bool:
+        import optuna
+
+        return self._study_name in optuna.get_all_study_names(self._storage)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        new = trial_id not in self._ot_trials
+        config = super().suggest(trial_id)
+        if new and trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        return config
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self.fail_lost_trials()
+
+    def fail_lost_trials(self) -> list[int]:
+        """FAIL the storage's RUNNING trials this searcher never asked for; their numbers."""
+        import optuna
+        from optuna.trial import TrialState
+
+        study = self._ot_study
+        known = {t.number for t in self._ot_trials.values()}
+        lost = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.number not in known
+        ]
+        for frozen in lost:
+            # A Trial handle for a trial of this study asked elsewhere (by the killed driver);
+            # Optuna's public Trial takes the storage's trial id.
+            optuna.Trial(study, frozen._trial_id).set_user_attr(LOST_ATTR, LOST_WHY)
+            study.tell(frozen.number, state=TrialState.FAIL)
+        return [t.number for t in lost]
