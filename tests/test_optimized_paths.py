@@ -198,13 +198,20 @@ def test_cuda_only_knobs_do_nothing_on_the_cpu():
 
 def test_bf16_optimised_output_is_within_40_db_of_fp32_dense(device):
     x = real_batch(64, count=4)
-    dense = _infer(reference(device, 64, SMALL), x).sr.float()
-    fast = _infer(all_on(device, 64, SMALL), x).sr.float()
+    # Freshly initialised weights make outputs that depend only weakly on the input, so train
+    # the reference path a little first and give both paths those weights.
+    trained = built(reference(device, 64, SMALL, lr=1e-3))
+    for _ in range(15):
+        trained.train_step(x)
+    fast_trainer = built(all_on(device, 64, SMALL))
+    fast_trainer.model.load_state_dict(trained.model.state_dict())
+    dense = _forward(trained, x).sr.float()
+    fast = _forward(fast_trainer, x).sr.float()
     values = psnr(fast, dense)
     assert values.min().item() >= 40.0, values
-    # Freshly initialised weights make outputs that depend only weakly on the input, so 40 dB
-    # alone could hide errors as large as the picture itself: the bf16 error must also be far
-    # (15 dB = 5.6x in RMS) below the differences between the outputs for different photos.
+    # 40 dB alone could still hide errors as large as what the input changes: the bf16 error
+    # must also be far (15 dB = 5.6x in RMS) below the differences between the outputs for
+    # different photos.
     assert (dense.abs() >= 1.0).float().mean() < 0.5  # not clamped flat
     between_photos = psnr(dense[:-1], dense[1:]).max().item()
     assert values.min().item() >= between_photos + 15.0, (values, between_photos)

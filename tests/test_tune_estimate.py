@@ -34,7 +34,11 @@ def _manifest(root: Path, sizes: dict[int, tuple[int, int]]) -> Path:
     counts = {
         str(s): {"train": a, "test": b, "bytes": 0, "shards": 1} for s, (a, b) in sizes.items()
     }
-    (root / "manifest.json").write_text(json.dumps({"version": 1, "sizes": counts, "items": []}))
+    from ttsr.data.manifest import MANIFEST_VERSION
+
+    manifest = {"version": MANIFEST_VERSION, "format": "png", "sizes": counts, "items": [],
+                "skipped": [], "source": str(root), "seed": 0, "test_fraction": 0.2}  # fmt: skip
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
 

@@ -129,4 +129,6 @@ def test_sigkill_mid_checkpoint_write_leaves_the_previous_checkpoint(tmp_path):
     assert resolve_checkpoint_dir(final) == final
     # the killed write left only a hidden temp dir, which is never mistaken for a checkpoint
     leftovers = [p.name for p in final.parent.iterdir() if p.name != "latest"]
-    assert all(name.startswith(".latest.tmp.") for name in leftovers), leftovers
+    from ttsr.atomic import TMP_MARKER
+
+    assert all(name.startswith(f".latest{TMP_MARKER}") for name in leftovers), leftovers
