@@ -9,8 +9,12 @@ Data: one random loader-shaped batch created on the device once (as the referenc
 docs/BENCHMARKS.md); `Trainer.inputs` converts it to the trainer's memory format every step, as
 it does a loader batch. The loader itself is `python -m benchmarks.loader`.
 
-Timing: `warmup` untimed steps, then `steps` timed steps between two device synchronisations;
-step time = elapsed / steps, images/s = batch / step time. Peak memory: on CUDA
+Timing: `warmup` untimed steps (their time, `warmup_s`, holds the compile of a compiled
+config), then `steps` timed steps between two device synchronisations; step time = elapsed /
+steps, images/s = batch / step time. `host_ms`: the time the host took to issue a timed step
+(before the final synchronisation); on CUDA a value close to the step time means the step is
+bound by Python and kernel launches (where CUDA graphs or compile would help), a small one that
+the GPU is the limit. Peak memory: on CUDA
 `torch.cuda.max_memory_allocated` (reset before the build); on the CPU, in a fresh process
 only, the peak RSS (`ru_maxrss`) minus the RSS just before the build.
 """
@@ -129,7 +133,10 @@ def _timed(
     case: Case, steps: LoopSteps, device: torch.device, barrier: tuple[str, int, int] | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"check_every": steps.meter.check_every}
+    start = time.perf_counter()
     steps.run(case.warmup)
+    _sync(device)
+    out["warmup_s"] = time.perf_counter() - start  # with compile: the compile cost of a trial
     if device.type == "cuda":
         out["host_syncs_per_step"] = count_host_syncs(lambda: steps.run(1))
     _sync(device)
@@ -138,10 +145,13 @@ def _timed(
     wall_start = time.time()
     t0 = time.perf_counter()
     steps.run(case.steps)
+    issued = time.perf_counter() - t0
     _sync(device)
     elapsed = time.perf_counter() - t0
     out.update(
         step_ms=1e3 * elapsed / case.steps,
+        # CUDA: the host's time to issue a step; close to step_ms = launch-bound (CPU-side).
+        host_ms=1e3 * issued / case.steps,
         img_s=case.batch * case.steps / elapsed,
         images=case.batch * case.steps,
         wall_start=wall_start,

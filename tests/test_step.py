@@ -103,7 +103,12 @@ def anatomy(trainer: Trainer) -> dict[str, Any]:
         "check_every": trainer.check_every,
         "model": _module(model),
         "compiled": (_compiled(model.MainNet), _compiled(model.LTE)),
-        "search": (model.SearchTransfer.chunk, model.SearchTransfer.dtype),
+        "search": (
+            model.SearchTransfer.chunk,
+            model.SearchTransfer.dtype,
+            model.SearchTransfer.method,
+        ),
+        "checkpoint_activations": model.MainNet.checkpoint_activations,
         "perceptual": _module(trainer.perceptual),
         "discriminator": _module(trainer.discriminator),
         "distance": _module(trainer.distance),
@@ -126,7 +131,13 @@ def _floats(losses: StepLosses) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    "changes", [ALL_LOSSES, {**ALL_LOSSES, "compile": True, "log_every_steps": 3}], ids=str
+    "changes",
+    [
+        ALL_LOSSES,
+        {**ALL_LOSSES, "compile": True, "log_every_steps": 3},
+        {"checkpoint_activations": True, "search_method": "chunked"},
+    ],
+    ids=str,
 )
 def test_benchmark_and_training_build_the_same_trainer(tmp_path, changes, device):
     config = tiny(tmp_path, **changes, device=device)
@@ -139,6 +150,8 @@ def test_benchmark_and_training_build_the_same_trainer(tmp_path, changes, device
     # The comparison can fail: another config is another trainer.
     assert anatomy(build(reference_config(config))) != anatomy(trained)
     assert anatomy(build(config.replace(compile=not config.compile))) != anatomy(trained)
+    flipped = config.replace(checkpoint_activations=not config.checkpoint_activations)
+    assert anatomy(build(flipped)) != anatomy(trained)
 
 
 def test_benchmark_and_training_steps_give_the_same_losses(tmp_path, device):

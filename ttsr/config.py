@@ -85,7 +85,8 @@ class TrainConfig(BaseModel):
     fraction: Float = Field(1.0, gt=0, le=1)  # nested deterministic subset of each split
     ref_mode: Literal[REF_MODES] = "gt"
     val_limit: Int | None = Field(None, ge=1)  # validation images per epoch (None = whole split)
-    num_workers: Int = Field(0, ge=0)  # DataLoader workers
+    # DataLoader workers; None = auto: 0 on CPU, on CUDA the trial's CPUs - 1 (ttsr.data.loading)
+    num_workers: Int | None = Field(None, ge=0)
     # inpainting (seed Exp2-3/2-4): a box of the reference is blurred, LR comes from it
     inpaint: StrictBool = False
     inpaint_box: Box = (0.5, 0.5, 0.8, 0.8)  # x0, y0, x1, y1

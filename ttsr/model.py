@@ -11,13 +11,15 @@ Notation: N batch, (h, w) LR size, n = n_feats. All images are in [-1, 1].
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ttsr.config import parse_blocks
 from ttsr.search import (
@@ -200,12 +202,21 @@ class MainNet(nn.Module):
 
     forward(x (N, 3, h, w), S (N, 1, h, w), T_lv3 (N, 256, h, w), T_lv2 (N, 128, 2h, 2w),
     T_lv1 (N, 64, 4h, 4w)) -> (N, 3, 4h, 4w).
+
+    checkpoint_activations (an attribute, not a weight: set it on a built model): in training,
+    run each segment of the forward — SFE, each stage's texture fusion, each residual group,
+    CSFI2, CSFI3, the merge tail — under `torch.utils.checkpoint` (non-reentrant): only the
+    segments' inputs are kept for the backward, which recomputes one segment's activations at a
+    time. Same outputs and gradients, about one extra MainNet forward per step, and the
+    full-resolution activations of the x4 stage (most of the step's memory at 512 px and up)
+    are no longer all alive at once.
     """
 
     def __init__(self, *, num_res_blocks: tuple[int, ...], n_feats: int, res_scale: float) -> None:
         super().__init__()
         n = n_feats
         sfe, b1, b2, b4 = num_res_blocks
+        self.checkpoint_activations = False
         self.SFE = SFE(num_res_blocks=sfe, n_feats=n, res_scale=res_scale)
         # stage ×1
         self.conv11_head = conv3x3(LTE_CHANNELS[2] + n, n)
@@ -236,29 +247,49 @@ class MainNet(nn.Module):
         self.merge_tail = MergeTail(n_feats=n)
 
     def forward(self, x: Tensor, S: Tensor, T_lv3: Tensor, T_lv2: Tensor, T_lv1: Tensor) -> Tensor:
-        x11 = self.SFE(x)
+        run = self._segment
+        x11 = run(self.SFE, x)
 
         # stage ×1: soft-attention fusion of level-3 textures (no ReLU on the head), then a
         # residual group
-        x11 = x11 + self.conv11_head(torch.cat((x11, T_lv3), dim=1)) * S
-        x11 = x11 + self.conv11_tail(run_blocks(self.RB11, x11))
+        x11 = run(self._fuse1, x11, T_lv3, S)
+        x11 = run(_group, x11, self.RB11, self.conv11_tail)
 
         # stage ×2
-        x22 = F.relu(self.ps12(self.conv12(x11)))
-        x22 = x22 + self.conv22_head(torch.cat((x22, T_lv2), dim=1)) * bicubic(S, 2)
-        x21_res, x22_res = self.ex12(x11, x22)
-        x21 = x11 + self.conv21_tail(run_blocks(self.RB21, x21_res))
-        x22 = x22 + self.conv22_tail(run_blocks(self.RB22, x22_res))
+        x22 = run(self._fuse2, x11, T_lv2, S)
+        x21_res, x22_res = run(self.ex12, x11, x22)
+        x21 = run(_group, x21_res, self.RB21, self.conv21_tail, x11)
+        x22 = run(_group, x22_res, self.RB22, self.conv22_tail, x22)
 
         # stage ×4
-        x33 = F.relu(self.ps23(self.conv23(x22)))
-        x33 = x33 + self.conv33_head(torch.cat((x33, T_lv1), dim=1)) * bicubic(S, 4)
-        x31_res, x32_res, x33_res = self.ex123(x21, x22, x33)
-        x31 = x21 + self.conv31_tail(run_blocks(self.RB31, x31_res))
-        x32 = x22 + self.conv32_tail(run_blocks(self.RB32, x32_res))
-        x33 = x33 + self.conv33_tail(run_blocks(self.RB33, x33_res))
+        x33 = run(self._fuse3, x22, T_lv1, S)
+        x31_res, x32_res, x33_res = run(self.ex123, x21, x22, x33)
+        x31 = run(_group, x31_res, self.RB31, self.conv31_tail, x21)
+        x32 = run(_group, x32_res, self.RB32, self.conv32_tail, x22)
+        x33 = run(_group, x33_res, self.RB33, self.conv33_tail, x33)
 
-        return self.merge_tail(x31, x32, x33)
+        return run(self.merge_tail, x31, x32, x33)
+
+    def _segment(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def _fuse1(self, x11: Tensor, T_lv3: Tensor, S: Tensor) -> Tensor:
+        return x11 + self.conv11_head(torch.cat((x11, T_lv3), dim=1)) * S
+
+    def _fuse2(self, x11: Tensor, T_lv2: Tensor, S: Tensor) -> Tensor:
+        x22 = F.relu(self.ps12(self.conv12(x11)))
+        return x22 + self.conv22_head(torch.cat((x22, T_lv2), dim=1)) * bicubic(S, 2)
+
+    def _fuse3(self, x22: Tensor, T_lv1: Tensor, S: Tensor) -> Tensor:
+        x33 = F.relu(self.ps23(self.conv23(x22)))
+        return x33 + self.conv33_head(torch.cat((x33, T_lv1), dim=1)) * bicubic(S, 4)
+
+
+def _group(x: Tensor, blocks: nn.ModuleList, tail: nn.Conv2d, skip: Tensor | None = None) -> Tensor:
+    """A residual group: ``skip + tail(blocks(x))``, with ``skip`` = x unless given."""
+    return (x if skip is None else skip) + tail(run_blocks(blocks, x))
 
 
 # --- texture extractor and search ------------------------------------------------------------
