@@ -51,7 +51,7 @@ ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("reference (dense, fp32, eager)", {}),
     ("+ memory-bounded search", {"search_chunk": None}),  # fused kernel on CUDA, else chunked
     ("+ no host sync per step", {"log_every_steps": 0}),
-    ("+ cudnn autotune / TF32", {"fast_kernels": True}),
+    ("+ fast kernels (cuDNN autotune, TF32)", {"fast_kernels": True}),
     ("+ channels_last", {"channels_last": True}),
     ("+ autocast (bf16 on CUDA)", {"amp": "auto"}),
     ("+ fused Adam (= default)", {"fused_optim": True}),
@@ -96,6 +96,15 @@ PRESETS = {
             Case("all-64-b2", 64, 2, "all", 1, 2),
             Case("rec-96-b2", 96, 2, "rec", 1, 3),
             Case("rec-128-b1", 128, 1, "rec", 1, 3),
+        ),
+    ),
+    # The CPU target (>= 1.5x at 160 px, batch 1): the full model, ~1 min per run.
+    "cpu-full": Preset(
+        n_feats=64,
+        blocks="16+16+8+4",
+        cases=(
+            Case("rec-160-b1", 160, 1, "rec", 1, 3),
+            Case("all-160-b1", 160, 1, "all", 1, 2),
         ),
     ),
     # For tests and smoke checks: seconds.

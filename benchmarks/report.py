@@ -57,11 +57,12 @@ def _ok(r: dict[str, Any] | None) -> bool:
 
 
 def print_comparison(cases: list[Case], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The main table; returns one row per case with the ratios b/a."""
+    """The main table; returns one row per case with the ratios b/a (wall time, memory, and
+    CPU time per step: the robust one on a shared CPU)."""
     by = {(r["case"], r["path"]): r for r in results}
     header = (
-        f"{'case':<14}{'path':<11}{'step ms':>10}{'img/s':>10}{'peak mem':>12}"
-        f"{'speed b/a':>11}{'mem b/a':>9}"
+        f"{'case':<14}{'path':<11}{'step ms':>10}{'img/s':>10}{'cpu ms':>10}{'peak mem':>12}"
+        f"{'speed b/a':>11}{'cpu b/a':>9}{'mem b/a':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -75,17 +76,19 @@ def print_comparison(cases: list[Case], results: list[dict[str, Any]]) -> list[d
                 print(f"{case.name:<14}{label:<11}  {r['status']}")
                 continue
             line = f"{case.name:<14}{label:<11}{r['step_ms']:>10.1f}{r['img_s']:>10.2f}"
-            line += f"{_mem(r):>12}"
+            line += f"{fmt(r.get('cpu_ms'), '.1f'):>10}{_mem(r):>12}"
             if label == "optimised" and _ok(a):
                 speed = _ratio(a["img_s"], r["img_s"])
+                cpu = _ratio(r.get("cpu_ms"), a.get("cpu_ms"))  # time ratio a/b = speed b/a
                 mem = _ratio(a.get("peak_mib"), r.get("peak_mib"))
-                line += f"{_times(speed):>11}{_times(mem):>9}"
+                line += f"{_times(speed):>11}{_times(cpu):>9}{_times(mem):>9}"
             print(line)
         both = _ok(a) and _ok(b)
         rows.append(
             {
                 "case": case.name,
                 "speed_ratio": _ratio(a["img_s"], b["img_s"]) if both else None,
+                "cpu_ratio": _ratio(b.get("cpu_ms"), a.get("cpu_ms")) if both else None,
                 "memory_ratio": _ratio(a.get("peak_mib"), b.get("peak_mib")) if both else None,
             }
         )

@@ -44,6 +44,7 @@ from benchmarks.configs import (
     study_config,
 )
 from benchmarks.jobs import Job, child_main, run_isolated, run_job, run_packed
+from benchmarks.timing import run_interleaved
 from ttsr.config import ConfigError, TrainConfig
 
 PROG = "python -m benchmarks.train_step"
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch intra-op threads per run (default: 1 on the CPU, see docs/BENCHMARKS.md)",
     )
     p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="(a) and (b) of a case in one process, one step each in turn (busy machines)",
+    )
+    p.add_argument(
         "--packed", default="", metavar="N[,N...]", help="N concurrent trials (a run per N)"
     )
     p.add_argument("--packed-case", help="case for --packed (default: the first rec case)")
@@ -104,6 +110,7 @@ class Options:
     threads: int | None
     isolate: str  # "process" or "none"
     compile: bool
+    interleave: bool  # (a) and (b) stepped in turn in one process; no memory figures
     packed: tuple[int, ...]  # trial counts, one packed run each
     packed_case: Case | None
     ablate: tuple[Case, ...]  # the cases of the ablation and the options (none: neither)
@@ -154,6 +161,7 @@ def options(args: argparse.Namespace) -> Options:
         threads=args.threads if args.threads is not None else (1 if cpu else None),
         isolate=args.isolate if args.isolate != "auto" else ("process" if cpu else "none"),
         compile=args.compile,
+        interleave=args.interleave,
         packed=packed,
         packed_case=packed_case,
         # The ablation and the options run on the named cases, else on the first rec case.
@@ -203,13 +211,21 @@ def _select_cases(
 
 
 Execute = Callable[[Job], dict[str, Any]]
+Record = Callable[[dict[str, Any], TrainConfig], dict[str, Any]]
 
 
-def compare(opts: Options, execute: Execute) -> list[dict[str, Any]]:
-    """(a) and (b) of every case, back to back."""
+def compare(opts: Options, execute: Execute, record: Record) -> list[dict[str, Any]]:
+    """(a) and (b) of every case, back to back (`--interleave`: stepped in turn)."""
     results = []
     for case in opts.cases:
         config = opts.config(case)
+        if opts.interleave and case.reference:
+            pair = [("reference", reference_config(config)), ("optimised", config)]
+            results += [
+                record(r, c) for r, (_, c) in zip(run_interleaved(case, pair), pair, strict=True)
+            ]
+            print(f"  done {case.name}: interleaved", flush=True)
+            continue
         if case.reference:
             results.append(execute(Job(case, reference_config(config), "reference", opts.threads)))
         else:
@@ -249,16 +265,20 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(opts.device)
     out = _header(opts, report.environment(device))
 
-    def execute(job: Job) -> dict[str, Any]:
-        r = run_isolated(job) if opts.isolate == "process" else run_job(job)
-        r.update(size=job.case.size, batch=job.case.batch, losses=job.case.losses)
-        r["config"] = job.config.to_dict()
+    def record(r: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+        r.update(size=config.size, batch=config.batch_size)
+        r["config"] = config.to_dict()
         out["done"].append(r)
         _save(opts, out)  # a run cut short by a timeout keeps what it measured
         return r
 
+    def execute(job: Job) -> dict[str, Any]:
+        r = run_isolated(job) if opts.isolate == "process" else run_job(job)
+        r["losses"] = job.case.losses
+        return record(r, job.config)
+
     if opts.compare:
-        out["results"] = compare(opts, execute)
+        out["results"] = compare(opts, execute, record)
         print()
         out["ratios"] = report.print_comparison(list(opts.cases), out["results"])
     if opts.packed_case is not None:
@@ -286,7 +306,10 @@ def _header(opts: Options, env: dict[str, Any]) -> dict[str, Any]:
     )
     print(f"(a) reference: {describe(reference)}\n(b) optimised: {describe(optimised)}")
     if opts.device == "cpu":
-        print("(CPU: channels_last, fused_optim and fast_kernels do nothing; amp auto = fp32)")
+        print(
+            "(CPU: channels_last does nothing, fast_kernels only MainNet's "
+            "(TTSR.use_fast_kernels); amp auto = fp32)"
+        )
     print(flush=True)
     return {
         "environment": env,

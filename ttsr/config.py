@@ -142,8 +142,10 @@ class TrainConfig(BaseModel):
     search_method: Literal[SEARCH_METHODS] = "auto"  # auto: fused kernel on CUDA, else chunked
     channels_last: StrictBool = True  # CUDA only
     compile: StrictBool = False  # torch.compile MainNet and LTE in place
-    fused_optim: StrictBool = True  # fused Adam kernels (CUDA only)
-    fast_kernels: StrictBool = True  # cuDNN autotune + TF32 matmuls (CUDA only)
+    fused_optim: StrictBool = True  # fused Adam kernels (CUDA and CPU)
+    # faster kernels, same computation: cuDNN autotune + TF32 matmuls on CUDA; no multiply by
+    # res_scale 1, and bicubic as convolutions on the CPU (TTSR.use_fast_kernels)
+    fast_kernels: StrictBool = True
     checkpoint_activations: StrictBool = False  # activation checkpointing of MainNet stages
     seed: Int = 0  # weights, data order, augmentation, critic: what repeats vary
     data_seed: Int = 0  # which images: fraction subsets and 'other' pairs (fixed across repeats)

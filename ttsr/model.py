@@ -29,6 +29,7 @@ from ttsr.search import (
     relevance_search,
     transfer,
 )
+from ttsr.upsample import bicubic_by_convolution
 from ttsr.vgg import random_vgg19_features, vgg19_features
 
 # ImageNet statistics the VGG19 weights were trained with.
@@ -83,8 +84,14 @@ def conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
 
-def bicubic(x: Tensor, scale: int) -> Tensor:
-    # Default alignment (align_corners=False), as the reference.
+def bicubic(x: Tensor, scale: int, *, fast: bool = False) -> Tensor:
+    """Bicubic upsampling, default alignment (align_corners=False), as the reference.
+
+    fast: on the CPU in fp32, the same interpolation as depthwise convolutions
+    (`ttsr.upsample`, faster there); elsewhere, and when False, `F.interpolate`.
+    """
+    if fast and x.device.type == "cpu" and x.dtype == torch.float32:
+        return bicubic_by_convolution(x, scale)
     return F.interpolate(x, scale_factor=scale, mode="bicubic")
 
 
@@ -92,16 +99,24 @@ def bicubic(x: Tensor, scale: int) -> Tensor:
 
 
 class ResBlock(nn.Module):
-    """x + res_scale · conv2(relu(conv1(x))); no batch norm. (N, n, H, W) -> same."""
+    """x + res_scale · conv2(relu(conv1(x))); no batch norm. (N, n, H, W) -> same.
+
+    fast_kernels (see `TTSR.use_fast_kernels`): skip the multiplication when res_scale is 1
+    (bit for bit the same values and gradients, one elementwise pass less each way).
+    """
 
     def __init__(self, *, n_feats: int, res_scale: float) -> None:
         super().__init__()
         self.res_scale = res_scale
+        self.fast_kernels = False
         self.conv1 = conv3x3(n_feats, n_feats)
         self.conv2 = conv3x3(n_feats, n_feats)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.res_scale * self.conv2(F.relu(self.conv1(x)))
+        residual = self.conv2(F.relu(self.conv1(x)))
+        if self.fast_kernels and self.res_scale == 1:
+            return x + residual
+        return x + self.res_scale * residual
 
 
 def res_blocks(count: int, *, n_feats: int, res_scale: float) -> nn.ModuleList:
@@ -130,13 +145,14 @@ class CSFI2(nn.Module):
 
     def __init__(self, *, n_feats: int) -> None:
         super().__init__()
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.conv12 = conv1x1(n_feats, n_feats)
         self.conv21 = conv3x3(n_feats, n_feats, stride=2)
         self.conv_merge1 = conv3x3(2 * n_feats, n_feats)
         self.conv_merge2 = conv3x3(2 * n_feats, n_feats)
 
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-        x12 = F.relu(self.conv12(bicubic(x1, 2)))
+        x12 = F.relu(self.conv12(bicubic(x1, 2, fast=self.fast_kernels)))
         x21 = F.relu(self.conv21(x2))
         y1 = F.relu(self.conv_merge1(torch.cat((x1, x21), dim=1)))
         y2 = F.relu(self.conv_merge2(torch.cat((x2, x12), dim=1)))
@@ -148,6 +164,7 @@ class CSFI3(nn.Module):
 
     def __init__(self, *, n_feats: int) -> None:
         super().__init__()
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.conv12 = conv1x1(n_feats, n_feats)
         self.conv13 = conv1x1(n_feats, n_feats)
         self.conv21 = conv3x3(n_feats, n_feats, stride=2)
@@ -160,10 +177,10 @@ class CSFI3(nn.Module):
         self.conv_merge3 = conv3x3(3 * n_feats, n_feats)
 
     def forward(self, x1: Tensor, x2: Tensor, x3: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x12 = F.relu(self.conv12(bicubic(x1, 2)))
-        x13 = F.relu(self.conv13(bicubic(x1, 4)))
+        x12 = F.relu(self.conv12(bicubic(x1, 2, fast=self.fast_kernels)))
+        x13 = F.relu(self.conv13(bicubic(x1, 4, fast=self.fast_kernels)))
         x21 = F.relu(self.conv21(x2))
-        x23 = F.relu(self.conv23(bicubic(x2, 2)))
+        x23 = F.relu(self.conv23(bicubic(x2, 2, fast=self.fast_kernels)))
         x31 = F.relu(self.conv31_2(F.relu(self.conv31_1(x3))))
         x32 = F.relu(self.conv32(x3))
         y1 = F.relu(self.conv_merge1(torch.cat((x1, x21, x31), dim=1)))
@@ -177,6 +194,7 @@ class MergeTail(nn.Module):
 
     def __init__(self, *, n_feats: int) -> None:
         super().__init__()
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.conv13 = conv1x1(n_feats, n_feats)
         self.conv23 = conv1x1(n_feats, n_feats)
         self.conv_merge = conv3x3(3 * n_feats, n_feats)
@@ -184,8 +202,8 @@ class MergeTail(nn.Module):
         self.conv_tail2 = conv1x1(n_feats // 2, 3)
 
     def forward(self, x1: Tensor, x2: Tensor, x3: Tensor) -> Tensor:
-        x13 = F.relu(self.conv13(bicubic(x1, 4)))
-        x23 = F.relu(self.conv23(bicubic(x2, 2)))
+        x13 = F.relu(self.conv13(bicubic(x1, 4, fast=self.fast_kernels)))
+        x23 = F.relu(self.conv23(bicubic(x2, 2, fast=self.fast_kernels)))
         x = F.relu(self.conv_merge(torch.cat((x3, x13, x23), dim=1)))
         x = self.conv_tail2(self.conv_tail1(x))  # no activation between them (as the reference)
         return torch.clamp(x, -1.0, 1.0)
@@ -217,6 +235,7 @@ class MainNet(nn.Module):
         n = n_feats
         sfe, b1, b2, b4 = num_res_blocks
         self.checkpoint_activations = False
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.SFE = SFE(num_res_blocks=sfe, n_feats=n, res_scale=res_scale)
         # stage ×1
         self.conv11_head = conv3x3(LTE_CHANNELS[2] + n, n)
@@ -280,11 +299,15 @@ class MainNet(nn.Module):
 
     def _fuse2(self, x11: Tensor, T_lv2: Tensor, S: Tensor) -> Tensor:
         x22 = F.relu(self.ps12(self.conv12(x11)))
-        return x22 + self.conv22_head(torch.cat((x22, T_lv2), dim=1)) * bicubic(S, 2)
+        return x22 + self.conv22_head(torch.cat((x22, T_lv2), dim=1)) * bicubic(
+            S, 2, fast=self.fast_kernels
+        )
 
     def _fuse3(self, x22: Tensor, T_lv1: Tensor, S: Tensor) -> Tensor:
         x33 = F.relu(self.ps23(self.conv23(x22)))
-        return x33 + self.conv33_head(torch.cat((x33, T_lv1), dim=1)) * bicubic(S, 4)
+        return x33 + self.conv33_head(torch.cat((x33, T_lv1), dim=1)) * bicubic(
+            S, 4, fast=self.fast_kernels
+        )
 
 
 def _group(x: Tensor, blocks: nn.ModuleList, tail: nn.Conv2d, skip: Tensor | None = None) -> Tensor:
@@ -454,6 +477,15 @@ class TTSR(nn.Module):
         S, T_lv3, T_lv2, T_lv1 = self.SearchTransfer(lrsr_lv3, refsr_lv3, ref_lv1, ref_lv2, ref_lv3)
         sr = self.MainNet(lr, S, T_lv3, T_lv2, T_lv1)
         return TTSROutput(sr, S, T_lv3, T_lv2, T_lv1)
+
+    def use_fast_kernels(self, enabled: bool = True) -> None:
+        """Compute MainNet the same way with faster kernels (TrainConfig `fast_kernels`): no
+        multiplication by a res_scale of 1 in the residual blocks, and on the CPU in fp32 the
+        bicubic upsamplings as depthwise convolutions (`ttsr.upsample`). Off (the default):
+        the reference's operations."""
+        for module in self.MainNet.modules():
+            if hasattr(module, "fast_kernels"):
+                module.fast_kernels = enabled
 
     def texture_features(self, sr: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """LTE features of `sr` (N, 3, H, W) in [-1, 1] through the frozen copy of the current LTE.

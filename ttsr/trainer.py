@@ -7,8 +7,9 @@ config: `search_chunk=0`, `amp="off"`, `channels_last=False`, `fused_optim=False
 `fast_kernels=False`, `log_every_steps=1`):
 
 - device (`device`: auto = CUDA when available), autocast dtype (`amp`: auto = bf16 on CUDA,
-  fp32 on the CPU), memory format (`channels_last`, CUDA only), cuDNN autotune and TF32
-  matmuls (`fast_kernels`, CUDA only), fused Adam (`fused_optim`, CUDA only);
+  fp32 on the CPU), memory format (`channels_last`, CUDA only), faster kernels for the same
+  computation (`fast_kernels`: cuDNN autotune and TF32 matmuls on CUDA; MainNet's
+  `TTSR.use_fast_kernels` on both devices), fused Adam (`fused_optim`; CUDA and CPU);
 - the model (`n_feats`, `num_res_blocks`, `res_scale`), its relevance search (`search_chunk`,
   `search_dtype`, `search_method`), activation checkpointing of MainNet's segments
   (`checkpoint_activations`), `torch.compile` of MainNet and LTE in place (`compile`: the
@@ -205,13 +206,14 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
     if config.init_checkpoint is not None:
         _warm_start(model, config.init_checkpoint)
     model.MainNet.checkpoint_activations = config.checkpoint_activations
+    model.use_fast_kernels(config.fast_kernels)
     model.to(device, memory_format=memory_format)
     perceptual = None
     if config.per_w > 0:
         perceptual = PerceptualLoss(features=features).to(device, memory_format=memory_format)
     distance = PerceptualDistance(features=features).to(device, memory_format=memory_format)
     discriminator = d_optimizer = None
-    fused = cuda and config.fused_optim
+    fused = config.fused_optim  # PyTorch has fused Adam kernels for CUDA and for the CPU
     if config.adv_w > 0:
         discriminator = Discriminator(crop_size=config.size).to(device, memory_format=memory_format)
         # As the reference: constant LR for the critic (no scheduler).
