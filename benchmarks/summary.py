@@ -95,7 +95,7 @@ def packing(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             peak = p.get("peak_mib_per_trial")
             lines.append(
                 f"| {p['trials']} | {label} | {_num(p.get('aggregate_img_s'))} | {per} | "
-                f"{_num(peak / 1024 if peak else None)} GiB |"
+                f"{f'{peak / 1024:.1f} GiB' if peak else '-'} |"
             )
     return lines
 
@@ -107,8 +107,11 @@ def ablation(rows: list[dict[str, Any]], *, warmup: bool = False) -> list[str]:
         else "| step | step ms | img/s | peak |"
     ]
     lines.append("|---|---:|---:|---:|---:|" if warmup else "|---|---:|---:|---:|")
+    seen: dict[str, int] = {}
     for r in rows:
-        cells = [r["path"], _num(r.get("step_ms")), _img_s(r), _gib(r)]
+        seen[r["path"]] = seen.get(r["path"], 0) + 1  # a repeated option: its 1st, 2nd run
+        label = r["path"] + (f" (run {seen[r['path']]})" if seen[r["path"]] > 1 else "")
+        cells = [label, _num(r.get("step_ms")), _img_s(r), _gib(r)]
         if warmup:
             cells.append(_num(r.get("warmup_s")))
         lines.append("| " + " | ".join(cells) + " |")
@@ -144,7 +147,7 @@ def summary(out: Path) -> str:
         ("compile.json", "torch.compile (fresh process each; 2nd = warm FX graph cache)", True),
     ):
         doc = _load(out, name)
-        rows = doc.get("done", []) if isinstance(doc, dict) else []
+        rows = (doc.get("ablation") or doc.get("done", [])) if isinstance(doc, dict) else []
         parts += [["", f"### {title}", ""], ablation(rows, warmup=warm) if rows else ["(none)"]]
     rows = _load(out, "search.json")
     parts += [["", "### Relevance search alone", ""], search(rows) if rows else ["(none)"]]

@@ -11,8 +11,9 @@
 #                training run's (tests/test_step.py), optimised vs reference path, the model
 #                (checkpointed activations need less peak memory)
 #  3. bench      the gpu preset's reference path vs study config at 160 (rec b8, all b9, infer
-#                b8), 512 b8, 1024 b1 and b8, and 512 / 1024 b8 with checkpoint_activations;
-#                the targets table (bench.json)
+#                b8), 512 b8 and 1024 b8, and 512 / 1024 b8 with checkpoint_activations; the
+#                targets table (bench.json). Not here, for time: rec-256/384-b8, rec-1024-b1
+#                (`--cases` of the gpu preset)
 #  4. packed     1, 2, 4 concurrent 160-px trials, aggregate img/s (packed.json)
 #  5. packed-mps the same under the CUDA MPS daemon (scripts/mps.sh), if it can be started
 #  6. ablation   rec-160-b8 from the reference path to the default one change at a time, then
@@ -80,15 +81,15 @@ if [ "$status" -ne 0 ]; then
 fi
 
 if "$PY" -c "import pytest, skimage, PIL, pyarrow" 2>/dev/null; then
-    step tests 50 "$PY" -m pytest -q -x -m "not slow" -p no:cacheprovider -k "cuda or fused" \
+    step tests 45 "$PY" -m pytest -q -m "not slow" -p no:cacheprovider -k "cuda or fused" \
         tests/test_fused_search.py tests/test_step.py tests/test_optimized_paths.py \
         tests/test_model.py
 else
     echo "=== tests skipped: pytest / scikit-image / Pillow / pyarrow not installed ==="
 fi
 
-step bench 120 "${BENCH[@]}" --json "$OUT/bench.json" --cases \
-    rec-160-b8,all-160-b9,infer-160-b8,rec-512-b8,rec-512-b8-ckpt,rec-1024-b1,rec-1024-b8,rec-1024-b8-ckpt
+step bench 140 "${BENCH[@]}" --json "$OUT/bench.json" --cases \
+    rec-160-b8,all-160-b9,infer-160-b8,rec-512-b8,rec-512-b8-ckpt,rec-1024-b8,rec-1024-b8-ckpt
 
 PACKED=("${BENCH[@]}" --cases rec-160-b8 --no-compare --packed 1,2,4 --warmup 3 --steps 10)
 step packed 60 "${PACKED[@]}" --json "$OUT/packed.json"
@@ -105,13 +106,13 @@ else
 fi
 unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 
-step ablation 60 "${BENCH[@]}" --cases rec-160-b8 --no-compare --ablate --warmup 3 --steps 10 \
+step ablation 50 "${BENCH[@]}" --cases rec-160-b8 --no-compare --ablate --warmup 2 --steps 8 \
     --options chunked-search,bf16-search,checkpoint --json "$OUT/ablation.json"
 
 step compile 150 "${BENCH[@]}" --cases rec-160-b8 --no-compare --options compile,compile \
     --isolate process --warmup 3 --steps 10 --json "$OUT/compile.json"
 
-step search 25 "$PY" benchmarks/search_bench.py --device cuda --tf32 --warmup 1 --repeat 3 \
+step search 20 "$PY" benchmarks/search_bench.py --device cuda --tf32 --warmup 1 --repeat 3 \
     --json "$OUT/search.json"
 
 if "$PY" -c "import PIL, skimage, pyarrow" 2>/dev/null; then

@@ -247,3 +247,17 @@ def test_gan_k_critic_steps_then_one_generator_step(tmp_path, counter):
     assert (counter.generator, counter.critic) == (2, 3)
     total = losses.generator[names.LOSS_TOTAL]
     assert total.dtype == torch.float32 and not total.requires_grad
+
+
+def test_a_compiled_trainer_validates_eager(tmp_path):
+    # Validation's no-grad graph and its partial last batches would each cost a compile.
+    from torch._dynamo.utils import counters
+
+    trainer = build(tiny(tmp_path, compile=True))
+    run = start_run(trainer.config)
+    batch = next(iter(run.evaluator.sets[trainer.config.ref_mode]))
+    torch._dynamo.reset()
+    counters.clear()
+    sr = trainer.infer(batch)
+    assert sr.shape == batch["HR"].shape
+    assert sum(counters["frames"].values()) == 0, dict(counters["frames"])  # nothing traced
