@@ -22,6 +22,7 @@ ALL_LOSS_WEIGHTS = {"per_w": 1e-2, "tpl_w": 1e-2, "adv_w": 1e-3}
 SPEED_FIELDS = (
     "search_chunk",
     "search_dtype",
+    "search_method",
     "amp",
     "channels_last",
     "fused_optim",
@@ -35,6 +36,7 @@ SPEED_FIELDS = (
 REFERENCE_SPEED = {
     "search_chunk": 0,
     "search_dtype": "fp32",
+    "search_method": "auto",  # with search_chunk 0: the dense search
     "amp": "off",
     "channels_last": False,
     "fused_optim": False,
@@ -43,18 +45,24 @@ REFERENCE_SPEED = {
     "checkpoint_activations": False,
     "log_every_steps": 1,
 }
-# Cumulative steps from the reference path towards the CUDA defaults (labels as printed).
+# Cumulative steps from the reference path to the study config, i.e. TrainConfig's defaults
+# (labels as printed; the CUDA-only knobs change nothing on the CPU, and amp auto is fp32 there).
 ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
     ("reference (dense, fp32, eager)", {}),
-    ("+ chunked search", {"search_chunk": None}),
+    ("+ memory-bounded search", {"search_chunk": None}),  # fused kernel on CUDA, else chunked
     ("+ no host sync per step", {"log_every_steps": 0}),
-    ("+ cudnn autotune / TF32", {"fast_kernels": True}),
+    ("+ fast kernels (cuDNN autotune, TF32)", {"fast_kernels": True}),
     ("+ channels_last", {"channels_last": True}),
-    ("+ bf16 autocast", {"amp": "bf16"}),
-    ("+ bf16 search matmuls", {"search_dtype": "bf16"}),
-    ("+ fused Adam", {"fused_optim": True}),
+    ("+ autocast (bf16 on CUDA)", {"amp": "auto"}),
+    ("+ fused Adam (= default)", {"fused_optim": True}),
 )
-ABLATION_COMPILE = ("+ torch.compile", {"compile": True})
+# What is not a default, measured one at a time on top of the study config (`--options`).
+OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "chunked-search": ("default, chunked search", {"search_method": "chunked"}),
+    "bf16-search": ("default + bf16 search matmuls", {"search_dtype": "bf16"}),
+    "checkpoint": ("default + checkpoint_activations", {"checkpoint_activations": True}),
+    "compile": ("default + torch.compile", {"compile": True}),
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,8 @@ class Case:
     losses: str  # one of LOSSES
     warmup: int
     steps: int
-    reference: bool = True  # False: the reference path is known not to fit, skip it
+    reference: bool = True  # False: skip the reference path (known not to fit, or a duplicate)
+    changes: tuple[tuple[str, Any], ...] = ()  # TrainConfig fields of the study config to change
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,8 @@ class Preset:
     blocks: str
     cases: tuple[Case, ...]
 
+
+CHECKPOINTED = (("checkpoint_activations", True),)
 
 PRESETS = {
     # 2 shared CPU cores: a narrow, shallow model so the whole preset runs in a few minutes.
@@ -85,6 +96,15 @@ PRESETS = {
             Case("all-64-b2", 64, 2, "all", 1, 2),
             Case("rec-96-b2", 96, 2, "rec", 1, 3),
             Case("rec-128-b1", 128, 1, "rec", 1, 3),
+        ),
+    ),
+    # The issue's CPU target (>= 1.5x at 160 px, batch 1): the full model, ~1 min per run.
+    "cpu-full": Preset(
+        n_feats=64,
+        blocks="16+16+8+4",
+        cases=(
+            Case("rec-160-b1", 160, 1, "rec", 1, 3),
+            Case("all-160-b1", 160, 1, "all", 1, 2),
         ),
     ),
     # For tests and smoke checks: seconds.
@@ -107,9 +127,12 @@ PRESETS = {
             Case("rec-256-b8", 256, 8, "rec", 2, 8),
             Case("rec-384-b8", 384, 8, "rec", 2, 5),
             Case("rec-512-b8", 512, 8, "rec", 2, 5),
+            # The memory targets with activation checkpointing (its reference = the case above).
+            Case("rec-512-b8-ckpt", 512, 8, "rec", 2, 5, False, CHECKPOINTED),
             Case("rec-1024-b1", 1024, 1, "rec", 1, 3),
             # Dense relevance alone would be 8 x 16 GiB (65536^2 fp32 per image): skip (a).
             Case("rec-1024-b8", 1024, 8, "rec", 1, 3, reference=False),
+            Case("rec-1024-b8-ckpt", 1024, 8, "rec", 1, 3, False, CHECKPOINTED),
         ),
     ),
 }
@@ -119,9 +142,9 @@ def study_config(
     case: Case, *, device: str, n_feats: int, blocks: str, compile: bool = False
 ) -> TrainConfig:
     """The config a study would run for ``case``: TrainConfig's defaults plus the case (size,
-    batch, model, loss weights, device), and ``compile`` when asked for."""
+    batch, model, loss weights, device, its `Case.changes`), and ``compile`` when asked for."""
     weights = ALL_LOSS_WEIGHTS if case.losses == "all" else {}
-    return TrainConfig(
+    config = TrainConfig(
         size=case.size,
         batch_size=case.batch,
         n_feats=n_feats,
@@ -130,6 +153,7 @@ def study_config(
         compile=compile,
         **weights,
     )
+    return config.replace(**dict(case.changes)) if case.changes else config
 
 
 def reference_config(config: TrainConfig) -> TrainConfig:
@@ -137,17 +161,20 @@ def reference_config(config: TrainConfig) -> TrainConfig:
     return config.replace(**REFERENCE_SPEED)
 
 
-def ablation_configs(
-    config: TrainConfig, *, compile: bool = False
-) -> list[tuple[str, TrainConfig]]:
-    """(label, config) from `reference_config(config)`, one `ABLATION` change at a time."""
-    steps = (*ABLATION, ABLATION_COMPILE) if compile else ABLATION
+def ablation_configs(config: TrainConfig) -> list[tuple[str, TrainConfig]]:
+    """(label, config) from `reference_config(config)`, one `ABLATION` change at a time; the
+    last is ``config`` itself when its speed fields are the defaults."""
     out: list[tuple[str, TrainConfig]] = []
     current = reference_config(config)
-    for label, changes in steps:
+    for label, changes in ABLATION:
         current = current.replace(**changes)
         out.append((label, current))
     return out
+
+
+def option_configs(config: TrainConfig, names: tuple[str, ...]) -> list[tuple[str, TrainConfig]]:
+    """(label, config) for each named `OPTIONS` entry, each applied alone to ``config``."""
+    return [(OPTIONS[n][0], config.replace(**OPTIONS[n][1])) for n in names]
 
 
 def speed_settings(config: TrainConfig) -> dict[str, Any]:

@@ -59,8 +59,9 @@ def job_to_json(job: Job) -> str:
 
 def job_from_json(text: str) -> Job:
     d = json.loads(text)
+    case = {**d["case"], "changes": tuple(tuple(c) for c in d["case"]["changes"])}
     return Job(
-        case=Case(**d["case"]),
+        case=Case(**case),
         config=TrainConfig.from_dict(d["config"]),
         path=d["path"],
         threads=d["threads"],

@@ -9,8 +9,12 @@ Data: one random loader-shaped batch created on the device once (as the referenc
 docs/BENCHMARKS.md); `Trainer.inputs` converts it to the trainer's memory format every step, as
 it does a loader batch. The loader itself is `python -m benchmarks.loader`.
 
-Timing: `warmup` untimed steps, then `steps` timed steps between two device synchronisations;
-step time = elapsed / steps, images/s = batch / step time. Peak memory: on CUDA
+Timing: `warmup` untimed steps (their time, `warmup_s`, holds the compile of a compiled
+config), then `steps` timed steps between two device synchronisations; step time = elapsed /
+steps, images/s = batch / step time. `host_ms`: the time the host took to issue a timed step
+(before the final synchronisation); on CUDA a value close to the step time means the step is
+bound by Python and kernel launches (where CUDA graphs or compile would help), a small one that
+the GPU is the limit. Peak memory: on CUDA
 `torch.cuda.max_memory_allocated` (reset before the build); on the CPU, in a fresh process
 only, the peak RSS (`ru_maxrss`) minus the RSS just before the build.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import gc
 import os
 import resource
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -129,19 +134,28 @@ def _timed(
     case: Case, steps: LoopSteps, device: torch.device, barrier: tuple[str, int, int] | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"check_every": steps.meter.check_every}
+    start = time.perf_counter()
     steps.run(case.warmup)
+    _sync(device)
+    out["warmup_s"] = time.perf_counter() - start  # with compile: the compile cost of a trial
     if device.type == "cuda":
         out["host_syncs_per_step"] = count_host_syncs(lambda: steps.run(1))
     _sync(device)
     if barrier is not None:
         wait_barrier(*barrier)
     wall_start = time.time()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     steps.run(case.steps)
+    issued = time.perf_counter() - t0
     _sync(device)
     elapsed = time.perf_counter() - t0
     out.update(
         step_ms=1e3 * elapsed / case.steps,
+        # CPU seconds of this process per step: on a shared CPU with one compute thread, the
+        # work a step takes, whatever else runs (wall time also counts the waits for a core).
+        cpu_ms=1e3 * (time.process_time() - cpu0) / case.steps,
+        # CUDA: the host's time to issue a step; close to step_ms = launch-bound (CPU-side).
+        host_ms=1e3 * issued / case.steps,
         img_s=case.batch * case.steps / elapsed,
         images=case.batch * case.steps,
         wall_start=wall_start,
@@ -190,3 +204,48 @@ def _free(device: torch.device) -> None:
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_interleaved(case: Case, configs: list[tuple[str, TrainConfig]]) -> list[dict[str, Any]]:
+    """Time ``configs`` (label, config) on ``case`` in one process, one step of each in turn.
+
+    For a busy machine: the load that slows one path's step slows its neighbour's too, so the
+    ratio of the per-path medians is stable where back-to-back runs are not. Rounds alternate
+    the order (ABBA...), so a drift in load favours neither. Memory is not measured (one
+    process holds all of them).
+    """
+    device = torch.device(configs[0][1].device)
+    runs = []
+    for label, config in configs:
+        steps = LoopSteps(build(config), random_batch(case, device), infer=case.losses == "infer")
+        start = time.perf_counter()
+        steps.run(case.warmup)
+        _sync(device)
+        runs.append((label, steps, time.perf_counter() - start, []))
+    for round_ in range(case.steps):
+        for _, steps, _, times in runs if round_ % 2 == 0 else runs[::-1]:
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            steps.run(1)
+            _sync(device)
+            times.append((time.perf_counter() - t0, time.process_time() - cpu0))
+    results = []
+    for label, steps, warmup_s, times in runs:
+        median = statistics.median(wall for wall, _ in times)
+        results.append(
+            {
+                "case": case.name,
+                "path": label,
+                "status": "ok",
+                "check_every": steps.meter.check_every,
+                "warmup_s": warmup_s,
+                "step_ms": 1e3 * median,
+                "step_ms_each": [1e3 * wall for wall, _ in times],
+                "cpu_ms": 1e3 * statistics.median(cpu for _, cpu in times),
+                "cpu_ms_each": [1e3 * cpu for _, cpu in times],
+                "img_s": case.batch / median,
+                "images": case.batch * case.steps,
+                "mean_loss": steps.mean_loss(),
+                "timing": "interleaved, median step",
+            }
+        )
+    return results

@@ -14,9 +14,12 @@ import pytest
 
 from benchmarks import jobs, train_step
 from benchmarks.configs import (
+    OPTIONS,
+    PRESETS,
     SPEED_FIELDS,
     Case,
     ablation_configs,
+    option_configs,
     reference_config,
     study_config,
 )
@@ -111,7 +114,9 @@ def test_child_protocol_round_trips_a_job():
         (["--cases", "nope"], "--cases: unknown case(s) nope"),
         (["--steps", "0"], "--steps: must be >= 1"),
         (["--blocks", "1+1"], "--n-feats/--blocks"),
-        (["--packed", "-1"], "--packed: must be >= 0"),
+        (["--packed", "0"], "--packed: every count must be >= 1"),
+        (["--packed", "two"], "--packed: want trial counts like 1,2,4"),
+        (["--options", "turbo"], "--options: unknown turbo"),
     ],
 )
 def test_bad_flags_are_one_line_errors(args, message):
@@ -132,14 +137,30 @@ def test_targets_are_checked_against_the_optimised_path():
             "img_s": 70.0,
             "peak_mib": 20 * 1024,
         },
+        {
+            "case": "rec-512-b8-ckpt",
+            "path": "optimised",
+            "status": "ok",
+            "img_s": 55.0,
+            "peak_mib": 12 * 1024,
+        },
         {"case": "rec-1024-b8", "path": "optimised", "status": "oom"},
     ]
-    checks = {c["target"]: c for c in target_checks(results, None)}
+    packed = [
+        {"case": "rec-160-b8", "trials": n, "aggregate_img_s": agg}
+        for n, agg in ((1, 700.0), (4, 1100.0), (2, 1300.0))
+    ]
+    checks = {c["target"]: c for c in target_checks(results, packed)}
     assert checks["rec-160-b8 img/s"]["pass"] is True
     assert checks["all-160-b9 img/s"]["pass"] is False
     assert checks["rec-512-b8 img/s"]["pass"] is True
     assert checks["rec-512-b8 peak GiB"]["pass"] is False  # 20 GiB > 16
+    assert checks["rec-512-b8-ckpt peak GiB"]["pass"] is True  # the checkpointed variant
+    assert checks["rec-512-b8-ckpt img/s"]["pass"] is False
     assert checks["rec-1024-b8 peak GiB"]["pass"] is False  # OOM
+    assert "rec-1024-b8-ckpt peak GiB" not in checks  # not measured: not listed
+    assert checks["packed x4 rec-160-b8 img/s"]["measured"] == 1100.0  # the largest count
+    assert checks["packed x4 rec-160-b8 img/s"]["pass"] is False
     epoch = checks["epoch 8k+2k @160, compute only (s)"]
     assert epoch["measured"] == pytest.approx(8000 / 700 + 2000 / 2000)
     assert epoch["pass"] is True
@@ -158,14 +179,16 @@ def test_packed_trials_report_an_aggregate(tmp_path):
         "0",
         "--no-compare",
         "--packed",
-        "2",
+        "1,2",
         "--json",
         str(out),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     packed = json.loads(out.read_text())["packed"]
-    assert packed["status"] == "ok" and packed["trials"] == 2
-    assert len(packed["per_trial_img_s"]) == 2 and packed["aggregate_img_s"] > 0
+    assert [p["trials"] for p in packed] == [1, 2]
+    for run in packed:
+        assert run["status"] == "ok" and len(run["per_trial_img_s"]) == run["trials"]
+        assert run["aggregate_img_s"] > 0
 
 
 def test_the_optimised_path_is_the_study_config_and_the_reference_differs_in_speed_only():
@@ -187,16 +210,33 @@ def _differing(a: TrainConfig, b: TrainConfig) -> set[str]:
     return {k for k in da if da[k] != db[k]}
 
 
-@pytest.mark.parametrize("compile", [False, True])
-def test_ablation_runs_from_the_reference_to_the_cuda_defaults(compile):
+def test_ablation_runs_from_the_reference_to_the_study_config():
     config = study_config(Case("c", 32, 2, "rec", 0, 1), device="cpu", n_feats=8, blocks="2+1+1+1")
-    steps = ablation_configs(config.replace(compile=compile), compile=compile)
+    steps = ablation_configs(config)
     assert steps[0][1] == reference_config(config)
     for (_, before), (label, after) in zip(steps, steps[1:], strict=False):
         changed = _differing(before, after)
         assert len(changed) == 1 and changed <= set(SPEED_FIELDS), label
-    # The end is what a study runs on CUDA (amp auto = bf16 there), plus the bf16 search, which
-    # is measured but not a default.
-    last = steps[-1][1]
-    assert last.amp == "bf16" and last.search_dtype == "bf16"
-    assert last.replace(amp="auto", search_dtype="fp32") == config.replace(compile=compile)
+    assert steps[-1][1] == config  # the end is what a study runs
+
+
+def test_options_change_one_speed_field_each_on_the_study_config():
+    config = study_config(Case("c", 32, 2, "rec", 0, 1), device="cpu", n_feats=8, blocks="2+1+1+1")
+    rows = option_configs(config, tuple(OPTIONS))
+    assert [label for label, _ in rows] == [label for label, _ in OPTIONS.values()]
+    for (label, changed), name in zip(rows, OPTIONS, strict=True):
+        assert _differing(config, changed) == set(OPTIONS[name][1]) <= set(SPEED_FIELDS), label
+    assert dict(option_configs(config, ("checkpoint",)))["default + checkpoint_activations"] == (
+        config.replace(checkpoint_activations=True)
+    )
+
+
+def test_a_case_changes_its_study_config_and_round_trips_through_a_child():
+    case = next(c for c in PRESETS["gpu"].cases if c.name == "rec-512-b8-ckpt")
+    config = study_config(case, device="cpu", n_feats=8, blocks="1+1+1+1")
+    assert config.checkpoint_activations and not case.reference
+    assert reference_config(config) == reference_config(
+        config.replace(checkpoint_activations=False)
+    )
+    job = jobs.Job(case, config, "optimised", 1)
+    assert jobs.job_from_json(jobs.job_to_json(job)) == job

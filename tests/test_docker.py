@@ -281,3 +281,32 @@ def test_image_carries_the_vgg19_weights():
     assert first(r"^ENV TORCH_HOME=/home/ray/\.cache/torch$") < download
     assert first(r"^COPY .*ttsr/vgg ") < download < first(r"^COPY .* \. \.$")
     assert not any(re.search(r"TTSR_VGG19_(URL|SHA256)", step) for step in steps)  # test hooks
+
+
+def test_mps_override_starts_the_daemon_before_the_gpu_worker(env_file, config):
+    mps = _resolved(env_file[0], "compose.mps.yaml")
+    worker, base = mps["services"]["ray-worker"], config["services"]["ray-worker"]
+    # scripts/mps.sh starts the daemon, then execs the worker's own `ray start`
+    assert worker["command"][:3] == ["bash", "scripts/mps.sh", "exec"]
+    assert worker["command"][3:] == base["command"]
+    env = worker["environment"]
+    mounts = {v["target"]: v for v in worker["volumes"]}
+    for name in ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"):
+        assert env[name].startswith("/mps/"), name  # on the mps volume
+    assert mounts["/mps"]["type"] == "volume" and mounts["/mps"]["source"] == "mps"
+    assert {"/data", "/results"} <= set(mounts)  # the base mounts stay
+    assert worker["deploy"] == base["deploy"]  # still the GPU reservation
+    # only the GPU worker is an MPS client
+    for name, svc in mps["services"].items():
+        if name != "ray-worker":
+            assert "CUDA_MPS_PIPE_DIRECTORY" not in json.dumps(svc.get("environment", {})), name
+
+
+def test_the_image_carries_the_mps_script_and_a_volume_mount_point_it_owns():
+    patterns = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!scripts/mps.sh" in patterns
+    assert (REPO / "scripts" / "mps.sh").is_file()
+    text = re.sub(r"\\\n\s*", " ", (DOCKER / "Dockerfile").read_text())
+    assert re.search(r"mkdir -p [^&]*/mps\b", text) and re.search(
+        r"chown ray:users [^&]*/mps", text
+    )

@@ -203,3 +203,33 @@ def test_schema_of_builtin_kinds_and_pod_templates():
         kv.validate(wrapper, version, strict=True)
         checked += 1
     assert checked >= 10
+
+
+def _groups(spec: dict) -> dict[str, dict]:
+    return {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
+def test_mps_worker_group_is_the_gpu_group_plus_the_daemon(kind):
+    doc = _one(kind)
+    spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    groups = _groups(spec)
+    mps, gpu = groups["gpu-mps"], groups["gpu"]
+    assert mps["replicas"] == 0  # opt in: scale it up instead of `gpu`
+    (container,) = mps["template"]["spec"]["containers"]
+    command = container["lifecycle"]["postStart"]["exec"]["command"]
+    assert command == ["bash", "/home/ray/ttsr-tune/scripts/mps.sh", "start"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in mps["template"]["spec"]["volumes"]}
+    for name in ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"):
+        assert env[name].startswith("/mps/"), name
+    assert "emptyDir" in volumes[mounts["/mps"]]
+    # Everything else is the plain GPU group's.
+    strip_container = {k: v for k, v in container.items() if k not in ("env", "lifecycle")}
+    (plain,) = gpu["template"]["spec"]["containers"]
+    plain_env = {e["name"]: e["value"] for e in plain["env"]}
+    assert {k: v for k, v in env.items() if not k.startswith("CUDA_MPS_")} == plain_env
+    strip_container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "mps"]
+    assert strip_container == {k: v for k, v in plain.items() if k != "env"}
+    assert [v for v in volumes.values() if v["name"] != "mps"] == gpu["template"]["spec"]["volumes"]

@@ -182,3 +182,60 @@ def test_torch_compile_matches_eager():
         compiled = torch.compile(model, fullgraph=True, backend="aot_eager")(*x)
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _loss_and_grads(model: TTSR, x) -> tuple[TTSROutput, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    out = model(*x)
+    (out.sr.square().mean() + out.S.mean()).backward()
+    return out, {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+
+
+def test_checkpointed_activations_give_the_same_outputs_and_gradients():
+    model = tiny(search_chunk=None).train()
+    x = inputs(4, 6, seed=5)
+    plain, plain_grads = _loss_and_grads(model, x)
+    model.MainNet.checkpoint_activations = True
+    checkpointed, grads = _loss_and_grads(model, x)
+    for a, b in zip(plain, checkpointed, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the forward is the same code
+    assert set(grads) == set(plain_grads)
+    assert any(k.startswith("MainNet.RB33.") for k in grads)
+    assert any(k.startswith("LTE.") for k in grads)  # through the textures and S
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(grads[name], grad, msg=name)
+
+
+def test_checkpointing_is_off_in_eval_and_without_grad(monkeypatch):
+    calls = []
+    monkeypatch.setattr("ttsr.model.checkpoint", lambda fn, *a, **k: calls.append(fn) or fn(*a))
+    model = tiny()
+    model.MainNet.checkpoint_activations = True
+    x = inputs(4, 4)
+    model.eval()
+    model(*x)
+    model.train()
+    with torch.no_grad():
+        model(*x)
+    assert calls == []
+    model(*x)
+    assert len(calls) == 13  # SFE, 3 fusions, 6 residual groups, CSFI2, CSFI3, merge tail
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="peak memory is measured on CUDA")
+def test_checkpointed_activations_need_less_peak_memory_on_cuda():
+    model = TTSR(ModelConfig(n_feats=32, num_res_blocks=(2, 2, 2, 2)), load_vgg=False).cuda()
+    x = [t.cuda() for t in inputs(32, 32, n=2)]
+
+    def peak(checkpointed: bool) -> int:
+        model.MainNet.checkpoint_activations = checkpointed
+        model.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        model(*x).sr.mean().backward()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated()
+
+    peak(False)  # warm-up: cuDNN workspaces, allocator
+    plain, checkpointed = peak(False), peak(True)
+    assert checkpointed < 0.8 * plain, (checkpointed, plain)

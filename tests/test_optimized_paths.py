@@ -4,7 +4,7 @@ Both paths are `TrainConfig` values built by `ttsr.trainer.build_trainer`: the r
 `benchmarks.configs.reference_config` (dense search, fp32, eager, contiguous, plain Adam), the
 optimised one what a study runs (the defaults), with bf16 autocast and bf16 search matmuls on top
 where a test says so. Real photographs (scikit-image's astronaut). `build_trainer` ignores the
-CUDA-only knobs on the CPU (channels_last, fused Adam), so on the CPU `built(...,
+CUDA-only knobs on the CPU (channels_last), so on the CPU `built(...,
 emulate_cuda=True)` applies them by hand after the build, the way the builder does on CUDA, and
 their numerics are checked without a GPU; scripts/gpu_check.sh runs this file on CUDA as well
 (the `device` fixture), where the builder applies them itself.
@@ -191,9 +191,10 @@ def test_cuda_only_knobs_do_nothing_on_the_cpu():
     assert trainer.memory_format == torch.contiguous_format
     assert all(w.is_contiguous() and not _channels_last(w) for w in _conv_weights(trainer))
     for optimizer in (trainer.optimizer, trainer.d_optimizer):
-        assert not any(g["fused"] for g in optimizer.param_groups)
+        assert all(g["fused"] for g in optimizer.param_groups)  # fused Adam exists for CPUs
     assert trainer.amp_dtype is None  # amp auto = fp32 on the CPU
     assert trainer.model.SearchTransfer.chunk != 0  # the chunked search is not CUDA-only
+    assert trainer.model.MainNet.merge_tail.fast_kernels  # nor are MainNet's fast kernels
 
 
 def test_bf16_optimised_output_is_within_40_db_of_fp32_dense(device):

@@ -103,7 +103,12 @@ def anatomy(trainer: Trainer) -> dict[str, Any]:
         "check_every": trainer.check_every,
         "model": _module(model),
         "compiled": (_compiled(model.MainNet), _compiled(model.LTE)),
-        "search": (model.SearchTransfer.chunk, model.SearchTransfer.dtype),
+        "search": (
+            model.SearchTransfer.chunk,
+            model.SearchTransfer.dtype,
+            model.SearchTransfer.method,
+        ),
+        "checkpoint_activations": model.MainNet.checkpoint_activations,
         "perceptual": _module(trainer.perceptual),
         "discriminator": _module(trainer.discriminator),
         "distance": _module(trainer.distance),
@@ -126,7 +131,13 @@ def _floats(losses: StepLosses) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    "changes", [ALL_LOSSES, {**ALL_LOSSES, "compile": True, "log_every_steps": 3}], ids=str
+    "changes",
+    [
+        ALL_LOSSES,
+        {**ALL_LOSSES, "compile": True, "log_every_steps": 3},
+        {"checkpoint_activations": True, "search_method": "chunked"},
+    ],
+    ids=str,
 )
 def test_benchmark_and_training_build_the_same_trainer(tmp_path, changes, device):
     config = tiny(tmp_path, **changes, device=device)
@@ -139,6 +150,8 @@ def test_benchmark_and_training_build_the_same_trainer(tmp_path, changes, device
     # The comparison can fail: another config is another trainer.
     assert anatomy(build(reference_config(config))) != anatomy(trained)
     assert anatomy(build(config.replace(compile=not config.compile))) != anatomy(trained)
+    flipped = config.replace(checkpoint_activations=not config.checkpoint_activations)
+    assert anatomy(build(flipped)) != anatomy(trained)
 
 
 def test_benchmark_and_training_steps_give_the_same_losses(tmp_path, device):
@@ -234,3 +247,17 @@ def test_gan_k_critic_steps_then_one_generator_step(tmp_path, counter):
     assert (counter.generator, counter.critic) == (2, 3)
     total = losses.generator[names.LOSS_TOTAL]
     assert total.dtype == torch.float32 and not total.requires_grad
+
+
+def test_a_compiled_trainer_validates_eager(tmp_path):
+    # Validation's no-grad graph and its partial last batches would each cost a compile.
+    from torch._dynamo.utils import counters
+
+    trainer = build(tiny(tmp_path, compile=True))
+    run = start_run(trainer.config)
+    batch = next(iter(run.evaluator.sets[trainer.config.ref_mode]))
+    torch._dynamo.reset()
+    counters.clear()
+    sr = trainer.infer(batch)
+    assert sr.shape == batch["HR"].shape
+    assert sum(counters["frames"].values()) == 0, dict(counters["frames"])  # nothing traced

@@ -85,7 +85,8 @@ class TrainConfig(BaseModel):
     fraction: Float = Field(1.0, gt=0, le=1)  # nested deterministic subset of each split
     ref_mode: Literal[REF_MODES] = "gt"
     val_limit: Int | None = Field(None, ge=1)  # validation images per epoch (None = whole split)
-    num_workers: Int = Field(0, ge=0)  # DataLoader workers
+    # DataLoader workers; None = auto: 0 on CPU, on CUDA the trial's CPUs - 1 (ttsr.data.loading)
+    num_workers: Int | None = Field(None, ge=0)
     # inpainting (seed Exp2-3/2-4): a box of the reference is blurred, LR comes from it
     inpaint: StrictBool = False
     inpaint_box: Box = (0.5, 0.5, 0.8, 0.8)  # x0, y0, x1, y1
@@ -141,8 +142,10 @@ class TrainConfig(BaseModel):
     search_method: Literal[SEARCH_METHODS] = "auto"  # auto: fused kernel on CUDA, else chunked
     channels_last: StrictBool = True  # CUDA only
     compile: StrictBool = False  # torch.compile MainNet and LTE in place
-    fused_optim: StrictBool = True  # fused Adam kernels (CUDA only)
-    fast_kernels: StrictBool = True  # cuDNN autotune + TF32 matmuls (CUDA only)
+    fused_optim: StrictBool = True  # fused Adam kernels (CUDA and CPU)
+    # faster kernels, same computation: cuDNN autotune + TF32 matmuls on CUDA; no multiply by
+    # res_scale 1, and bicubic as convolutions on the CPU (TTSR.use_fast_kernels)
+    fast_kernels: StrictBool = True
     checkpoint_activations: StrictBool = False  # activation checkpointing of MainNet stages
     seed: Int = 0  # weights, data order, augmentation, critic: what repeats vary
     data_seed: Int = 0  # which images: fraction subsets and 'other' pairs (fixed across repeats)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ttsr import names
 from ttsr.config import TrainConfig
 from ttsr.data import open_dataset, open_dataset_from_config
+from ttsr.data.loading import loader_options
 from ttsr.data.source import inpaint_options
 from ttsr.early_stopping import OutputCollapseMonitor, OutputStats
 from ttsr.metrics import psnr, ssim, to_y
@@ -78,7 +79,9 @@ def _limited(dataset: Dataset, limit: int | None) -> Dataset:
 class Evaluator:
     """The validation sets of a config (its own ref mode first) and the pass over them."""
 
-    def __init__(self, config: TrainConfig, *, pin_memory: bool = False) -> None:
+    def __init__(self, config: TrainConfig, *, device: torch.device | None = None) -> None:
+        # Workers, pinning and persistence as the training loader's (ttsr.data.loading).
+        options = loader_options(config.num_workers, device or torch.device("cpu"))
         self.inpaint = config.inpaint
         self.sets: dict[str, DataLoader] = {}
         for mode in (config.ref_mode, *config.val_ref_modes):
@@ -99,8 +102,7 @@ class Evaluator:
                 _limited(dataset, config.val_limit),
                 batch_size=config.batch_size,
                 shuffle=False,
-                num_workers=config.num_workers,
-                pin_memory=pin_memory,
+                **options,
             )
         self.primary = config.ref_mode
 

@@ -11,13 +11,15 @@ Notation: N batch, (h, w) LR size, n = n_feats. All images are in [-1, 1].
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ttsr.config import parse_blocks
 from ttsr.search import (
@@ -27,6 +29,7 @@ from ttsr.search import (
     relevance_search,
     transfer,
 )
+from ttsr.upsample import bicubic_by_convolution
 from ttsr.vgg import random_vgg19_features, vgg19_features
 
 # ImageNet statistics the VGG19 weights were trained with.
@@ -81,8 +84,14 @@ def conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
 
-def bicubic(x: Tensor, scale: int) -> Tensor:
-    # Default alignment (align_corners=False), as the reference.
+def bicubic(x: Tensor, scale: int, *, fast: bool = False) -> Tensor:
+    """Bicubic upsampling, default alignment (align_corners=False), as the reference.
+
+    fast: on the CPU in fp32, the same interpolation as depthwise convolutions
+    (`ttsr.upsample`, faster there); elsewhere, and when False, `F.interpolate`.
+    """
+    if fast and x.device.type == "cpu" and x.dtype == torch.float32:
+        return bicubic_by_convolution(x, scale)
     return F.interpolate(x, scale_factor=scale, mode="bicubic")
 
 
@@ -90,16 +99,24 @@ def bicubic(x: Tensor, scale: int) -> Tensor:
 
 
 class ResBlock(nn.Module):
-    """x + res_scale · conv2(relu(conv1(x))); no batch norm. (N, n, H, W) -> same."""
+    """x + res_scale · conv2(relu(conv1(x))); no batch norm. (N, n, H, W) -> same.
+
+    fast_kernels (see `TTSR.use_fast_kernels`): skip the multiplication when res_scale is 1
+    (bit for bit the same values and gradients, one elementwise pass less each way).
+    """
 
     def __init__(self, *, n_feats: int, res_scale: float) -> None:
         super().__init__()
         self.res_scale = res_scale
+        self.fast_kernels = False
         self.conv1 = conv3x3(n_feats, n_feats)
         self.conv2 = conv3x3(n_feats, n_feats)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.res_scale * self.conv2(F.relu(self.conv1(x)))
+        residual = self.conv2(F.relu(self.conv1(x)))
+        if self.fast_kernels and self.res_scale == 1:
+            return x + residual
+        return x + self.res_scale * residual
 
 
 def res_blocks(count: int, *, n_feats: int, res_scale: float) -> nn.ModuleList:
@@ -128,13 +145,14 @@ class CSFI2(nn.Module):
 
     def __init__(self, *, n_feats: int) -> None:
         super().__init__()
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.conv12 = conv1x1(n_feats, n_feats)
         self.conv21 = conv3x3(n_feats, n_feats, stride=2)
         self.conv_merge1 = conv3x3(2 * n_feats, n_feats)
         self.conv_merge2 = conv3x3(2 * n_feats, n_feats)
 
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-        x12 = F.relu(self.conv12(bicubic(x1, 2)))
+        x12 = F.relu(self.conv12(bicubic(x1, 2, fast=self.fast_kernels)))
         x21 = F.relu(self.conv21(x2))
         y1 = F.relu(self.conv_merge1(torch.cat((x1, x21), dim=1)))
         y2 = F.relu(self.conv_merge2(torch.cat((x2, x12), dim=1)))
@@ -146,6 +164,7 @@ class CSFI3(nn.Module):
 
     def __init__(self, *, n_feats: int) -> None:
         super().__init__()
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.conv12 = conv1x1(n_feats, n_feats)
         self.conv13 = conv1x1(n_feats, n_feats)
         self.conv21 = conv3x3(n_feats, n_feats, stride=2)
@@ -158,10 +177,10 @@ class CSFI3(nn.Module):
         self.conv_merge3 = conv3x3(3 * n_feats, n_feats)
 
     def forward(self, x1: Tensor, x2: Tensor, x3: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x12 = F.relu(self.conv12(bicubic(x1, 2)))
-        x13 = F.relu(self.conv13(bicubic(x1, 4)))
+        x12 = F.relu(self.conv12(bicubic(x1, 2, fast=self.fast_kernels)))
+        x13 = F.relu(self.conv13(bicubic(x1, 4, fast=self.fast_kernels)))
         x21 = F.relu(self.conv21(x2))
-        x23 = F.relu(self.conv23(bicubic(x2, 2)))
+        x23 = F.relu(self.conv23(bicubic(x2, 2, fast=self.fast_kernels)))
         x31 = F.relu(self.conv31_2(F.relu(self.conv31_1(x3))))
         x32 = F.relu(self.conv32(x3))
         y1 = F.relu(self.conv_merge1(torch.cat((x1, x21, x31), dim=1)))
@@ -175,6 +194,7 @@ class MergeTail(nn.Module):
 
     def __init__(self, *, n_feats: int) -> None:
         super().__init__()
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.conv13 = conv1x1(n_feats, n_feats)
         self.conv23 = conv1x1(n_feats, n_feats)
         self.conv_merge = conv3x3(3 * n_feats, n_feats)
@@ -182,8 +202,8 @@ class MergeTail(nn.Module):
         self.conv_tail2 = conv1x1(n_feats // 2, 3)
 
     def forward(self, x1: Tensor, x2: Tensor, x3: Tensor) -> Tensor:
-        x13 = F.relu(self.conv13(bicubic(x1, 4)))
-        x23 = F.relu(self.conv23(bicubic(x2, 2)))
+        x13 = F.relu(self.conv13(bicubic(x1, 4, fast=self.fast_kernels)))
+        x23 = F.relu(self.conv23(bicubic(x2, 2, fast=self.fast_kernels)))
         x = F.relu(self.conv_merge(torch.cat((x3, x13, x23), dim=1)))
         x = self.conv_tail2(self.conv_tail1(x))  # no activation between them (as the reference)
         return torch.clamp(x, -1.0, 1.0)
@@ -200,12 +220,22 @@ class MainNet(nn.Module):
 
     forward(x (N, 3, h, w), S (N, 1, h, w), T_lv3 (N, 256, h, w), T_lv2 (N, 128, 2h, 2w),
     T_lv1 (N, 64, 4h, 4w)) -> (N, 3, 4h, 4w).
+
+    checkpoint_activations (an attribute, not a weight: set it on a built model): in training,
+    run each segment of the forward — SFE, each stage's texture fusion, each residual group,
+    CSFI2, CSFI3, the merge tail — under `torch.utils.checkpoint` (non-reentrant): only the
+    segments' inputs are kept for the backward, which recomputes one segment's activations at a
+    time. Same outputs and gradients, about one extra MainNet forward per step, and the
+    full-resolution activations of the x4 stage (most of the step's memory at 512 px and up)
+    are no longer all alive at once.
     """
 
     def __init__(self, *, num_res_blocks: tuple[int, ...], n_feats: int, res_scale: float) -> None:
         super().__init__()
         n = n_feats
         sfe, b1, b2, b4 = num_res_blocks
+        self.checkpoint_activations = False
+        self.fast_kernels = False  # see `TTSR.use_fast_kernels`
         self.SFE = SFE(num_res_blocks=sfe, n_feats=n, res_scale=res_scale)
         # stage ×1
         self.conv11_head = conv3x3(LTE_CHANNELS[2] + n, n)
@@ -236,29 +266,53 @@ class MainNet(nn.Module):
         self.merge_tail = MergeTail(n_feats=n)
 
     def forward(self, x: Tensor, S: Tensor, T_lv3: Tensor, T_lv2: Tensor, T_lv1: Tensor) -> Tensor:
-        x11 = self.SFE(x)
+        run = self._segment
+        x11 = run(self.SFE, x)
 
         # stage ×1: soft-attention fusion of level-3 textures (no ReLU on the head), then a
         # residual group
-        x11 = x11 + self.conv11_head(torch.cat((x11, T_lv3), dim=1)) * S
-        x11 = x11 + self.conv11_tail(run_blocks(self.RB11, x11))
+        x11 = run(self._fuse1, x11, T_lv3, S)
+        x11 = run(_group, x11, self.RB11, self.conv11_tail)
 
         # stage ×2
-        x22 = F.relu(self.ps12(self.conv12(x11)))
-        x22 = x22 + self.conv22_head(torch.cat((x22, T_lv2), dim=1)) * bicubic(S, 2)
-        x21_res, x22_res = self.ex12(x11, x22)
-        x21 = x11 + self.conv21_tail(run_blocks(self.RB21, x21_res))
-        x22 = x22 + self.conv22_tail(run_blocks(self.RB22, x22_res))
+        x22 = run(self._fuse2, x11, T_lv2, S)
+        x21_res, x22_res = run(self.ex12, x11, x22)
+        x21 = run(_group, x21_res, self.RB21, self.conv21_tail, x11)
+        x22 = run(_group, x22_res, self.RB22, self.conv22_tail, x22)
 
         # stage ×4
-        x33 = F.relu(self.ps23(self.conv23(x22)))
-        x33 = x33 + self.conv33_head(torch.cat((x33, T_lv1), dim=1)) * bicubic(S, 4)
-        x31_res, x32_res, x33_res = self.ex123(x21, x22, x33)
-        x31 = x21 + self.conv31_tail(run_blocks(self.RB31, x31_res))
-        x32 = x22 + self.conv32_tail(run_blocks(self.RB32, x32_res))
-        x33 = x33 + self.conv33_tail(run_blocks(self.RB33, x33_res))
+        x33 = run(self._fuse3, x22, T_lv1, S)
+        x31_res, x32_res, x33_res = run(self.ex123, x21, x22, x33)
+        x31 = run(_group, x31_res, self.RB31, self.conv31_tail, x21)
+        x32 = run(_group, x32_res, self.RB32, self.conv32_tail, x22)
+        x33 = run(_group, x33_res, self.RB33, self.conv33_tail, x33)
 
-        return self.merge_tail(x31, x32, x33)
+        return run(self.merge_tail, x31, x32, x33)
+
+    def _segment(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def _fuse1(self, x11: Tensor, T_lv3: Tensor, S: Tensor) -> Tensor:
+        return x11 + self.conv11_head(torch.cat((x11, T_lv3), dim=1)) * S
+
+    def _fuse2(self, x11: Tensor, T_lv2: Tensor, S: Tensor) -> Tensor:
+        x22 = F.relu(self.ps12(self.conv12(x11)))
+        return x22 + self.conv22_head(torch.cat((x22, T_lv2), dim=1)) * bicubic(
+            S, 2, fast=self.fast_kernels
+        )
+
+    def _fuse3(self, x22: Tensor, T_lv1: Tensor, S: Tensor) -> Tensor:
+        x33 = F.relu(self.ps23(self.conv23(x22)))
+        return x33 + self.conv33_head(torch.cat((x33, T_lv1), dim=1)) * bicubic(
+            S, 4, fast=self.fast_kernels
+        )
+
+
+def _group(x: Tensor, blocks: nn.ModuleList, tail: nn.Conv2d, skip: Tensor | None = None) -> Tensor:
+    """A residual group: ``skip + tail(blocks(x))``, with ``skip`` = x unless given."""
+    return (x if skip is None else skip) + tail(run_blocks(blocks, x))
 
 
 # --- texture extractor and search ------------------------------------------------------------
@@ -423,6 +477,15 @@ class TTSR(nn.Module):
         S, T_lv3, T_lv2, T_lv1 = self.SearchTransfer(lrsr_lv3, refsr_lv3, ref_lv1, ref_lv2, ref_lv3)
         sr = self.MainNet(lr, S, T_lv3, T_lv2, T_lv1)
         return TTSROutput(sr, S, T_lv3, T_lv2, T_lv1)
+
+    def use_fast_kernels(self, enabled: bool = True) -> None:
+        """Compute MainNet the same way with faster kernels (TrainConfig `fast_kernels`): no
+        multiplication by a res_scale of 1 in the residual blocks, and on the CPU in fp32 the
+        bicubic upsamplings as depthwise convolutions (`ttsr.upsample`). Off (the default):
+        the reference's operations."""
+        for module in self.MainNet.modules():
+            if hasattr(module, "fast_kernels"):
+                module.fast_kernels = enabled
 
     def texture_features(self, sr: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """LTE features of `sr` (N, 3, H, W) in [-1, 1] through the frozen copy of the current LTE.

@@ -7,11 +7,14 @@ config: `search_chunk=0`, `amp="off"`, `channels_last=False`, `fused_optim=False
 `fast_kernels=False`, `log_every_steps=1`):
 
 - device (`device`: auto = CUDA when available), autocast dtype (`amp`: auto = bf16 on CUDA,
-  fp32 on the CPU), memory format (`channels_last`, CUDA only), cuDNN autotune and TF32
-  matmuls (`fast_kernels`, CUDA only), fused Adam (`fused_optim`, CUDA only);
+  fp32 on the CPU), memory format (`channels_last`, CUDA only), faster kernels for the same
+  computation (`fast_kernels`: cuDNN autotune and TF32 matmuls on CUDA; MainNet's
+  `TTSR.use_fast_kernels` on both devices), fused Adam (`fused_optim`; CUDA and CPU);
 - the model (`n_feats`, `num_res_blocks`, `res_scale`), its relevance search (`search_chunk`,
-  `search_dtype`), `torch.compile` of MainNet and LTE in place (`compile`: the state-dict keys
-  stay the reference's), optional warm start (`init_checkpoint`);
+  `search_dtype`, `search_method`), activation checkpointing of MainNet's segments
+  (`checkpoint_activations`), `torch.compile` of MainNet and LTE in place (`compile`: the
+  state-dict keys stay the reference's; static shapes; training only, `Trainer.infer` runs
+  eager), optional warm start (`init_checkpoint`);
 - the losses that have a weight (a loss with weight 0 is never built), the WGAN-GP critic when
   `adv_w > 0`, the optimisers and the LR schedule, and the validation distance.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +143,10 @@ class Trainer:
         """SR images (fp32, on the device) in eval mode; the caller restores train mode."""
         self.model.eval()
         lr, lr_up, _, ref, ref_downup = self.inputs(batch)
-        with self.autocast():
+        # Compiled modules run eager here: an inference graph (and one per partial last batch)
+        # would cost a compile each, for a pass that takes seconds per epoch.
+        eager = torch.compiler.set_stance("force_eager") if self.config.compile else nullcontext()
+        with self.autocast(), eager:
             return self.model(lr, lr_up, ref, ref_downup).sr.float()
 
     def state_dict(self) -> dict[str, Any]:
@@ -198,13 +205,15 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
     )
     if config.init_checkpoint is not None:
         _warm_start(model, config.init_checkpoint)
+    model.MainNet.checkpoint_activations = config.checkpoint_activations
+    model.use_fast_kernels(config.fast_kernels)
     model.to(device, memory_format=memory_format)
     perceptual = None
     if config.per_w > 0:
         perceptual = PerceptualLoss(features=features).to(device, memory_format=memory_format)
     distance = PerceptualDistance(features=features).to(device, memory_format=memory_format)
     discriminator = d_optimizer = None
-    fused = cuda and config.fused_optim
+    fused = config.fused_optim  # PyTorch has fused Adam kernels for CUDA and for the CPU
     if config.adv_w > 0:
         discriminator = Discriminator(crop_size=config.size).to(device, memory_format=memory_format)
         # As the reference: constant LR for the critic (no scheduler).
@@ -225,8 +234,11 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
     )
     if config.compile:
         # In place (nn.Module.compile): the state-dict keys stay those of the reference.
-        model.MainNet.compile()
-        model.LTE.compile()
+        # Static shapes: every training batch of a run has one shape (the last incomplete batch
+        # of a pass is dropped), so a trial compiles one graph; validation and sample grids run
+        # eager (`Trainer.infer`), so their no-grad graphs and partial batches compile nothing.
+        model.MainNet.compile(dynamic=False)
+        model.LTE.compile(dynamic=False)
     dtype = amp_dtype(config.amp, device)
     step = TrainStep(
         model=model,

@@ -59,11 +59,23 @@ class StepSchedule:
 
 
 class StepSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of ``(pass, index)`` for the global steps ``[start, stop)``."""
+    """Batches of ``(pass, index)`` for the global steps ``[start, stop)``.
+
+    One sampler (and one DataLoader, whose workers then persist) serves a whole run:
+    `set_range` moves it to the next round's steps before the loader is iterated again (the
+    DataLoader reads its batch sampler in the main process, at the start of each iteration).
+    """
 
     def __init__(self, schedule: StepSchedule, *, seed: int, start: int, stop: int) -> None:
-        self.schedule, self.seed, self.start, self.stop = schedule, seed, start, stop
+        self.schedule, self.seed = schedule, seed
+        self.start, self.stop = start, stop
         self._order: tuple[int, list[int]] | None = None
+
+    def set_range(self, start: int, stop: int) -> None:
+        """Yield the batches of global steps ``[start, stop)`` from the next iteration on."""
+        if not 0 <= start <= stop:
+            raise ValueError(f"steps [{start}, {stop}) are not a range")
+        self.start, self.stop = start, stop
 
     def __len__(self) -> int:
         return self.stop - self.start

@@ -78,10 +78,11 @@ def train(
             for batch in bar:
                 meter.add(trainer.train_step(batch, init=init), images=len(batch["HR"]))
                 state.step, state.images = state.step + 1, state.images + len(batch["HR"])
-                if meter.steps % meter.check_every == 0 and _diverged(run, meter, state.step):
-                    break
-                if progress and meter.loss is not None:
-                    bar.set_postfix(loss=f"{meter.loss:.4f}")
+                if meter.steps % meter.check_every == 0:
+                    if _diverged(run, meter, state.step):
+                        break
+                    if progress:  # the loss changes only when it is read
+                        bar.set_postfix(loss=f"{meter.loss:.4f}")
             bar.close()
             if not stopper.should_stop:
                 _diverged(run, meter, state.step)

@@ -23,6 +23,7 @@ from ttsr.checkpoint import (
 )
 from ttsr.config import TrainConfig
 from ttsr.data import open_dataset_from_config
+from ttsr.data.loading import loader_options
 from ttsr.early_stopping import EarlyStopper, LossSpikeMonitor
 from ttsr.evaluate import Evaluator
 from ttsr.grids import save_sample_grid
@@ -50,6 +51,8 @@ class Run:
     evaluator: Evaluator
     schedule: StepSchedule
     state: TrainingState
+    sampler: StepSampler  # the training batches: moved to each round's steps by `batches`
+    train_loader: DataLoader  # one per run, so that its workers persist
     out_dir: Path
     grid_samples: dict[str, dict[str, torch.Tensor]]
     tags: dict[str, str]
@@ -85,19 +88,12 @@ class Run:
         )
 
     def batches(self, epoch: int) -> DataLoader:
-        """The training batches of round ``epoch``: steps ``[round_end(e-1), round_end(e))``."""
-        sampler = StepSampler(
-            self.schedule,
-            seed=self.config.seed,
-            start=self.state.step,
-            stop=self.schedule.round_end(epoch),
-        )
-        return DataLoader(
-            PassItems(self.train_set),
-            batch_sampler=sampler,
-            num_workers=self.config.num_workers,
-            pin_memory=self.trainer.device.type == "cuda",
-        )
+        """The training batches of round ``epoch``: steps ``[round_end(e-1), round_end(e))``.
+
+        Always the same loader (its workers persist across rounds), moved to this round's steps.
+        """
+        self.sampler.set_range(self.state.step, self.schedule.round_end(epoch))
+        return self.train_loader
 
     def write_grids(self, epoch: int) -> dict[str, Path]:
         """Sample grids (LR_up | Ref | SR | HR) of fixed train and test items, every
@@ -155,7 +151,7 @@ def start_run(
         config = config.replace(init_checkpoint=None)
     trainer = build_trainer(config)
     train_set = open_dataset_from_config(config, "train")
-    evaluator = Evaluator(config, pin_memory=trainer.device.type == "cuda")
+    evaluator = Evaluator(config, device=trainer.device)
     state = TrainingState(
         trainer=trainer,
         stopper=EarlyStopper(
@@ -172,13 +168,22 @@ def start_run(
     if state.bicubic_psnr is None:
         state.bicubic_psnr = evaluator.bicubic_psnr(trainer.device)
     test_set = evaluator.sets[config.ref_mode].dataset
+    schedule = StepSchedule.from_config(config, len(train_set))
+    sampler = StepSampler(schedule, seed=config.seed, start=state.step, stop=state.step)
+    train_loader = DataLoader(
+        PassItems(train_set),
+        batch_sampler=sampler,
+        **loader_options(config.num_workers, trainer.device),
+    )
     return Run(
         config=config,
         trainer=trainer,
         train_set=train_set,
         evaluator=evaluator,
-        schedule=StepSchedule.from_config(config, len(train_set)),
+        schedule=schedule,
         state=state,
+        sampler=sampler,
+        train_loader=train_loader,
         out_dir=Path(config.out_dir),
         grid_samples={
             "train": fixed_samples(train_set, config.num_samples_grid),
