@@ -13,15 +13,30 @@ exception, KILLED on KeyboardInterrupt or SIGTERM (in the main thread SIGTERM is
 ``Terminated`` exception while the block runs). Ending is idempotent, and an ``atexit`` hook
 ends a run that is still open when the interpreter exits, so a run never stays RUNNING after
 the process ends normally or by exception (only SIGKILL can leave one behind).
+
+Tracking server outages (an HTTP server down, restarting or overloaded): every MLflow request
+is retried by the MLflow client itself, with the budget ``HTTP_RETRIES`` names (MLflow's
+defaults, set explicitly where the environment does not: ``use_http_retries``): 7 retries, backoff
+factor 2 s, jitter 1 s, 120 s per request: a request keeps trying for about 4 minutes (sleeps
+of 0, 4, 8, 16, 32, 64 and 120 s) before it fails. Logging blocks while it waits, so the run's
+metrics stay in order. A logging call that still fails (``is_unavailable``) does not end the
+run: what it carried (metrics, tags, params, artifacts) is kept in order and sent before the
+next call's, and ``end`` sends what is left. When the server is still unreachable at ``end``
+the run stays RUNNING on the server and ``complete`` is False (`python -m ttsr.train` then
+exits 69; a Tune study's driver closes its trials' runs at the end).
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +45,63 @@ DEFAULT_EXPERIMENT = "ttsr"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI groups children by it)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MLFLOW_RUN_KEY = "mlflow_run_id"  # a Tune trial reports its run id under this key
+
+
+# The MLflow client's retry budget per HTTP request (MLflow's environment variables; these are
+# its defaults, named so that a study's behaviour under an outage does not change with them).
+HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1.0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "120",
+}
+
+
+def use_http_retries() -> None:
+    """Apply ``HTTP_RETRIES`` where the environment does not set them already."""
+    for key, value in HTTP_RETRIES.items():
+        os.environ.setdefault(key, value)
+
+
+class TrackingUnavailable(ConnectionError):
+    """The tracking server does not answer (checked before a run starts)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the tracking server could not be reached (refused, timed out, 5xx
+    after the client's retries), as opposed to a request it rejected."""
+    if isinstance(exc, TrackingUnavailable):
+        return True
+    requests = sys.modules.get("requests")
+    if requests is not None and isinstance(
+        exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
+    ):
+        return True
+    errors = sys.modules.get("mlflow.exceptions")
+    if errors is None or not isinstance(exc, errors.MlflowException):
+        return False
+    text = str(exc)
+    return text.startswith("API request to") and (
+        "failed with exception" in text or "failed with timeout exception" in text
+    )
+
+
+def check_server(uri: str, *, timeout: float = 5.0) -> None:
+    """An http(s) tracking URI must answer ``/health`` now: a typo or a server that is down
+    fails in seconds instead of after the client's retry budget. Other URIs pass."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code < 500:
+            return  # it answers: a server without /health (older MLflow, a proxy)
+        reason = f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = str(getattr(e, "reason", e))
+    raise TrackingUnavailable(f"{uri}: no answer from {url} ({reason})")
 
 
 class Terminated(KeyboardInterrupt):
@@ -101,6 +173,7 @@ class MlflowTracker:
     ) -> None:
         import mlflow  # imported here: ttsr works without a tracker and mlflow is slow to import
 
+        use_http_retries()  # read by the client at each request
         self.tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
         self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         run_tags = dict(tags or {})
@@ -121,6 +194,9 @@ class MlflowTracker:
         self.run_id: str = run.info.run_id
         self.experiment_id: str = run.info.experiment_id
         self.ended = False
+        self.complete = True  # False once the run could not be ended on the server
+        self.unsent: list[tuple[str, dict[str, Any]]] = []  # kept through an outage, in order
+        self._down_since: float | None = None
         self._depth = 0
         self._previous_sigterm: Any = None
         atexit.register(self._end_at_exit)
@@ -143,15 +219,15 @@ class MlflowTracker:
             if k in logged and logged[k] != v
         ]
         for i in range(0, len(new), 100):  # log_batch takes at most 100 params per call
-            self.client.log_batch(self.run_id, params=new[i : i + 100])
+            self._send("batch", params=new[i : i + 100])
         if changed:
-            self.client.log_batch(self.run_id, tags=changed)
+            self._send("batch", tags=changed)
 
     def log_metrics(self, metrics: dict[str, Any], *, step: int) -> None:
         """Numeric entries become metrics at ``step``; strings become tags."""
         from mlflow.entities import Metric, RunTag
 
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000)  # fixed here: a batch sent twice is stored once
         numeric = [
             Metric(k, float(v), now, step)
             for k, v in metrics.items()
@@ -159,30 +235,88 @@ class MlflowTracker:
         ]
         texts = [RunTag(k, v) for k, v in metrics.items() if isinstance(v, str)]
         for i in range(0, len(numeric), 1000):
-            self.client.log_batch(self.run_id, metrics=numeric[i : i + 1000])
+            self._send("batch", metrics=numeric[i : i + 1000])
         if texts:
-            self.client.log_batch(self.run_id, tags=texts)
+            self._send("batch", tags=texts)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self._send("batch", tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+        self._send("artifact", local_path=str(path), artifact_path=artifact_path)
 
     def log_image(self, path: str | Path) -> None:
         """A PNG sample grid, under ``samples/`` in the run's artifacts."""
         self.log_artifact(path, artifact_path="samples")
 
+    # --- outages ------------------------------------------------------------------------------
+    def _send(self, kind: str, **what: Any) -> None:
+        self.unsent.append((kind, what))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send what is kept, oldest first; True when nothing is left. A server that cannot be
+        reached keeps the rest for the next call (one line says so); any other error raises."""
+        while self.unsent:
+            kind, what = self.unsent[0]
+            try:
+                if kind == "batch":
+                    self.client.log_batch(self.run_id, **what)
+                elif Path(what["local_path"]).exists():  # gone (a trial's scratch): dropped
+                    self.client.log_artifact(self.run_id, **what)
+            except Exception as exc:  # noqa: BLE001 - only an outage is kept, the rest raises
+                if not is_unavailable(exc):
+                    raise
+                self._outage(exc)
+                return False
+            self.unsent.pop(0)
+        if self._down_since is not None:
+            print(
+                f"MLflow {self.tracking_uri} answers again after "
+                f"{time.monotonic() - self._down_since:.0f} s; everything kept was sent",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._down_since = None
+        return True
+
+    def _outage(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            from ttsr.cli_errors import short_reason
+
+            print(
+                f"MLflow {self.tracking_uri} unreachable ({short_reason(exc)}); run "
+                f"{self.run_id} keeps what it logs and sends it when the server is back",
+                file=sys.stderr,
+                flush=True,
+            )
+
     # --- lifecycle ----------------------------------------------------------------------------
     def end(self, status: str = "FINISHED") -> None:
-        """End the run with FINISHED, FAILED or KILLED; later calls do nothing."""
+        """Send what is kept, then end the run with FINISHED, FAILED or KILLED; later calls do
+        nothing. A server still unreachable (after the client's retries) leaves the run
+        RUNNING there and ``complete`` False, with one line on stderr; it does not raise."""
         if self.ended:
             return
         self.ended = True
-        self.client.set_terminated(self.run_id, status=status)
+        try:
+            if self.flush():
+                self.client.set_terminated(self.run_id, status=status)
+                return
+        except Exception as exc:  # noqa: BLE001 - only an outage is tolerated here
+            if not is_unavailable(exc):
+                raise
+        self.complete = False
+        print(
+            f"MLflow {self.tracking_uri} still unreachable: run {self.run_id} stays RUNNING "
+            f"there, {len(self.unsent)} logging call(s) not sent",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _end_at_exit(self) -> None:
         # The interpreter is exiting with the run still open: the code that should have ended

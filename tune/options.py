@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttsr.cli_errors import DEBUG_HELP
 from tune import preflight
 from tune.preflight import PreflightError
 from tune.studies import PROFILES, StudyError, parse_set
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dashboard-port", type=int, default=8265, help="local Ray only: dashboard port"
     )
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     p.add_argument(
         "--allow-random-vgg",
         action="store_true",

@@ -9,7 +9,8 @@
     python tune/run.py --list                          # the studies, one line each
 
 Everything is validated before anything starts; a bad flag, file or address is one line on
-stderr and exit code 2. Schema and profile rule: docs/STUDIES.md.
+stderr and exit code 2. Whatever fails later is one line too (`ttsr.cli_errors`), unless
+--debug. Schema and profile rule: docs/STUDIES.md.
 """
 
 from __future__ import annotations
@@ -24,15 +25,21 @@ if __name__ == "__main__":
     # from this checkout (the local Ray's workers get the same through PYTHONPATH).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ttsr.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, run_cli  # noqa: E402
 from tune import cluster, environment, plan, pretrain, storage  # noqa: E402
 from tune.options import Options, parse_options  # noqa: E402
 from tune.preflight import PreflightError, mlflow_ui_command  # noqa: E402
 from tune.studies import StudyError, StudyFile  # noqa: E402
 
-EXIT_USAGE = 2
-
 
 def main(argv: list[str] | None = None) -> int:
+    """Every error is one line and an exit code (`ttsr.cli_errors`; bad input: 2, a failed write
+    such as a full --storage: 74, an unreachable MLflow server: 69, interrupted: 130, anything
+    else: 1); ``--debug`` or ``TTSR_DEBUG=1`` shows the traceback instead."""
+    return run_cli(lambda: _main(argv), argv=argv, usage=(StudyError, PreflightError))
+
+
+def _main(argv: list[str] | None) -> int:
     started = time.monotonic()
     try:
         options = parse_options(argv)
@@ -59,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return run_study(the_plan, options, started)
         except KeyboardInterrupt:
-            print("interrupted; the study can continue with --resume", file=sys.stderr)
-            return 130
+            print("error: interrupted; the study can continue with --resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
