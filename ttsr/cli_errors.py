@@ -80,7 +80,8 @@ def describe_os_error(exc: OSError) -> str:
     """``<file>: <why>; <what to do>`` for an OSError."""
     where = exc.filename if exc.filename is not None else None
     why = exc.strerror or first_line(exc)
-    hint = _OS_HINTS.get(exc.errno) if exc.errno is not None else None
+    plain = exc.errno is not None and why == os.strerror(exc.errno)  # else it says what to do
+    hint = _OS_HINTS.get(exc.errno) if plain else None
     text = f"{where}: {why}" if where is not None else why
     return f"{text} ({hint})" if hint else text
 

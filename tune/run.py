@@ -74,8 +74,10 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     """Fit the Tuner inside the parent run, close the trials' runs, then the report."""
     import ray
 
-    from tune import report
+    from tune import full_storage, report
     from tune.parent_run import FINISHED
+
+    environment.one_line_ray_logs()
 
     study = the_plan.study
     with open_parent_run(the_plan, options) as parent:
@@ -88,8 +90,10 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
         )
         the_plan = replace(the_plan, study=study)
         fit(the_plan, meta)
-        trial_status = storage.trial_states(the_plan.experiment_dir)
+        trial_status = trial_states(the_plan)
         status = parent.finish(trial_status)
+        if full_storage.full_trials():  # one line, exit 74; the parent run ends FAILED
+            raise full_storage.storage_full_error(the_plan.storage)
         unfinished = [s for s in trial_status.values() if s not in ("TERMINATED", "ERROR")]
         if unfinished:
             print(f"study interrupted, {len(unfinished)} trial(s) unfinished; --resume continues")
@@ -110,9 +114,23 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     return 0 if status == FINISHED else 1
 
 
+def trial_states(the_plan: plan.Plan) -> dict[str, str]:
+    """Tune trial id -> status from the saved experiment state. A study stopped by a full
+    storage may not have saved it whole: then none (the parent run closes every child run
+    still RUNNING as KILLED)."""
+    from tune import full_storage
+
+    try:
+        return storage.trial_states(the_plan.experiment_dir)
+    except Exception:
+        if not full_storage.full_trials():
+            raise
+        return {}
+
+
 def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
     """Build the Tuner (or restore the interrupted one) and run every trial."""
-    from tune import tuner
+    from tune import full_storage, tuner
     from tune.progress import ProgressLines
 
     environment.quiet_optuna()
@@ -137,7 +155,13 @@ def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
             seed=the_plan.seed,
             callbacks=[progress],
         )
-    t.fit()
+    try:
+        t.fit()
+    except Exception:
+        # After a full storage interrupted the study, Tune may fail to read back the state it
+        # could not write whole (EOFError): the driver ends with the storage-full error instead.
+        if not full_storage.full_trials():
+            raise
 
 
 def open_parent_run(the_plan: plan.Plan, options: Options):

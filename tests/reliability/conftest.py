@@ -213,3 +213,8 @@ def fill(fs: Path, *, leave_kib: int) -> Path:
     with open(filler, "wb") as f:
         f.write(b"\0" * max(0, free - leave_kib * 1024))
     return filler
+
+
+def resize_fs(fs: Path, size_kib: int) -> None:
+    """Give a `small_fs` filesystem a new size (free space appears, as after a clean-up)."""
+    subprocess.run(["mount", "-o", f"remount,size={size_kib}k", str(fs)], check=True)
