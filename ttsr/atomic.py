@@ -5,17 +5,22 @@ written to a temporary sibling (a name no reader globs), fsynced, and renamed in
 the rename itself is made durable by fsyncing the parent directory. A failure at any point
 (full disk, exception, SIGKILL) leaves the previous version intact and removes the temporary
 one (SIGKILL leaves only the hidden temporary, never a truncated final file).
+
+A full disk is reported as what it is: writers such as ``torch.save`` turn the OSError of a
+failed write into their own error ("unexpected pos ..."), so the file handed to ``write`` keeps
+the first OSError, and that one is raised, naming the final path (``OSError(ENOSPC, ..., path)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 TMP_MARKER = ".tmp-"
 
@@ -41,15 +46,71 @@ def replace_atomically(tmp: Path, final: Path) -> None:
     fsync_path(final.parent)
 
 
+class _RecordingFile:
+    """A binary file that remembers the first OSError its writes raised."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+@contextlib.contextmanager
+def open_for_writing(path: Path, *, report_as: Path | None = None) -> Iterator[BinaryIO]:
+    """``open(path, "wb")`` whose write failures surface as the OSError itself (see the module
+    docstring), naming ``report_as`` (default ``path``)."""
+    name = str(report_as or path)
+    try:
+        with open(path, "wb") as raw:
+            f = _RecordingFile(raw)
+            try:
+                yield f  # type: ignore[misc]
+            except Exception as exc:
+                if f.error is None or exc is f.error:
+                    raise
+                raise named_os_error(f.error, name) from exc
+    except OSError as exc:
+        if exc.errno is None or exc.filename == name:
+            raise
+        raise named_os_error(exc, name) from exc
+
+
+def named_os_error(exc: OSError, name: str | Path) -> OSError:
+    """``exc`` as a plain ``OSError(errno, strerror, name)``: the file the caller wrote, and the
+    system's words for the errno (pyarrow's own text is longer)."""
+    why = os.strerror(exc.errno) if exc.errno is not None else (exc.strerror or str(exc))
+    return OSError(exc.errno, why, str(name))
+
+
 def write_file_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """``write(f)`` into a temporary sibling of ``path``, then swap it in atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_for(path)
     try:
-        with open(tmp, "wb") as f:
+        with open_for_writing(tmp, report_as=path) as f:
             write(f)
         replace_atomically(tmp, path)
+    except OSError as exc:  # name the file the caller asked for, not the temporary one
+        if exc.errno is None or exc.filename == str(path):
+            raise
+        raise named_os_error(exc, str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -87,6 +148,11 @@ def write_dir_atomically(final: str | Path, write: Callable[[Path], None]) -> Pa
         os.rename(tmp, final)
         fsync_path(final.parent)
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # name the directory the caller asked for, not the temporary one
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno is None:
+            raise
+        raise named_os_error(exc, str(final)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

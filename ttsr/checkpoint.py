@@ -25,7 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ttsr.atomic import resolve_swapped_dir, write_dir_atomically, write_file_atomically
+from ttsr.atomic import (
+    open_for_writing,
+    resolve_swapped_dir,
+    write_dir_atomically,
+    write_file_atomically,
+)
 from ttsr.model import TTSR, ModelConfig
 
 FORMAT = "ttsr-tune/1"
@@ -239,7 +244,8 @@ def write_training_checkpoint(
     """Write ``state`` (state.pt) and the model in our format (model.pt) as one atomic swap."""
 
     def write(tmp: Path) -> None:
-        torch.save(state, tmp / STATE_FILE)
+        with open_for_writing(tmp / STATE_FILE) as f:  # a full disk raises OSError(ENOSPC)
+            torch.save(state, f)
         save_checkpoint(
             tmp / MODEL_FILE,
             model_state=model.reference_state_dict(),

@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ttsr.checkpoint import CheckpointError, load_model
+from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.model import TTSR
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="reference positions per search block (default: auto; 0 = dense as the reference)",
     )
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return p
 
 
@@ -219,6 +221,11 @@ def _load(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors are one line and an exit code (`ttsr.cli_errors`); ``--debug`` shows tracebacks."""
+    return run_cli(lambda: _main(argv), argv=argv, usage=(InferError,))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         written = run(args)

@@ -20,16 +20,31 @@ exception, KILLED on KeyboardInterrupt or SIGTERM (in the main thread SIGTERM is
 ``Terminated`` exception while the block runs). Ending is idempotent, and an ``atexit`` hook
 ends a run that is still open when the interpreter exits, so a run never stays RUNNING after
 the process ends normally or by exception (only SIGKILL can leave one behind).
+
+Tracking server outages (an HTTP server down, restarting or overloaded): every MLflow request
+is retried by the MLflow client itself, with the budget ``HTTP_RETRIES`` names (MLflow's
+defaults, set explicitly where the environment does not: ``use_http_retries``): 7 retries, backoff
+factor 2 s, jitter 1 s, 120 s per request: a request keeps trying for about 4 minutes (sleeps
+of 0, 4, 8, 16, 32, 64 and 120 s) before it fails. Logging blocks while it waits, so the run's
+metrics stay in order. A logging call that still fails (``is_unavailable``) does not end the
+run: what it carried (metrics, tags, params, artifacts) is kept in order and sent before the
+next call's, and ``end`` sends what is left. When the server is still unreachable at ``end``
+the run stays RUNNING on the server and ``complete`` is False (`python -m ttsr.train` then
+exits 69; a Tune study's driver closes its trials' runs at the end).
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +57,63 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # what the MLflow UI opens an exp
 TRAINING_KIND = "custom_model_development"  # its runs table and charts (not the GenAI pages)
 IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images
 IMAGE_KEYS = {"train": "samples_train", "test": "samples_test"}  # grid split -> image key
+
+
+# The MLflow client's retry budget per HTTP request (MLflow's environment variables; these are
+# its defaults, named so that a study's behaviour under an outage does not change with them).
+HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1.0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "120",
+}
+
+
+def use_http_retries() -> None:
+    """Apply ``HTTP_RETRIES`` where the environment does not set them already."""
+    for key, value in HTTP_RETRIES.items():
+        os.environ.setdefault(key, value)
+
+
+class TrackingUnavailable(ConnectionError):
+    """The tracking server does not answer (checked before a run starts)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the tracking server could not be reached (refused, timed out, 5xx
+    after the client's retries), as opposed to a request it rejected."""
+    if isinstance(exc, TrackingUnavailable):
+        return True
+    requests = sys.modules.get("requests")
+    if requests is not None and isinstance(
+        exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
+    ):
+        return True
+    errors = sys.modules.get("mlflow.exceptions")
+    if errors is None or not isinstance(exc, errors.MlflowException):
+        return False
+    text = str(exc)
+    return text.startswith("API request to") and (
+        "failed with exception" in text or "failed with timeout exception" in text
+    )
+
+
+def check_server(uri: str, *, timeout: float = 5.0) -> None:
+    """An http(s) tracking URI must answer ``/health`` now: a typo or a server that is down
+    fails in seconds instead of after the client's retry budget. Other URIs pass."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code < 500:
+            return  # it answers: a server without /health (older MLflow, a proxy)
+        reason = f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = str(getattr(e, "reason", e))
+    raise TrackingUnavailable(f"{uri}: no answer from {url} ({reason})")
 
 
 class Terminated(KeyboardInterrupt):
@@ -133,6 +205,7 @@ class MlflowTracker:
     ) -> None:
         import mlflow  # imported here: ttsr works without a tracker and mlflow is slow to import
 
+        use_http_retries()  # read by the client at each request
         self.tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
         self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         run_tags = dict(tags or {})
@@ -155,6 +228,9 @@ class MlflowTracker:
         self.ended = False
         self.monitor: Any = None  # a ttsr.system_metrics.SystemMetricsMonitor once started
         self._before_end: list[Callable[[str], None]] = []
+        self.complete = True  # False once the run could not be ended on the server
+        self.unsent: list[tuple[str, dict[str, Any]]] = []  # kept through an outage, in order
+        self._down_since: float | None = None
         self._depth = 0
         self._previous_sigterm: Any = None
         atexit.register(self._end_at_exit)
@@ -177,15 +253,15 @@ class MlflowTracker:
             if k in logged and logged[k] != v
         ]
         for i in range(0, len(new), 100):  # log_batch takes at most 100 params per call
-            self.client.log_batch(self.run_id, params=new[i : i + 100])
+            self._send("batch", params=new[i : i + 100])
         if changed:
-            self.client.log_batch(self.run_id, tags=changed)
+            self._send("batch", tags=changed)
 
     def log_metrics(self, metrics: dict[str, Any], *, step: int) -> None:
         """Numeric entries become metrics at ``step``; strings become tags."""
         from mlflow.entities import Metric, RunTag
 
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000)  # fixed here: a batch sent twice is stored once
         numeric = [
             Metric(k, float(v), now, step)
             for k, v in metrics.items()
@@ -193,18 +269,18 @@ class MlflowTracker:
         ]
         texts = [RunTag(k, v) for k, v in metrics.items() if isinstance(v, str)]
         for i in range(0, len(numeric), 1000):
-            self.client.log_batch(self.run_id, metrics=numeric[i : i + 1000])
+            self._send("batch", metrics=numeric[i : i + 1000])
         if texts:
-            self.client.log_batch(self.run_id, tags=texts)
+            self._send("batch", tags=texts)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self._send("batch", tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+        self._send("artifact", local_path=str(path), artifact_path=artifact_path)
 
     def log_image(self, path: str | Path, *, key: str, step: int) -> None:
         """A sample grid PNG as the step-``step`` image of ``key`` (the run page's image
@@ -215,7 +291,7 @@ class MlflowTracker:
 
         with Image.open(path) as image:
             grid = first_rows(image.convert("RGB"), IMAGE_ROWS)
-        self.client.log_image(self.run_id, grid, key=key, step=step, synchronous=True)
+        self._send("image", image=grid, key=key, step=step)
 
     def log_inputs(self, datasets: list[Any]) -> None:
         """`mlflow.entities.DatasetInput`s (see `ttsr.dataset_inputs`).
@@ -224,14 +300,17 @@ class MlflowTracker:
         existing dataset before inserting it, so two trials at once can collide on its unique
         key. The second try finds the row the other trial wrote.
         """
+        self._send("inputs", datasets=datasets)
+
+    def _log_inputs(self, datasets: list[Any]) -> None:
         from mlflow.exceptions import MlflowException
 
         for attempt in range(1, 4):
             try:
                 self.client.log_inputs(self.run_id, datasets=datasets)
                 return
-            except MlflowException:
-                if attempt == 3:
+            except MlflowException as exc:
+                if attempt == 3 or is_unavailable(exc):
                     raise
                 time.sleep(0.2 * attempt)  # a backoff between retries, not a wait for a state
 
@@ -288,10 +367,59 @@ class MlflowTracker:
         raises is reported and does not stop the run from ending."""
         self._before_end.append(fn)
 
+    # --- outages ------------------------------------------------------------------------------
+    def _send(self, kind: str, **what: Any) -> None:
+        self.unsent.append((kind, what))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send what is kept, oldest first; True when nothing is left. A server that cannot be
+        reached keeps the rest for the next call (one line says so); any other error raises."""
+        while self.unsent:
+            kind, what = self.unsent[0]
+            try:
+                if kind == "batch":
+                    self.client.log_batch(self.run_id, **what)
+                elif kind == "image":
+                    self.client.log_image(self.run_id, synchronous=True, **what)
+                elif kind == "inputs":
+                    self._log_inputs(**what)
+                elif Path(what["local_path"]).exists():  # gone (a trial's scratch): dropped
+                    self.client.log_artifact(self.run_id, **what)
+            except Exception as exc:  # noqa: BLE001 - only an outage is kept, the rest raises
+                if not is_unavailable(exc):
+                    raise
+                self._outage(exc)
+                return False
+            self.unsent.pop(0)
+        if self._down_since is not None:
+            print(
+                f"MLflow {self.tracking_uri} answers again after "
+                f"{time.monotonic() - self._down_since:.0f} s; everything kept was sent",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._down_since = None
+        return True
+
+    def _outage(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            from ttsr.cli_errors import short_reason
+
+            print(
+                f"MLflow {self.tracking_uri} unreachable ({short_reason(exc)}); run "
+                f"{self.run_id} keeps what it logs and sends it when the server is back",
+                file=sys.stderr,
+                flush=True,
+            )
+
     # --- lifecycle ----------------------------------------------------------------------------
     def end(self, status: str = "FINISHED") -> None:
-        """End the run with FINISHED, FAILED or KILLED; later calls do nothing. First stops
-        the system-metrics thread (its last sample) and runs the `before_end` hooks."""
+        """Stop the system-metrics thread (its last sample), run the `before_end` hooks, send
+        what is kept, then end the run with FINISHED, FAILED or KILLED; later calls do nothing.
+        A server still unreachable (after the client's retries) leaves the run RUNNING there
+        and ``complete`` False, with one line on stderr; it does not raise."""
         if self.ended:
             return
         self.ended = True
@@ -302,7 +430,20 @@ class MlflowTracker:
                 fn(status)
             except Exception as exc:  # noqa: BLE001 - ending the run matters more
                 print(f"MLflow run {self.run_id}: {fn.__qualname__} failed at its end: {exc}")
-        self.client.set_terminated(self.run_id, status=status)
+        try:
+            if self.flush():
+                self.client.set_terminated(self.run_id, status=status)
+                return
+        except Exception as exc:  # noqa: BLE001 - only an outage is tolerated here
+            if not is_unavailable(exc):
+                raise
+        self.complete = False
+        print(
+            f"MLflow {self.tracking_uri} still unreachable: run {self.run_id} stays RUNNING "
+            f"there, {len(self.unsent)} logging call(s) not sent",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _end_at_exit(self) -> None:
         # The interpreter is exiting with the run still open: the code that should have ended

@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from ttsr.tracking import use_http_retries
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Each is a default: a value already in the environment wins.
@@ -48,6 +50,10 @@ def configure(*, local_ray: bool) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
     for key, value in {**DEFAULTS, **(LOCAL_RAY_DEFAULTS if local_ray else {})}.items():
         os.environ.setdefault(key, value)
+    # The MLflow client's retry budget per request (about 4 minutes): the driver's parent-run
+    # calls and, through the inherited environment, the trials' logging ride out a tracking
+    # server that is down or restarting (ttsr/tracking.py says what happens after it).
+    use_http_retries()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
@@ -57,3 +63,33 @@ def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class OneLineRecords(logging.Filter):
+    """Ray's own log records as one line each: the message's first line, and for a record
+    that carries an exception its last line (e.g. ``OSError: [Errno 28] No space left on
+    device``) instead of the traceback. ``--debug`` / ``TTSR_DEBUG=1`` keeps them whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        lines = [line for line in text.splitlines() if line.strip()]
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            lines = lines[:1] + [f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"]
+        elif len(lines) > 1 and any(line.startswith("Traceback") for line in lines):
+            lines = [lines[0], lines[-1]]
+        record.msg, record.args = " | ".join(lines[:2]) if lines else text, None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def one_line_ray_logs() -> None:
+    """No tracebacks from Ray's loggers in a study's output unless debugging (call once Ray
+    is imported: its handler is set up then)."""
+    from ttsr.cli_errors import debug_requested
+
+    if debug_requested():
+        return
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(f, OneLineRecords) for f in handler.filters):
+            handler.addFilter(OneLineRecords())

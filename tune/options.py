@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttsr.cli_errors import DEBUG_HELP
 from tune import preflight
 from tune.preflight import PreflightError
 from tune.studies import PROFILES, StudyError, parse_set
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmarks/figures.json",
     )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     p.add_argument(
         "--allow-random-vgg",
         action="store_true",

@@ -9,7 +9,8 @@
     python tune/run.py --list                          # the studies, one line each
 
 Everything is validated before anything starts; a bad flag, file or address is one line on
-stderr and exit code 2. Schema and profile rule: docs/STUDIES.md.
+stderr and exit code 2. Whatever fails later is one line too (`ttsr.cli_errors`), unless
+--debug. Schema and profile rule: docs/STUDIES.md.
 """
 
 from __future__ import annotations
@@ -24,15 +25,21 @@ if __name__ == "__main__":
     # from this checkout (the local Ray's workers get the same through PYTHONPATH).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ttsr.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, run_cli  # noqa: E402
 from tune import cluster, environment, optuna_store, plan, pretrain, storage  # noqa: E402
 from tune.options import Options, parse_options  # noqa: E402
 from tune.preflight import PreflightError, mlflow_ui_command  # noqa: E402
 from tune.studies import StudyError, StudyFile  # noqa: E402
 
-EXIT_USAGE = 2
-
 
 def main(argv: list[str] | None = None) -> int:
+    """Every error is one line and an exit code (`ttsr.cli_errors`; bad input: 2, a failed write
+    such as a full --storage: 74, an unreachable MLflow server: 69, interrupted: 130, anything
+    else: 1); ``--debug`` or ``TTSR_DEBUG=1`` shows the traceback instead."""
+    return run_cli(lambda: _main(argv), argv=argv, usage=(StudyError, PreflightError))
+
+
+def _main(argv: list[str] | None) -> int:
     started = time.monotonic()
     try:
         options = parse_options(argv)
@@ -64,16 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return run_study(the_plan, options, started)
         except KeyboardInterrupt:
-            print("interrupted; the study can continue with --resume", file=sys.stderr)
-            return 130
+            print("error: interrupted; the study can continue with --resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     """Fit the Tuner inside the parent run, close the trials' runs, then the report."""
     import ray
 
-    from tune import report
+    from tune import full_storage, report
     from tune.parent_run import FINISHED
+
+    environment.one_line_ray_logs()
 
     study = the_plan.study
     with open_parent_run(the_plan, options) as parent:
@@ -87,8 +96,10 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
         )
         the_plan = replace(the_plan, study=study)
         fit(the_plan, meta)
-        trial_status = storage.trial_states(the_plan.experiment_dir)
+        trial_status = trial_states(the_plan)
         status = parent.finish(trial_status)
+        if full_storage.full_trials():  # one line, exit 74; the parent run ends FAILED
+            raise full_storage.storage_full_error(the_plan.storage)
         unfinished = [s for s in trial_status.values() if s not in ("TERMINATED", "ERROR")]
         if unfinished:
             print(f"study interrupted, {len(unfinished)} trial(s) unfinished; --resume continues")
@@ -113,9 +124,23 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     return 0 if status == FINISHED else 1
 
 
+def trial_states(the_plan: plan.Plan) -> dict[str, str]:
+    """Tune trial id -> status from the saved experiment state. A study stopped by a full
+    storage may not have saved it whole: then none (the parent run closes every child run
+    still RUNNING as KILLED)."""
+    from tune import full_storage
+
+    try:
+        return storage.trial_states(the_plan.experiment_dir)
+    except Exception:
+        if not full_storage.full_trials():
+            raise
+        return {}
+
+
 def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
     """Build the Tuner (or restore the interrupted one) and run every trial."""
-    from tune import tuner
+    from tune import full_storage, tuner
     from tune.progress import ProgressLines
 
     environment.quiet_optuna()
@@ -141,7 +166,13 @@ def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
             callbacks=[progress],
             optuna_storage=the_plan.optuna_storage,
         )
-    t.fit()
+    try:
+        t.fit()
+    except Exception:
+        # After a full storage interrupted the study, Tune may fail to read back the state it
+        # could not write whole (EOFError): the driver ends with the storage-full error instead.
+        if not full_storage.full_trials():
+            raise
 
 
 def study_page(tracking_uri: str, experiment_id: str) -> str:

@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
 from tune import trial_record
+from tune.full_storage import StopWhenFull
 from tune.repeats import SeedRepeater
 from tune.stored_search import StoredOptunaSearch
 from tune.studies import Study
@@ -107,7 +108,8 @@ def run_config(
         verbose=0,
         # result.json / progress.csv keep every epoch once (Tune's own loggers can lose some
         # when a node dies: tune/trial_record.py), then the caller's (e.g. progress lines)
-        callbacks=[*trial_record.callbacks(), *callbacks],
+        # a full storage interrupts the study instead of failing every trial in turn
+        callbacks=[*trial_record.callbacks(), StopWhenFull(), *callbacks],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=2,
             # the metric the loop's early stopping watches (val_psnr or val_psnr_<mode>)

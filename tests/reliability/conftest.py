@@ -168,3 +168,53 @@ def ray_temp_dir():
     yield path
     signal_pids(pids_naming(path), signal.SIGKILL)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def assert_one_error_line(out: subprocess.CompletedProcess, code: int, culprit: str) -> str:
+    """Exit ``code``; exactly one ``error:`` line on stderr, its last line, naming ``culprit``;
+    no traceback."""
+    last = assert_clean_error(out, culprit)
+    assert out.returncode == code, f"exit {out.returncode}, not {code}: {last}"
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [last], errors
+    return last
+
+
+@pytest.fixture
+def small_fs():
+    """``mount(size_kib) -> Path``: a real filesystem of that size (tmpfs) on a fresh directory,
+    unmounted at the end, so a write fails the way a full disk fails (ENOSPC). Needs root
+    (CAP_SYS_ADMIN), which the tests have here; skipped where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(size_kib: int) -> Path:
+        where = Path(tempfile.mkdtemp(prefix="rfs_", dir="/tmp"))
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            where.rmdir()
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()})")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def fill(fs: Path, *, leave_kib: int) -> Path:
+    """A file that uses all of ``fs`` but ``leave_kib`` KiB."""
+    free = shutil.disk_usage(fs).free
+    filler = fs / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, free - leave_kib * 1024))
+    return filler
+
+
+def resize_fs(fs: Path, size_kib: int) -> None:
+    """Give a `small_fs` filesystem a new size (free space appears, as after a clean-up)."""
+    subprocess.run(["mount", "-o", f"remount,size={size_kib}k", str(fs)], check=True)

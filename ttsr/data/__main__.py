@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.data.errors import DataError
 from ttsr.data.manifest import read_manifest
 
@@ -80,6 +81,7 @@ def cmd_photos(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ttsr.data", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="images -> Parquet shards at several sizes + manifest")
@@ -114,13 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
+    """Errors are one line and an exit code (`ttsr.cli_errors`); ``--debug`` shows tracebacks."""
+
+    def body() -> int:
+        args = build_parser().parse_args(argv)
         args.func(args)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(body, argv=argv)
 
 
 if __name__ == "__main__":

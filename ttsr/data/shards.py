@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ttsr.atomic import replace_atomically, tmp_path_for
+from ttsr.atomic import named_os_error, replace_atomically, tmp_path_for
 from ttsr.data.errors import DataError
 
 SHARD_FORMATS = ("png", "raw")
@@ -62,6 +62,10 @@ def write_shard(
             use_dictionary=False,
         )
         replace_atomically(tmp, path)
+    except OSError as exc:  # e.g. a full disk: name the shard (pyarrow's error names no file)
+        if exc.errno is None:
+            raise
+        raise named_os_error(exc, path) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path.stat().st_size

@@ -1,7 +1,9 @@
 """`python -m ttsr.train`: build a TrainConfig from flags (and an optional YAML), then train.
 
 Precedence: defaults < --config file < --resume checkpoint's config < explicit flags. Bad values
-print one line naming the field or flag and exit with code 2.
+print one line naming the field or flag and exit with code 2; every other error is one line too,
+with the exit codes of `ttsr.cli_errors` (74: a write failed, e.g. the disk is full; 69: the
+MLflow server is unreachable; 130: interrupted).
 """
 
 from __future__ import annotations
@@ -10,12 +12,11 @@ import argparse
 import contextlib
 import os
 import pickle
-import sys
 from pathlib import Path
 from typing import Any
 
+from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.config import ConfigError, TrainConfig
-from ttsr.data.errors import DataError
 
 # flag dest -> TrainConfig field (flags default to None: "not given").
 FLAG_FIELDS = {
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default="ttsr", help="MLflow experiment name")
     p.add_argument("--run-name", help="MLflow run name")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / summary lines")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return p
 
 
@@ -148,37 +150,24 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    resumed_state = None
-    try:
-        if args.resume is not None:
-            from ttsr.checkpoint import load_state
+    """Errors are one line and an exit code (`ttsr.cli_errors`); ``--debug`` shows tracebacks."""
+    return run_cli(lambda: _main(argv), argv=argv)
 
-            try:
-                resumed_state = load_state(args.resume)
-            except FileNotFoundError as exc:
-                raise ConfigError(f"--resume: {exc}") from None
-            except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as exc:
-                # weights_only=True refuses anything but tensors and primitives: a pickled
-                # object is reported, never executed.
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ConfigError(
-                    f"--resume {args.resume}: not a ttsr-tune training checkpoint ({first})"
-                ) from None
-        config = config_from_args(args, resumed_state["config"] if resumed_state else None)
-        check_out_dir(Path(config.out_dir))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    resumed_state = read_resumed_state(args.resume) if args.resume is not None else None
+    config = config_from_args(args, resumed_state["config"] if resumed_state else None)
+    check_out_dir(Path(config.out_dir))
 
     from ttsr.train.loop import train  # torch: only once the flags are valid
-    from ttsr.vgg import VGGWeightsError
 
     tracker, callbacks, extra = None, [], {}
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        from ttsr.tracking import MlflowCallback, MlflowTracker
+        from ttsr.tracking import MlflowCallback, MlflowTracker, check_server
 
+        check_server(uri)  # a server that is down: one line now, not after the retry budget
         run_id = resumed_state.get("tracker_run_id") if resumed_state else None
         tracker = MlflowTracker(
             tracking_uri=uri, experiment=args.experiment, run_name=args.run_name, run_id=run_id
@@ -195,18 +184,48 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 checkpoint_extra=extra,
             )
-    except (ConfigError, DataError, VGGWeightsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        raise _with_resume_hint(exc, Path(config.out_dir)) from exc
     print(
         f"stop_reason {result.stop_reason} | best epoch {result.best_epoch} "
         f"val_psnr {result.best_val_psnr:.2f} dB | best checkpoint {result.best_checkpoint}",
         flush=True,
     )
+    if tracker is not None and not tracker.complete:
+        from ttsr.tracking import TrackingUnavailable
+
+        raise TrackingUnavailable(
+            f"{uri}: the run trained to the end, but MLflow run {tracker.run_id} could not be "
+            f"ended ({len(tracker.unsent)} logging call(s) not sent); it stays RUNNING there"
+        )
     return 0
+
+
+def read_resumed_state(path: Path) -> dict[str, Any]:
+    from ttsr.checkpoint import load_state
+
+    try:
+        return load_state(path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--resume: {exc}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as exc:
+        # weights_only=True refuses anything but tensors and primitives: a pickled object is
+        # reported, never executed.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"--resume {path}: not a ttsr-tune training checkpoint ({first})"
+        ) from None
+
+
+def _with_resume_hint(exc: OSError, out_dir: Path) -> OSError:
+    """A failed write (disk full, ...) says which complete checkpoint to resume from."""
+    from ttsr.checkpoint import STATE_FILE
+
+    latest = out_dir / "checkpoints" / "latest"
+    if exc.errno is None or not (latest / STATE_FILE).is_file():
+        return exc
+    why = f"{exc.strerror}; the last complete checkpoint is intact: --resume {latest}"
+    return OSError(exc.errno, why, exc.filename)
 
 
 if __name__ == "__main__":

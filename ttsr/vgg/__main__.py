@@ -13,7 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
-from ttsr.vgg.download import DownloadError, download, sha256_of
+from ttsr.cli_errors import DEBUG_HELP, run_cli
+from ttsr.vgg.download import download, sha256_of
 from ttsr.vgg.weights import (
     ENV_VAR,
     TORCHVISION_FILE,
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m ttsr.vgg",
         description="torchvision's ImageNet VGG19 weights: fetch them, or check what is used.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "download",
@@ -119,27 +120,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Errors are one line and an exit code (`ttsr.cli_errors`); ``--debug`` shows tracebacks.
+    SIGTERM/SIGHUP interrupt like Ctrl-C (exit 128 + the signal) so no partial file is left."""
     previous = {}
     if threading.current_thread() is threading.main_thread():  # only there can Python catch them
         previous = {
             signum: signal.signal(signum, _stop) for signum in (signal.SIGTERM, signal.SIGHUP)
         }
     try:
+        return run_cli(lambda: _main(argv), argv=argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
         args.func(args)
-    except (DownloadError, VGGWeightsError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except (KeyboardInterrupt, _Stopped) as exc:
         if args.debug:
             raise
         print("error: interrupted (no partial file is left)", file=sys.stderr)
         return 128 + (exc.signum if isinstance(exc, _Stopped) else signal.SIGINT)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return 0
 
 

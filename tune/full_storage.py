@@ -1,0 +1,72 @@
+"""Stop a study cleanly when its storage is full, instead of retrying trials that cannot save.
+
+A trial whose checkpoint cannot be copied into ``--storage`` (ENOSPC) fails in ``tune.report``;
+Tune would restart it from its last checkpoint (``FailureConfig``), where the next save fails
+again, and start the next trials, which fail the same way. ``StopWhenFull``, a Tune callback,
+interrupts the study at the first trial failure whose error says "No space left on device",
+the way Ctrl-C does (Tune's own SIGUSR1 handler: trials keep their state, so ``--resume``
+continues them; a stopper would mark them TERMINATED and nothing would resume), and the
+driver (``tune/run.py``) ends with one line (exit 74) saying so.
+
+What stays consistent: Tune registers a checkpoint only after it was copied whole, so a trial
+restarted later (``--resume`` once there is space again) starts from a complete checkpoint;
+the half-copied directory of the failed save is never one Tune hands back (it is overwritten
+or left unused). Every MLflow run is closed by the driver as its trial ended.
+
+Tune restores its callbacks and stopper from the pickled experiment state on ``--resume``, so
+what was seen is kept in this module (the driver process), not in the instance.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
+_seen: list[str] = []  # trial ids whose save failed for want of space, in this driver
+
+
+class StopWhenFull(tune.Callback):
+    """Interrupt the study at the first trial that failed because the storage is full."""
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._check(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._check(trial)
+
+    def _check(self, trial: Any) -> None:
+        try:
+            text = Path(trial.error_file).read_text(errors="replace")
+        except (OSError, TypeError):  # no error file (it could not be written either)
+            return
+        last = text.rsplit("Failure # ", 1)[-1]
+        if NO_SPACE in last and trial.trial_id not in _seen:
+            _seen.append(trial.trial_id)
+            print(
+                f"trial {trial.trial_id} could not save its checkpoint: the storage is full "
+                f"({NO_SPACE}); stopping the study",
+                flush=True,
+            )
+            # Tune's graceful interrupt (installed by Tuner.fit in this, the main thread)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def full_trials() -> list[str]:
+    """The trials of this driver's study that hit a full storage (empty: none did)."""
+    return list(_seen)
+
+
+def storage_full_error(storage: str) -> OSError:
+    """The one-line error the driver ends with (``ttsr.cli_errors`` prints it, exit 74)."""
+    trials = ", ".join(_seen)
+    why = (
+        f"{NO_SPACE}: the study stopped when trial {trials} could not save a checkpoint; "
+        "every checkpoint Tune registered is complete: free space, then --resume"
+    )
+    return OSError(errno.ENOSPC, why, storage)
