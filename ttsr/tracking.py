@@ -42,9 +42,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
