@@ -60,7 +60,14 @@ def test_difference_below_the_spread_is_not_significant():
     assert Difference(0.05, 0.14).significant is False
     assert "not significant" in Difference(-0.05, 0.14).verdict()
     assert Difference(0.5, 0.14).significant is True
-    assert Difference(-0.5, 0.14).verdict() == "beyond the seed spread of 0.14 dB"
+    assert Difference(-0.5, 0.14).verdict() == (
+        "beyond two standard errors (0.40 dB; seed spread 0.14 dB)"
+    )
+    # two standard errors of a difference of means: 2 * spread * sqrt(1/n_a + 1/n_b)
+    assert Difference(0.25, 0.1, 2, 2).margin == pytest.approx(0.2)
+    assert Difference(0.25, 0.1, 2, 2).significant is True
+    assert Difference(0.15, 0.1, 2, 2).significant is False  # 1.5 spreads: within the margin
+    assert Difference(0.15, 0.1, 8, 8).significant is True  # more seeds, smaller standard error
     assert Difference(0.5, None).significant is None
     assert "single seed: spread unknown" in Difference(0.5, None).verdict()
 

@@ -239,11 +239,11 @@ def _certainty(dy: Difference, dx: Difference) -> str:
     if dy.significant is None or dx.significant is None:
         return "single seed: spread unknown"
     if dy.significant and dx.significant:
-        return "both beyond the seed spread"
+        return "both beyond two standard errors of the seed spread"
     if not dy.significant and not dx.significant:
-        return "both within the seed spread: not significant"
+        return "both within two standard errors of the seed spread: not significant"
     which = "PSNR" if dy.significant else "perceptual"
-    return f"only the {which} change is beyond the seed spread"
+    return f"only the {which} change is beyond two standard errors of the seed spread"
 
 
 # ------------------------------------------------------------------------------------------------

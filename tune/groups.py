@@ -4,9 +4,11 @@ spread, and whether a difference between two configurations stands out of it.
 A *configuration* is every varied key of a trial except ``seed``; its trials differ only in
 their seed. The seed-to-seed spread of a metric is the pooled standard deviation of the
 configurations that ran with at least two seeds (sqrt of sum((n_i - 1) s_i^2) / sum(n_i - 1)).
-The rule the report applies is deliberately plain: a difference between two configurations
-smaller than that spread is *not significant*; with one seed per configuration the spread is
-unknown and the report says so instead of guessing.
+The rule the report applies: a difference between the means of two configurations (n_a and
+n_b seeds) is *significant* when it is at least two standard errors of that difference,
+2 * spread * sqrt(1/n_a + 1/n_b) (about a 95 % two-sided test for normal seed noise; with 2
+seeds each, twice the spread). Smaller differences are reported as *not significant*; with one
+seed per configuration the spread is unknown and the report says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -80,24 +82,44 @@ class Difference:
 
     delta: float
     spread: float | None
+    n_a: int = 1
+    n_b: int = 1
+
+    @property
+    def margin(self) -> float | None:
+        """Two standard errors of a difference of means: 2 * spread * sqrt(1/n_a + 1/n_b)."""
+        if self.spread is None:
+            return None
+        return 2.0 * self.spread * math.sqrt(1.0 / max(self.n_a, 1) + 1.0 / max(self.n_b, 1))
 
     @property
     def significant(self) -> bool | None:
-        """True/False against the seed spread; None when the spread is unknown."""
-        return None if self.spread is None else abs(self.delta) >= self.spread
+        """True/False against the margin; None when the spread is unknown."""
+        return None if self.margin is None else abs(self.delta) >= self.margin
 
     def verdict(self, unit: str = " dB", spec: str = ".2f") -> str:
         if self.spread is None:
             return "of unknown significance (single seed: spread unknown)"
-        spread = f"{fmt(self.spread, spec)}{unit}"
+        margin = f"{fmt(self.margin, spec)}{unit}"
+        spread = f"seed spread {fmt(self.spread, spec)}{unit}"
         if self.significant:
-            return f"beyond the seed spread of {spread}"
-        return f"not significant (within the seed spread of {spread})"
+            return f"beyond two standard errors ({margin}; {spread})"
+        return f"not significant (within two standard errors, {margin}; {spread})"
 
 
 def difference(a: pd.Series, b: pd.Series, metric: str, spread: float | None) -> Difference:
     """Configuration ``a`` minus configuration ``b`` on ``metric`` (group rows)."""
-    return Difference(float(a[f"{metric}_mean"]) - float(b[f"{metric}_mean"]), spread)
+    return Difference(
+        float(a[f"{metric}_mean"]) - float(b[f"{metric}_mean"]),
+        spread,
+        _count(a, metric),
+        _count(b, metric),
+    )
+
+
+def _count(row: pd.Series, metric: str) -> int:
+    n = number(row.get(f"{metric}_n"))
+    return int(n) if n else 1
 
 
 def mark_against_best(

@@ -183,7 +183,8 @@ def repeat_lines(data: ReportData) -> list[str]:
             "",
             f"seed-to-seed spread (pooled std over {k} configuration(s) run with >= 2 seeds): "
             f"{spread:.4g} {main}" + "".join(f", {o}" for o in others) + "; a difference "
-            "between configurations smaller than this is marked not significant",
+            "between two configurations' means is significant from two standard errors, "
+            "2 x spread x sqrt(1/n_a + 1/n_b) (twice the spread with 2 seeds each)",
         ]
     if g.empty or not (g["n_seeds"] > 1).any():
         return lines
