@@ -68,6 +68,7 @@ def test_difference_below_the_spread_is_not_significant():
     assert Difference(0.25, 0.1, 2, 2).significant is True
     assert Difference(0.15, 0.1, 2, 2).significant is False  # 1.5 spreads: within the margin
     assert Difference(0.15, 0.1, 8, 8).significant is True  # more seeds, smaller standard error
+    assert Difference(0.09, 0.1, 50, 50).significant is False  # never below the spread itself
     assert Difference(0.5, None).significant is None
     assert "single seed: spread unknown" in Difference(0.5, None).verdict()
 

@@ -7,7 +7,7 @@ configurations that ran with at least two seeds (sqrt of sum((n_i - 1) s_i^2) / 
 The rule the report applies: a difference between the means of two configurations (n_a and
 n_b seeds) is *significant* when it is at least two standard errors of that difference,
 2 * spread * sqrt(1/n_a + 1/n_b) (about a 95 % two-sided test for normal seed noise; with 2
-seeds each, twice the spread). Smaller differences are reported as *not significant*; with one
+seeds each, twice the spread), and at least the spread itself. Smaller differences are reported as *not significant*; with one
 seed per configuration the spread is unknown and the report says so instead of guessing.
 """
 
@@ -87,10 +87,12 @@ class Difference:
 
     @property
     def margin(self) -> float | None:
-        """Two standard errors of a difference of means: 2 * spread * sqrt(1/n_a + 1/n_b)."""
+        """Two standard errors of a difference of means, 2 * spread * sqrt(1/n_a + 1/n_b), and
+        never less than the spread itself (many seeds do not make a sub-spread gap count)."""
         if self.spread is None:
             return None
-        return 2.0 * self.spread * math.sqrt(1.0 / max(self.n_a, 1) + 1.0 / max(self.n_b, 1))
+        se = self.spread * math.sqrt(1.0 / max(self.n_a, 1) + 1.0 / max(self.n_b, 1))
+        return max(2.0 * se, self.spread)
 
     @property
     def significant(self) -> bool | None:
