@@ -34,8 +34,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-FLAVOR = "ttsr"
-MODEL_NAME = "model"  # the LoggedModel's name within its run (runs:/<run id>/model)
+from ttsr.model_uri import (  # noqa: F401 - re-exported: the MLflow model's public API
+    FLAVOR,
+    MODEL_NAME,
+    URI_SCHEMES,
+    ModelError,
+    local_checkpoint,
+    model_location,
+    run_model_id,
+)
+
 DATA_FILE = "model.pt"
 REGISTERED_PREFIX = "ttsr-"
 REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow", "pydantic")
@@ -52,6 +60,7 @@ CODE_FILES = (
     "infer.py",
     "mlflow_model.py",
     "model.py",
+    "model_uri.py",
     "names.py",
     "search.py",
     "upsample.py",
@@ -59,11 +68,6 @@ CODE_FILES = (
     "vgg/features.py",
     "vgg/weights.py",
 )
-URI_SCHEMES = ("models:/", "runs:/")
-
-
-class ModelError(Exception):
-    """A model URI that cannot be resolved, or a run without a logged model (one line)."""
 
 
 def registered_name(study: str) -> str:
@@ -219,22 +223,6 @@ def log_model(
     return logged.model_id
 
 
-def run_model_id(client: Any, run_id: str, *, name: str = MODEL_NAME) -> str:
-    """The id of the run's logged model ``name`` (the latest READY one, if it logged several)."""
-    from mlflow.entities import LoggedModelStatus
-
-    run = client.get_run(run_id)
-    outputs = run.outputs.model_outputs if run.outputs is not None else []
-    ready = []
-    for output in outputs:
-        model = client.get_logged_model(output.model_id)
-        if model.status == LoggedModelStatus.READY and model.name == name:
-            ready.append((model.creation_timestamp, output.step, model.model_id))
-    if not ready:
-        raise ModelError(f"run {run_id} has no logged model {name!r} (no best checkpoint logged)")
-    return max(ready)[2]
-
-
 def has_model(client: Any, run_id: str) -> bool:
     try:
         run_model_id(client, run_id)
@@ -311,97 +299,6 @@ def register_best_model(
         tags={"study": study_name},
     )
     return int(version.version)
-
-
-# --- from a URI to a model ---------------------------------------------------------------------
-def local_checkpoint(uri: str, dst: str | Path, *, tracking_uri: str | None = None) -> Path:
-    """Download the model.pt of the model at ``uri`` into ``dst``; -> its local path.
-
-    uri: ``models:/<name>/<version|latest|stage>``, ``models:/<name>@<alias>``,
-    ``models:/<model id>``, ``runs:/<run id>/model``, or a ``.pt`` file's URI
-    (``runs:/<run id>/.../model.pt``). Only MLmodel and model.pt travel, not the model's code.
-    """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
-
-    from ttsr.tracking import DEFAULT_TRACKING_URI
-
-    tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
-    dst, uri = Path(dst), uri.rstrip("/")
-    if uri.endswith(".pt"):
-        return _download(uri, dst, tracking_uri, model_uri=uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        base = model_location(client, uri)
-    except MlflowException as exc:
-        raise ModelError(f"{uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
-    except ModelError as exc:
-        raise ModelError(f"{uri}: {exc}") from None
-    meta = _download(f"{base}/MLmodel", dst / "meta", tracking_uri, model_uri=uri)
-    conf = Model.load(str(meta)).flavors
-    if FLAVOR not in conf:
-        raise ModelError(f"{uri}: not a TTSR model (its MLmodel has no {FLAVOR!r} flavour)")
-    return _download(f"{base}/{conf[FLAVOR]['data']}", dst / "model", tracking_uri, model_uri=uri)
-
-
-def model_location(client: Any, uri: str) -> str:
-    """The artifact location of the model directory that ``uri`` names.
-
-    Resolved here with the client's own URIs: MLflow itself resolves model ids (what registered
-    versions and ``runs:/`` URIs of logged models point to) with the global tracking URI.
-    """
-    if uri.startswith("runs:/"):
-        run_id, _, name = uri.removeprefix("runs:/").partition("/")
-        return client.get_logged_model(
-            run_model_id(client, run_id, name=name or MODEL_NAME)
-        ).artifact_location
-    if not uri.startswith("models:/"):
-        raise ModelError("not a models:/ or runs:/ URI")
-    rest = uri.removeprefix("models:/")
-    name, _, suffix = rest.partition("/")
-    if "@" in name and not suffix:
-        name, alias = name.rsplit("@", 1)
-        version = client.get_model_version_by_alias(name, alias)
-    elif suffix.isdigit():
-        version = client.get_model_version(name, suffix)
-    elif suffix.lower() == "latest":
-        versions = client.search_model_versions(f"name = '{name}'")
-        if not versions:
-            raise ModelError(f"registered model {name!r} has no versions")
-        version = max(versions, key=lambda v: int(v.version))
-    elif suffix:
-        (version,) = client.get_latest_versions(name, [suffix]) or [None]
-        if version is None:
-            raise ModelError(f"registered model {name!r} has no version in {suffix!r}")
-    else:  # models:/<model id>
-        return client.get_logged_model(name).artifact_location
-    source = version.source
-    if source.startswith("models:/"):
-        return client.get_logged_model(source.removeprefix("models:/")).artifact_location
-    return source
-
-
-def _first_line(exc: Any) -> str:
-    lines = str(getattr(exc, "message", exc)).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
-
-
-def _download(uri: str, dst: Path, tracking_uri: str, *, model_uri: str) -> Path:
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=uri,
-                dst_path=str(dst),
-                tracking_uri=tracking_uri,
-                registry_uri=tracking_uri,
-            )
-        )
-    except MlflowException as exc:
-        raise ModelError(f"{model_uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
 
 
 def load_model(

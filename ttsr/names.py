@@ -55,3 +55,5 @@ DIVERGENCE_SIGNALS = (
     "psnr_floor",
     "non_finite_psnr",
 )
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow store when none is given

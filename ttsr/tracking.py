@@ -48,7 +48,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+from ttsr.names import DEFAULT_TRACKING_URI
+
 DEFAULT_EXPERIMENT = "ttsr"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI groups children by it)
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value

@@ -1,0 +1,112 @@
+"""The code's shape stays as the structure issue left it: short functions, imports that run one
+way (no two modules importing each other, lazily or not), no Ray in the library, no benchmark in
+it. Read from the sources with `ast`; nothing is imported."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("ttsr", "tune")
+MAX_FUNCTION_LINES = 100
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for pkg in PACKAGES:
+        for f in sorted((ROOT / pkg).rglob("*.py")):
+            name = ".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            out[name] = ast.parse(f.read_text(), filename=str(f))
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """Every module of this project that ``tree`` imports, at top level or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n for n in names if n in MODULES}
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name, tree in MODULES.items():
+        for target in _imports(tree) - {name}:
+            # a package re-exporting its submodules is not a cycle with them
+            if not (target.startswith(name + ".") or name.startswith(target + ".")):
+                graph[name].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found = []
+
+    def walk(start: str, node: str, path: list[str]) -> None:
+        for nxt in graph.get(node, ()):
+            if nxt == start:
+                found.append([*path, nxt])
+            elif nxt > start and nxt not in path:
+                walk(start, nxt, [*path, nxt])
+
+    for m in sorted(graph):
+        walk(m, m, [m])
+    return found
+
+
+def test_the_checks_can_fail():
+    """The helpers see what they must: a planted cycle, a long function."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    tree = ast.parse("def f():\n" + "    x = 1\n" * 120)
+    assert [
+        n.end_lineno - n.lineno + 1 for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+    ] == [121]
+    assert "ttsr.train.loop" in MODULES and "tune.run" in MODULES
+
+
+def test_no_two_modules_import_each_other():
+    assert _cycles(_graph()) == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_function_is_longer_than_100_lines(package):
+    long = [
+        (f"{name}.{node.name}", node.end_lineno - node.lineno + 1)
+        for name, tree in MODULES.items()
+        if name.split(".")[0] == package
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert long == []
+
+
+def test_the_library_never_imports_ray_tune_or_benchmarks():
+    bad = []
+    for name, tree in MODULES.items():
+        if not name.startswith("ttsr"):
+            continue
+        for node in ast.walk(tree):
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            bad += [
+                f"{name}: {m}" for m in mods if m.split(".")[0] in ("ray", "tune", "benchmarks")
+            ]
+    assert bad == []
+    assert not [n for n in MODULES if "bench" in n.split(".")[-1] and n.startswith("ttsr")]
