@@ -45,7 +45,7 @@ def _loads(state: Path) -> bool:  # noqa: F821 - a pathlib.Path
 
 
 def test_full_storage_stops_the_study_cleanly_and_resume_completes(
-    tmp_path, small_fs, ray_temp_dir
+    tmp_path, small_fs, ray_temp_dir, figures
 ):
     fs = small_fs(30 * 1024)
     study = tiny_study(config={**TINY, "epochs": EPOCHS}, search={"lr": {"grid": [1e-4, 2e-4]}})

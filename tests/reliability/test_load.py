@@ -37,7 +37,7 @@ TRIAL_TITLE = "ray::ImplicitFunc"  # how Ray titles a function trainable's worke
 DRIVER_RSS_LIMIT = 2 * 2**30  # generous: the driver holds 40 trials' state, not their models
 
 
-def test_forty_tiny_trials_eight_at_a_time(tmp_path, ray_temp_dir):
+def test_forty_tiny_trials_eight_at_a_time(tmp_path, ray_temp_dir, figures):
     config = {**TINY, "size": 16, "epochs": 1, "val_limit": 1}
     lrs = [round(1e-4 * (1 + i / 10), 6) for i in range(TRIALS)]
     study = tiny_study(config=config, search={"lr": {"grid": lrs}})
@@ -59,8 +59,8 @@ def test_forty_tiny_trials_eight_at_a_time(tmp_path, ray_temp_dir):
         log.close()
     wall = time.monotonic() - started
     output = (tmp_path / "driver.log").read_text(errors="replace")
-    print(
-        f"\n{TRIALS} trials, up to {CONCURRENT} at a time: {wall:.0f} s wall, driver peak RSS "
+    figures(
+        f"{TRIALS} trials, up to {CONCURRENT} at a time: {wall:.0f} s wall, driver peak RSS "
         f"{peak_rss / 2**20:.0f} MiB, at most {most_running} trial processes seen at once"
     )
     assert driver.returncode == 0, output[-4000:]

@@ -121,7 +121,8 @@ def test_train_cli_server_gone_mid_run_trains_to_the_end_then_one_line(server, t
     assert load_state(out_dir / "checkpoints" / "latest")["epoch"] == epochs
 
 
-def test_study_survives_the_tracking_server_down_60_s(server, tmp_path, ray_temp_dir):
+def test_study_survives_the_tracking_server_down_60_s(server, tmp_path, ray_temp_dir, figures):
+    started = time.monotonic()
     trials, epochs = 3, 4
     study = tiny_study(
         config={**TINY, "epochs": epochs},
@@ -143,7 +144,10 @@ def test_study_survives_the_tracking_server_down_60_s(server, tmp_path, ray_temp
         log.close()
     output = (tmp_path / "driver.log").read_text(errors="replace")
     assert rc == 0, output[-4000:]
-    print(f"outage {back - killed:.0f} s (server SIGKILLed, restarted after {OUTAGE_S:.0f} s)")
+    figures(
+        f"MLflow server gone {back - killed:.0f} s (SIGKILLed, restarted after {OUTAGE_S:.0f} s); "
+        f"study wall {time.monotonic() - started:.0f} s"
+    )
 
     (experiment_dir,) = experiment_dirs(tmp_path, "outage")
     rows = trial_rows(experiment_dir)

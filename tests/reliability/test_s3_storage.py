@@ -77,7 +77,9 @@ def _read(server, path: str) -> str:
         return f.read().decode()
 
 
-def test_study_on_s3_storage_resumes_after_the_driver_is_killed(tmp_path, s3, ray_temp_dir):
+def test_study_on_s3_storage_resumes_after_the_driver_is_killed(
+    tmp_path, s3, ray_temp_dir, figures
+):
     study = tiny_study(
         config={**TINY, "epochs": EPOCHS},
         search={"lr": {"grid": [1e-4, 3e-4]}},
