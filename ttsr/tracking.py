@@ -430,7 +430,11 @@ class MlflowTracker:
             try:
                 fn(status)
             except Exception as exc:  # noqa: BLE001 - ending the run matters more
-                print(f"MLflow run {self.run_id}: {fn.__qualname__} failed at its end: {exc}")
+                print(
+                    f"MLflow run {self.run_id}: {fn.__qualname__} failed at its end: {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         try:
             if self.flush():
                 self.client.set_terminated(self.run_id, status=status)
@@ -559,7 +563,7 @@ class MlflowCallback:
 
         if self.log_model and result.best_checkpoint is not None:
             self.best_dir = Path(result.best_checkpoint)
-            self.log_best_model()
+            self._log_model_at_end("FINISHED")
         self.tracker.set_tags(
             {
                 names.STOP_REASON: result.stop_reason,
@@ -586,4 +590,20 @@ class MlflowCallback:
         return self.model_id
 
     def _log_model_at_end(self, status: str) -> None:
-        self.log_best_model()
+        """The best model, unless the server is unreachable: then one line says so and the run
+        goes on to end (its metrics and tags are kept for the server; a model is not, it is
+        logged later from the checkpoint, e.g. by a study's driver)."""
+        try:
+            self.log_best_model()
+        except Exception as exc:  # noqa: BLE001 - only an outage is tolerated here
+            if not is_unavailable(exc):
+                raise
+            from ttsr.cli_errors import short_reason
+
+            print(
+                f"MLflow {self.tracker.tracking_uri} unreachable: the best model of run "
+                f"{self.tracker.run_id} was not logged ({short_reason(exc)}); its checkpoint "
+                f"is {self.best_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
