@@ -17,7 +17,13 @@ def test_shipped_warm_starts_are_reconstruction_only_versions_of_the_study():
     lw = load_study(SHIPPED, "loss-weights", "demo")
     values = lw.pretrain
     assert values["per_w"] == values["tpl_w"] == values["adv_w"] == 0.0
-    assert values["size"] == lw.config["size"] and values["epochs"] == 24
+    # the warm start's own schedule (its YAML block) replaces the trials' epochs and lr
+    import yaml
+
+    shipped = yaml.safe_load(SHIPPED.read_text())["studies"]["loss-weights"]["profiles"]["demo"]
+    assert values["size"] == lw.config["size"]
+    assert values["epochs"] == shipped["pretrain"]["epochs"] != lw.config["epochs"]
+    assert values["lr"] == shipped["pretrain"]["lr"] != lw.config["lr"]
     ip = load_study(SHIPPED, "inpainting", "demo")
     assert ip.config["adv_w"] > 0 and ip.pretrain["adv_w"] == 0.0  # the study's own losses off
     assert ip.pretrain["inpaint"] is True  # ... but the same task

@@ -7,8 +7,9 @@ configurations that ran with at least two seeds (sqrt of sum((n_i - 1) s_i^2) / 
 The rule the report applies: a difference between the means of two configurations (n_a and
 n_b seeds) is *significant* when it is at least two standard errors of that difference,
 2 * spread * sqrt(1/n_a + 1/n_b) (about a 95 % two-sided test for normal seed noise; with 2
-seeds each, twice the spread), and at least the spread itself. Smaller differences are reported as *not significant*; with one
-seed per configuration the spread is unknown and the report says so instead of guessing.
+seeds each, twice the spread), and at least the spread itself. Smaller differences are
+reported as *not significant*; with one seed per configuration the spread is unknown and the
+report says so instead of guessing.
 """
 
 from __future__ import annotations
