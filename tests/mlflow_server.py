@@ -79,6 +79,7 @@ def train_tiny_run(uri: str, out_dir: Path, *, experiment: str, epochs: int = 3)
             size=32,
             batch_size=2,
             fraction=0.03,
+            val_limit=1,
             n_feats=8,
             num_res_blocks="1+1+1+1",
             epochs=epochs,

@@ -75,6 +75,7 @@ def _config(tmp_path, workers: int) -> TrainConfig:
         size=32,
         batch_size=2,
         fraction=0.05,
+        val_limit=1,
         n_feats=8,
         num_res_blocks="1+1+1+1",
         epochs=2,

@@ -40,3 +40,24 @@ def test_dataset_inputs_as_mlflow_entities():
     assert train.dataset.source_type == "local"
     assert json.loads(train.dataset.source)["uri"].endswith("prepared")
     assert json.loads(val.dataset.profile)["split"] == "test"
+
+
+def test_fraction_subsets_training_only_every_fraction_validates_on_the_same_images():
+    """A dataset-fraction study compares like with like: one validation set for all."""
+    from ttsr.evaluate import Evaluator
+
+    small, full = config(fraction=0.125), config(fraction=1.0)
+    assert len(open_dataset_from_config(small, "train")) < len(
+        open_dataset_from_config(full, "train")
+    )
+    assert list(open_dataset_from_config(small, "test").keys) == list(
+        open_dataset_from_config(full, "test").keys
+    )
+    assert describe(small, "test").digest == describe(full, "test").digest
+    assert describe(small, "test").profile["fraction"] == 1.0
+    other = dict(val_ref_modes=["other"])
+    a, b = Evaluator(config(fraction=0.125, **other)), Evaluator(config(fraction=1.0, **other))
+    assert {m: len(s.dataset) for m, s in a.sets.items()} == {
+        m: len(s.dataset) for m, s in b.sets.items()
+    }
+    assert len(a.sets["other"].dataset) == len(open_dataset_from_config(full, "test"))

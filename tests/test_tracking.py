@@ -62,6 +62,7 @@ def tiny(tmp_path, **changes) -> TrainConfig:
         size=32,
         batch_size=2,
         fraction=0.03,
+        val_limit=1,
         n_feats=8,
         num_res_blocks="1+1+1+1",
         epochs=2,
@@ -176,7 +177,7 @@ def test_train_logs_params_metrics_images_and_checkpoint(uri, tmp_path):
     inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
     assert set(inputs) == {"train", "validation"}
     assert inputs["train"].name == "sample-train" and inputs["validation"].name == "sample-test"
-    assert '"items": 1' in inputs["validation"].profile  # fraction 0.03 of the test split
+    assert '"items": 1' in inputs["validation"].profile  # val_limit 1 of the test split
     # System metrics: at least one sample, CPU and memory (no GPU here).
     system = {k for k in run.data.metrics if k.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/process_memory_rss_megabytes"} <= system
@@ -233,6 +234,8 @@ def test_signal_to_cli_marks_run_killed(uri, tmp_path, sig):
         "2",
         "--fraction",
         "0.03",
+        "--val-limit",
+        "1",
         "--n-feats",
         "8",
         "--num-res-blocks",

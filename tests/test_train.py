@@ -39,6 +39,7 @@ def tiny(tmp_path, **changes) -> TrainConfig:
         size=32,
         batch_size=2,
         fraction=0.03,
+        val_limit=1,  # fraction subsets the training split only
         n_feats=8,
         num_res_blocks="1+1+1+1",
         epochs=1,

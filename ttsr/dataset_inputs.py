@@ -68,7 +68,7 @@ def describe(config: TrainConfig, split: str) -> DatasetInfo:
     profile = {
         "items": len(keys),
         "split": split,
-        "fraction": config.fraction,
+        "fraction": config.fraction if split == "train" else 1.0,
         "size": config.size,
         "ref_mode": config.ref_mode,
         "inpaint": inpaint,

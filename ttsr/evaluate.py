@@ -93,7 +93,7 @@ class Evaluator:
                     size=config.size,
                     split="test",
                     ref_mode=mode,
-                    fraction=config.fraction,
+                    fraction=1.0,  # the same test images at every training fraction
                     inpaint=inpaint_options(config),
                     seed=config.seed,
                     data_seed=config.data_seed,

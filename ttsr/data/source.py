@@ -90,13 +90,17 @@ def inpaint_options(config: TrainConfig) -> InpaintOptions | None:
 
 
 def open_dataset_from_config(config: TrainConfig, split: str) -> Dataset:
-    """`open_dataset` with the data fields of a `TrainConfig` (augmentation: train only)."""
+    """`open_dataset` with the data fields of a `TrainConfig` (augmentation: train only).
+
+    ``fraction`` subsets the training split only: every run validates on the same test images
+    whatever share of the training data it uses, so a dataset-fraction study compares like
+    with like."""
     return open_dataset(
         config.data,
         size=config.size,
         split=split,
         ref_mode=config.ref_mode,
-        fraction=config.fraction,
+        fraction=config.fraction if split == "train" else 1.0,
         inpaint=inpaint_options(config),
         seed=config.seed,
         data_seed=config.data_seed,
