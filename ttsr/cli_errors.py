@@ -65,9 +65,13 @@ def debug_requested(argv: Sequence[str] | None = None) -> bool:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first non-empty line of ``str(exc)`` (the type's name when empty), cut short."""
+    """The first non-empty line of ``str(exc)`` (the type's name when empty), cut short. A
+    message that is itself a formatted traceback (Ray's TuneError) gives its last line: the
+    error it ends with, not "Traceback (most recent call last):"."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
+    if text.startswith("Traceback (most recent call last)"):
+        text = lines[-1]
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
