@@ -168,6 +168,52 @@ def test_restored_searcher_fails_lost_trials_and_keeps_start_points_once(tmp_pat
     assert completed.count({"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0}) == 1
 
 
+def _single(url: str, study_name: str):
+    """A single-objective stored searcher (reports intermediate values), as Tune holds it."""
+    from ray import tune
+    from ray.tune.search import SearchGenerator
+
+    from tune.stored_search import StoredOptunaSearch
+
+    searcher = StoredOptunaSearch(storage_url=url, study_name=study_name, metric="val_psnr",
+                                  mode="max", seed=0)  # fmt: skip
+    generator = SearchGenerator(searcher)
+    searcher.set_search_properties(None, None, {"lr": tune.choice([1e-4, 3e-4, 1e-3])})
+    return generator, searcher
+
+
+def test_a_trial_finished_after_the_checkpoint_is_rerun_without_touching_its_stored_result(
+    tmp_path, caplog
+):
+    # CI flake of test_killed_driver_resumes_the_same_optuna_study: the killed driver told
+    # Optuna trial a1's end after Tune's last checkpoint, which still had a1 running; the
+    # resumed Tune ran a1 again and its first report hit Optuna's "Trial#0 has already finished"
+    # inside Tune's result handler: the resumed study died with a TuneError.
+    url, name = f"sqlite:///{tmp_path}/o.db", "tiny-x"
+    first, searcher = _single(url, name)
+    searcher.suggest("a1")
+    searcher.on_trial_result("a1", {"val_psnr": 20.0, "training_iteration": 1})
+    first.save_to_dir(str(tmp_path), session_str="s")  # a1 still running here
+    searcher.on_trial_result("a1", {"val_psnr": 21.0, "training_iteration": 2})
+    searcher.on_trial_complete("a1", {"val_psnr": 21.0, "training_iteration": 2})
+
+    second, searcher = _single(url, name)
+    second.restore_from_dir(str(tmp_path))
+    assert searcher.finished_in_storage() == {"a1"}
+    searcher.on_trial_result("a1", {"val_psnr": 20.5, "training_iteration": 2})  # the rerun
+    with caplog.at_level("WARNING", logger="tune.stored_search"):
+        searcher.on_trial_complete("a1", {"val_psnr": 20.5, "training_iteration": 2})
+    assert "keeps val_psnr = 21.0" in caplog.text and "rerun ended at 20.5" in caplog.text
+    (trial,) = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    assert trial.state == TrialState.COMPLETE and trial.value == 21.0
+    assert trial.intermediate_values == {1: 20.0, 2: 21.0}
+    assert searcher.suggest("b1") is not None  # the study goes on
+    searcher.on_trial_result("b1", {"val_psnr": 22.0, "training_iteration": 1})
+    searcher.on_trial_complete("b1", {"val_psnr": 22.0, "training_iteration": 1})
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    assert [t.value for t in trials] == [21.0, 22.0]
+
+
 def test_without_a_storage_the_searcher_stays_in_memory():
     from ray.tune.search.optuna import OptunaSearch
 

@@ -13,6 +13,12 @@ stay RUNNING in the storage for ever, a duplicate in optuna-dashboard. `StoredOp
 - on restore, marks the storage's RUNNING trials that the checkpoint does not know as FAIL
   (user attr ``lost``), so the study's COMPLETE trials are exactly the results Tune has.
 
+- on restore, remembers the trials the checkpoint knows as running that the storage already
+  has finished (the killed driver told Optuna after its last checkpoint). Tune runs those again
+  from their last checkpoints; their reports and their end are not sent again (Optuna refuses
+  to update a finished trial, and before this the refusal ended the resumed study with a
+  TuneError), and the stored result stays the trial's Optuna value.
+
 A trial that asked *and* completed between the last checkpoint and the kill (only possible for
 trials shorter than the checkpoint period, ``TUNE_GLOBAL_CHECKPOINT_S``) stays COMPLETE; Tune
 runs a new one in its place.
@@ -20,9 +26,13 @@ runs a new one in its place.
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
+
+log = logging.getLogger(__name__)
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
 LOST_ATTR = "lost"
@@ -37,6 +47,7 @@ class StoredOptunaSearch(OptunaSearch):
 
         super().__init__(storage=RDBStorage(storage_url), study_name=study_name, **kwargs)
         self.storage_url = storage_url
+        self._finished_in_storage: set[str] = set()
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
@@ -62,6 +73,47 @@ class StoredOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         self.fail_lost_trials()
+        self._finished_in_storage = self.finished_in_storage()
+
+    def finished_in_storage(self) -> set[str]:
+        """Tune trial ids this searcher holds as running whose storage trial has finished."""
+        from optuna.trial import TrialState
+
+        running = (TrialState.RUNNING, TrialState.WAITING)
+        state = {t.number: t.state for t in self._ot_study.get_trials(deepcopy=False)}
+        return {
+            trial_id
+            for trial_id, trial in self._ot_trials.items()
+            if trial_id not in self._completed_trials
+            and state.get(trial.number, TrialState.RUNNING) not in running
+        }
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in getattr(self, "_finished_in_storage", ()):
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id not in getattr(self, "_finished_in_storage", ()):
+            super().on_trial_complete(trial_id, result, error)
+            return
+        self._completed_trials.add(trial_id)
+        stored = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+        value = (result or {}).get(self.metric) if isinstance(self.metric, str) else None
+        if (
+            stored.value is not None
+            and value is not None
+            and not math.isclose(stored.value, value, rel_tol=1e-6, abs_tol=1e-9)
+        ):
+            log.warning(
+                "Optuna trial %d keeps %s = %s from before the driver was killed; "
+                "its rerun ended at %s",
+                stored.number,
+                self.metric,
+                stored.value,
+                value,
+            )
 
     def fail_lost_trials(self) -> list[int]:
         """FAIL the storage's RUNNING trials this searcher never asked for; their numbers."""
