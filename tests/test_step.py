@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_train import tiny as train_tiny
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from benchmarks.configs import reference_config
@@ -50,23 +51,8 @@ def no_imagenet_vgg(monkeypatch, tmp_path):
 
 
 def tiny(tmp_path, **changes: Any) -> TrainConfig:
-    """3 train items (1 step of 2 per epoch), 1 validation image, 32 px, n_feats 8."""
-    values: dict[str, Any] = dict(
-        size=32,
-        batch_size=2,
-        fraction=0.03,
-        n_feats=8,
-        num_res_blocks="1+1+1+1",
-        epochs=1,
-        patience=None,
-        device="cpu",
-        out_dir=str(tmp_path / "run"),
-        num_samples_grid=2,
-        sample_every=0,
-        seed=0,
-    )
-    values.update(changes)
-    return TrainConfig.from_dict(values)
+    """test_train's tiny config without sample grids (nothing here looks at them)."""
+    return train_tiny(tmp_path, **{"sample_every": 0, **changes})
 
 
 def _optimizer(opt: torch.optim.Optimizer | None) -> Any:
