@@ -199,7 +199,7 @@ def test_a_trial_finished_after_the_checkpoint_is_rerun_without_touching_its_sto
 
     second, searcher = _single(url, name)
     second.restore_from_dir(str(tmp_path))
-    assert searcher.finished_in_storage() == {"a1"}
+    assert {k: v.value for k, v in searcher.finished_in_storage().items()} == {"a1": 21.0}
     searcher.on_trial_result("a1", {"val_psnr": 20.5, "training_iteration": 2})  # the rerun
     with caplog.at_level("WARNING", logger="tune.stored_search"):
         searcher.on_trial_complete("a1", {"val_psnr": 20.5, "training_iteration": 2})
@@ -212,6 +212,26 @@ def test_a_trial_finished_after_the_checkpoint_is_rerun_without_touching_its_sto
     searcher.on_trial_complete("b1", {"val_psnr": 22.0, "training_iteration": 1})
     trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
     assert [t.value for t in trials] == [21.0, 22.0]
+
+
+def test_a_multi_objective_trial_finished_after_the_checkpoint_is_rerun_too(tmp_path):
+    # The same sequence on the main job's searcher (two objectives, seed repeats, a limiter):
+    # a multi-objective FrozenTrial has no .value, its end must not ask for it.
+    url, name = f"sqlite:///{tmp_path}/o.db", "loss-weights-x"
+    first, limiter = _searcher(url, name)
+    limiter.suggest("a1")
+    limiter.suggest("a2")  # the second seed of the same configuration
+    first.save_to_dir(str(tmp_path), session_str="s")  # a1 and a2 still running here
+    _finish(limiter, "a1", "a2")  # Optuna gets their mean
+
+    second, limiter = _searcher(url, name)
+    second.restore_from_dir(str(tmp_path))
+    for trial_id in ("a1", "a2"):  # the reruns
+        limiter.on_trial_result(trial_id, {"val_psnr": 19.0, "val_perceptual": 0.6})
+        limiter.on_trial_complete(trial_id, {"val_psnr": 19.0, "val_perceptual": 0.6})
+    (trial,) = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    assert trial.state == TrialState.COMPLETE and trial.values == [20.5, 0.5]
+    assert limiter.suggest("b1") is not None  # the study goes on
 
 
 def test_without_a_storage_the_searcher_stays_in_memory():

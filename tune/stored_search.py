@@ -47,7 +47,7 @@ class StoredOptunaSearch(OptunaSearch):
 
         super().__init__(storage=RDBStorage(storage_url), study_name=study_name, **kwargs)
         self.storage_url = storage_url
-        self._finished_in_storage: set[str] = set()
+        self._finished_in_storage: dict[str, Any] = {}  # Tune trial id -> FrozenTrial
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
@@ -75,35 +75,35 @@ class StoredOptunaSearch(OptunaSearch):
         self.fail_lost_trials()
         self._finished_in_storage = self.finished_in_storage()
 
-    def finished_in_storage(self) -> set[str]:
-        """Tune trial ids this searcher holds as running whose storage trial has finished."""
-        from optuna.trial import TrialState
-
-        running = (TrialState.RUNNING, TrialState.WAITING)
-        state = {t.number: t.state for t in self._ot_study.get_trials(deepcopy=False)}
+    def finished_in_storage(self) -> dict[str, Any]:
+        """The storage's finished trials (FrozenTrial) that this searcher holds as running,
+        by Tune trial id. A finished trial never changes, so this is read once, on restore."""
+        stored = {t.number: t for t in self._ot_study.get_trials(deepcopy=False)}
         return {
-            trial_id
+            trial_id: stored[trial.number]
             for trial_id, trial in self._ot_trials.items()
             if trial_id not in self._completed_trials
-            and state.get(trial.number, TrialState.RUNNING) not in running
+            and trial.number in stored
+            and stored[trial.number].state.is_finished()
         }
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in getattr(self, "_finished_in_storage", ()):
+        if trial_id not in self._finished_in_storage:
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if trial_id not in getattr(self, "_finished_in_storage", ()):
+        stored = self._finished_in_storage.get(trial_id)
+        if stored is None:
             super().on_trial_complete(trial_id, result, error)
             return
         self._completed_trials.add(trial_id)
-        stored = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
         value = (result or {}).get(self.metric) if isinstance(self.metric, str) else None
+        # value first: FrozenTrial.value raises for a multi-objective trial (value is None then)
         if (
-            stored.value is not None
-            and value is not None
+            value is not None
+            and stored.value is not None
             and not math.isclose(stored.value, value, rel_tol=1e-6, abs_tol=1e-9)
         ):
             log.warning(
