@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -162,7 +163,18 @@ def test_train_logs_params_metrics_images_and_checkpoint(uri, tmp_path):
     assert client.get_experiment(run.info.experiment_id).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
     assert run.info.status == "FINISHED"
     assert run.data.params["size"] == "32" and run.data.params["num_res_blocks"] == "1+1+1+1"
-    assert run.data.params["inpaint_box"] == "0.5,0.5,0.8,0.8"
+    # Params: what the run sets (the non-default values); the whole config is config.json.
+    assert "inpaint_box" not in run.data.params and "gan_k" not in run.data.params
+    local = client.download_artifacts(t.run_id, "config.json", str(tmp_path))
+    config = json.loads(Path(local).read_text())
+    assert config == json.loads(json.dumps(tiny(tmp_path).to_dict()))
+    assert TrainConfig.from_dict(config) == tiny(tmp_path)  # what re-running it needs
+    # Kept-epoch summaries: the last value of best_<metric> is the kept epoch's <metric>.
+    kept = result.history[result.best_epoch]
+    for metric in (names.VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY):
+        assert run.data.metrics[names.kept(metric)] == pytest.approx(kept[metric])
+    assert run.data.metrics[names.BEST_EPOCH] == result.best_epoch
+    assert result.best_val_psnr == pytest.approx(kept[names.VAL_PSNR])
     history = client.get_metric_history(t.run_id, names.VAL_PSNR)
     assert sorted(m.step for m in history) == [0, 1, 2]  # epoch 0: before training
     assert {m.value for m in history} == {h[names.VAL_PSNR] for h in result.history}

@@ -3,6 +3,7 @@ manager's exit paths, child lookup and closing, and the MLflow constants defined
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -70,6 +71,18 @@ def test_parent_run_owns_params_tags_and_ends_on_every_path(tmp_path):
         assert run.info.status == "RUNNING"
         assert run.data.tags["study"] == "loss-weights" and run.data.tags["profile"] == "demo"
         assert run.data.tags["git_commit"] == "abc"
+        assert run.data.tags[parent_run.ROLE_TAG] == "study"
+        # The UI's saved view of this invocation: its trials grouped by configuration.
+        tags = client.get_experiment(parent.experiment_id).tags
+        view = json.loads(tags[f"mlflow.sharedViewState.{parent.run_id}"])
+        assert parent.run_id in view["searchFilter"] and "'trial'" in view["searchFilter"]
+        assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "config"}]
+        assert view["selectedColumns"][:5] == [
+            "tags.`config`", "params.`per_w`", "params.`tpl_w`", "params.`adv_w`",
+            "params.`seed`",
+        ]  # fmt: skip
+        assert "metrics.`best_val_psnr`" in view["selectedColumns"]
+        assert "metrics.`best_val_perceptual`" in view["selectedColumns"]
         assert run.data.params["set.lr"] == "0.0003" and run.data.params["report"] == "tradeoff"
         assert run.data.params["repeats"] == "2" and "config.size" in run.data.params
         assert parent.info["run_id"] == parent.run_id and parent.info["profile"] == "demo"
@@ -96,11 +109,13 @@ def test_parent_run_owns_params_tags_and_ends_on_every_path(tmp_path):
     with parent_run.ParentRun.reopen(parent.info) as again:
         assert again.finish({"a": "ERROR", "b": "ERROR"}) == "FAILED"
         assert again.finish({"a": "TERMINATED", "b": "ERROR"}) == "FINISHED"
-        assert again.trial_meta("loss-weights") == {
+        assert again.trial_meta(_study()) == {
             "study": "loss-weights",
             "tracking_uri": uri,
             "experiment_id": parent.experiment_id,
             "parent_run_id": parent.run_id,
+            "varied": ["per_w", "tpl_w", "adv_w"],
+            "repeats": 2,
         }
     assert client.get_run(parent.run_id).info.status == "FINISHED"
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 COLUMNS = ("LR_up", "Ref", "SR", "HR")
+HEADERS = ("LR", "Ref", "SR", "HR")  # "LR" is drawn with an up arrow: bicubic-upsampled LR
 PAD = 2  # white pixels between tiles
+DISPLAY_TILE = 128  # px: the smallest tile side a displayed grid is upscaled to
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -49,3 +51,31 @@ def first_rows(grid: Image.Image, rows: int) -> Image.Image:
     side = (grid.width - 5 * PAD) // 4
     height = rows * (side + PAD) + PAD
     return grid if grid.height <= height else grid.crop((0, 0, grid.width, height))
+
+
+def display_grid(grid: Image.Image, rows: int, *, min_tile: int = DISPLAY_TILE) -> Image.Image:
+    """A sample grid as a person looks at it (MLflow's image cards, the HTML report): its first
+    ``rows`` rows, upscaled by a whole factor with nearest-neighbour pixels (no smoothing: what
+    is seen is what the model made) until a tile is at least ``min_tile`` px, under a header
+    row naming the columns LR↑ | Ref | SR | HR."""
+    grid = first_rows(grid.convert("RGB"), rows)
+    side = (grid.width - 5 * PAD) // 4
+    scale = max(1, -(-min_tile // max(side, 1)))  # ceil
+    big = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
+    font = ImageFont.load_default(size=max(12, min(24, side * scale // 8)))
+    band = int(font.size * 1.8)
+    out = Image.new("RGB", (big.width, big.height + band), "white")
+    out.paste(big, (0, band))
+    draw = ImageDraw.Draw(out)
+    for col, name in enumerate(HEADERS):
+        x0 = (PAD + col * (side + PAD)) * scale
+        width = draw.textlength(name, font=font)
+        x = x0 + (side * scale - width - (font.size // 2 if col == 0 else 0)) / 2
+        y = (band - font.size) / 2
+        draw.text((x, y), name, fill="black", font=font)
+        if col == 0:  # the font has no arrow glyph: draw ↑ after "LR"
+            ax, top, bottom = x + width + font.size * 0.35, y + font.size * 0.1, y + font.size
+            draw.line([(ax, top), (ax, bottom)], fill="black", width=max(1, font.size // 10))
+            head = font.size * 0.3
+            draw.polygon([(ax - head, top + head), (ax + head, top + head), (ax, top)], "black")
+    return out

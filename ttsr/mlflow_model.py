@@ -264,18 +264,32 @@ def log_checkpoint(client: Any, run_id: str, checkpoint: str | Path) -> str:
     )
 
 
+BEST_ALIAS = "best"  # models:/ttsr-<study>@best: the latest study's kept model
+
+
 def register_best_model(
-    tracking_uri: str, study_name: str, run_id: str, *, checkpoint: str | Path | None = None
+    tracking_uri: str,
+    study_name: str,
+    run_id: str,
+    *,
+    checkpoint: str | Path | None = None,
+    description: str | None = None,
 ) -> int:
-    """Register the logged model of ``run_id`` (the study's best trial) as a new version of
-    ``ttsr-<study_name>``; returns the version number (1 for the first).
+    """Register the logged model of ``run_id`` (the study's kept trial) as a new version of
+    ``ttsr-<study_name>`` with alias ``best`` and ``description`` (the study's answer), linked
+    both ways: the version names the logged model, and the logged model lists the version (its
+    ``mlflow.modelVersions`` tag, as ``mlflow.register_model`` writes it). Returns the version
+    number (1 for the first).
 
     checkpoint: the run's best checkpoint, logged first when the run has no model yet (a trial
     Tune stopped); without it such a run is a `ModelError`.
     """
+    import json
+
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if checkpoint is not None and not has_model(client, run_id):
@@ -297,7 +311,12 @@ def register_best_model(
         run_id=run_id,
         model_id=model_id,
         tags={"study": study_name},
+        description=description,
     )
+    listed = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    links = [*json.loads(listed or "[]"), {"name": name, "version": version.version}]
+    client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
+    client.set_registered_model_alias(name, BEST_ALIAS, version.version)
     return int(version.version)
 
 

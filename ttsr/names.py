@@ -40,7 +40,23 @@ LR_D = "lr_d"
 # early stopping / outcome
 STOP_REASON = "stop_reason"
 BEST_EPOCH = "best_epoch"
-BEST_VAL_PSNR = "best_val_psnr"
+BEST_VAL_PSNR = "best_val_psnr"  # val_psnr at the kept epoch (= kept(VAL_PSNR))
+# Quality metrics a run also reports at its kept epoch (the best checkpoint's), as kept(name):
+# every validation PSNR, SSIM and perceptual distance, per reference mode and region.
+SUMMARISED = (VAL_PSNR, VAL_SSIM, VAL_LPIPS_PROXY)
+
+
+def kept(metric: str) -> str:
+    """The name of ``metric``'s value at the run's kept epoch (the epoch its best checkpoint
+    holds, chosen on ``TrainConfig.early_stop_metric``): ``kept("val_psnr") == "best_val_psnr"``.
+    Every epoch reports these for the kept epoch so far, so a run's last values are the kept
+    model's, in MLflow, in Tune's results (what Optuna receives) and in the report alike."""
+    return f"best_{metric}"
+
+
+def summarised(metric: str) -> bool:
+    """Whether ``metric`` is one of the quality metrics reported again at the kept epoch."""
+    return metric.startswith(SUMMARISED)
 
 STOP_PATIENCE = "patience"
 STOP_DIVERGED = "diverged"

@@ -36,6 +36,7 @@ exits 69; a Tune study's driver closes its trials' runs at the end).
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import subprocess
@@ -44,7 +45,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MLFLOW_RUN_KEY = "mlflow_run_id"  # a Tune trial reports its run id under this key
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # what the MLflow UI opens an experiment on
 TRAINING_KIND = "custom_model_development"  # its runs table and charts (not the GenAI pages)
+CONFIG_ARTIFACT = "config.json"  # a training run's whole TrainConfig
 IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images
 IMAGE_KEYS = {"train": "samples_train", "test": "samples_test"}  # grid split -> image key
 
@@ -121,18 +123,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as an interrupt so that runs stopped by a scheduler end as KILLED."""
 
 
-def ui_url(base_url: str, experiment_id: str, run_id: str | None = None) -> str:
+def ui_url(
+    base_url: str, experiment_id: str, run_id: str | None = None, *, view: str | None = None
+) -> str:
     """The MLflow UI page of an experiment's training runs, or of one run's charts and images.
 
     ``base_url``: the server (``http://host:port``; for a local store, where ``mlflow ui``
     serves it). The link carries ``workflowType=machine_learning``: MLflow 3.17's UI picks the
     page an experiment opens on from its GenAI / Model-training switch (kept per browser,
-    GenAI by default), not from the experiment's ``mlflow.experimentKind`` tag.
+    GenAI by default), not from the experiment's ``mlflow.experimentKind`` tag. ``view``: the
+    share key of a saved runs-table view (a study's grouped comparison, `tune.parent_run`).
     """
     page = f"runs/{run_id}/model-metrics" if run_id else "runs"
-    return (
-        f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
-    )
+    url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/{page}"
+    return url + "?workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -285,13 +289,14 @@ class MlflowTracker:
 
     def log_image(self, path: str | Path, *, key: str, step: int) -> None:
         """A sample grid PNG as the step-``step`` image of ``key`` (the run page's image
-        slider steps through them), cut to its first `IMAGE_ROWS` rows."""
+        slider steps through them): its first `IMAGE_ROWS` rows, upscaled and labelled for the
+        eye (`ttsr.grids.display_grid`)."""
         from PIL import Image
 
-        from ttsr.grids import first_rows
+        from ttsr.grids import display_grid
 
         with Image.open(path) as image:
-            grid = first_rows(image.convert("RGB"), IMAGE_ROWS)
+            grid = display_grid(image, IMAGE_ROWS)
         self._send("image", image=grid, key=key, step=step)
 
     def log_inputs(self, datasets: list[Any]) -> None:
@@ -486,8 +491,12 @@ class MlflowTracker:
 class MlflowCallback:
     """Logs a training run to an `MlflowTracker`'s run (a `ttsr.train.Callback`).
 
-    At the start: params (the config), tags (device, VGG weights, warnings), the training and
-    validation data as dataset inputs, and the system-metrics thread (every
+    At the start: params (the config values that differ from TrainConfig's defaults, or only
+    the keys ``params`` names: a study's trials show what differs between them; MLflow's image
+    cards print a run's params above its image, and 60 of them left no room for it), the whole
+    config as the artifact ``config.json``,
+    tags (device, VGG weights, warnings), the training and validation data as dataset inputs,
+    and the system-metrics thread (every
     ``system_metrics_interval`` seconds; default ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
     or 10; GPUs when the run trains on one). Every epoch: its metrics at step = epoch and its
     sample grids as images at that step. At the end: the best checkpoint as the run's MLflow
@@ -504,8 +513,10 @@ class MlflowCallback:
         *,
         system_metrics_interval: float | None = None,
         log_model: bool = True,
+        params: Sequence[str] | None = None,
     ) -> None:
         self.tracker = tracker
+        self.params = None if params is None else list(params)  # config keys shown as params
         self.logged: set[int] = set()  # epochs the run holds
         self.system_metrics_interval = system_metrics_interval
         self.log_model = log_model
@@ -516,7 +527,17 @@ class MlflowCallback:
     def on_train_start(self, info: Any) -> None:
         from ttsr.dataset_inputs import dataset_inputs
 
-        self.tracker.log_params(info.config.to_dict())
+        values = info.config.to_dict()
+        if self.params is None:  # what this run sets: a short list the UI can show whole
+            shown = info.config.model_dump(exclude_defaults=True)
+        else:
+            shown = {k: values[k] for k in self.params}
+        self.tracker.log_params(shown)
+        # The whole resolved config, whatever the params show: what re-running the run needs.
+        config_file = Path(info.out_dir) / CONFIG_ARTIFACT
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(values, indent=1, default=str) + "\n", encoding="utf-8")
+        self.tracker.log_artifact(config_file)
         self.tracker.set_tags(info.tags)
         self.tracker.log_inputs(dataset_inputs(info.config))
         self.tracker.start_system_metrics(

@@ -33,7 +33,16 @@ def config_keys(params: Sequence[str]) -> list[str]:
 
 
 def label(values: dict) -> str:
+    """A configuration's name: its varied values (``per_w=30, tpl_w=3, adv_w=0.05``), or
+    ``all trials`` for a study that varies nothing. The MLflow tag ``config`` holds the same."""
     return ", ".join(f"{k}={short(v)}" for k, v in values.items()) or ALL_TRIALS
+
+
+def trial_label(params: dict) -> str:
+    """A trial's name: its configuration, then its seed when seeds vary (``... · seed 1``)."""
+    config = {k: v for k, v in params.items() if k != SEED_KEY}
+    name = label(config)
+    return f"{name} · seed {short(params[SEED_KEY])}" if SEED_KEY in params else name
 
 
 def group_trials(trials: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:

@@ -29,6 +29,11 @@ from tune.storage import PARENT_FILE as PARENT_FILE  # noqa: F401 - report.py, t
 from tune.studies import Study
 
 TRIAL_ID_TAG = "trial_id"
+# What a run is, for the MLflow UI's filters and "Group by": role is study (the parent),
+# warm-start or trial; config names a trial's configuration (equal across its seeds).
+ROLE_TAG = "role"
+ROLE_STUDY, ROLE_WARM_START, ROLE_TRIAL = "study", "warm-start", "trial"
+CONFIG_TAG = "config"
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
@@ -66,9 +71,10 @@ class ParentRun:
             tracking_uri,
             study=study.name,
             run_name=run_name,
-            tags={"study": study.name, "profile": study.profile, **tags},
+            tags={"study": study.name, "profile": study.profile, ROLE_TAG: ROLE_STUDY, **tags},
             params=study_params(study, overrides),
         )
+        save_comparison_view(tracking_uri, experiment_id, study, run_id)
         info = {
             "run_id": run_id,
             "experiment_id": experiment_id,
@@ -86,13 +92,16 @@ class ParentRun:
         reopen(uri, info["run_id"])
         return cls(uri, experiment_id=info["experiment_id"], run_id=info["run_id"], info=info)
 
-    def trial_meta(self, study: str) -> dict[str, str]:
-        """What each trial needs to make its child run (passed with tune.with_parameters)."""
+    def trial_meta(self, study: Study) -> dict[str, Any]:
+        """What each trial needs to make and name its child run (passed with
+        tune.with_parameters)."""
         return {
-            "study": study,
+            "study": study.name,
             "tracking_uri": self.tracking_uri,
             "experiment_id": self.experiment_id,
             "parent_run_id": self.run_id,
+            "varied": list(study.varied_keys),
+            "repeats": study.repeats,
         }
 
     def finish(self, trial_status: dict[str, str]) -> str:
@@ -120,6 +129,71 @@ class ParentRun:
             close_children(self.tracking_uri, self.experiment_id, self.run_id, {})  # RUNNING ones
         finally:
             end(self.tracking_uri, self.run_id, self.status)
+
+
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the MLflow UI's saved (shared) runs-table views
+
+
+def comparison_view(study: Study, parent_run_id: str) -> dict[str, Any]:
+    """The runs-table view a study opens on in the MLflow UI: this invocation's trials only,
+    grouped by configuration (the ``config`` tag; the UI shows each group's mean and its seeds
+    inside), the swept params and the objectives at the kept epoch as the first columns, best
+    first. The UI reads it from an experiment tag (``mlflow.sharedViewState.<key>``, what its
+    own Share button writes) when the link carries ``viewStateShareKey=<key>``."""
+    from ttsr import names
+
+    def column(kind: str, key: str) -> str:
+        return f"{kind}.`{key}`"
+
+    objectives = [o.metric for o in study.objectives]
+    metrics = [names.kept(m) if names.summarised(m) else m for m in objectives]
+    params = [*study.varied_keys, *(["seed"] if study.repeats > 1 else [])]
+    return {
+        "searchFilter": (
+            f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'"
+        ),
+        "orderByKey": column("metrics", metrics[0]),
+        "orderByAsc": study.objectives[0].mode == "min",
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        "selectedColumns": [
+            column("tags", CONFIG_TAG),
+            *(column("params", k) for k in params),
+            *(column("metrics", m) for m in dict.fromkeys([*metrics, names.BEST_EPOCH])),
+            column("tags", names.STOP_REASON),
+        ],
+        "groupBy": {
+            "aggregateFunction": "average",
+            "groupByKeys": [{"mode": "tag", "groupByData": CONFIG_TAG}],
+        },
+        "groupsExpanded": {},
+        "useGroupedValuesInCharts": True,
+        "runListHidden": False,
+        "viewMaximized": False,
+        "hideEmptyCharts": True,
+    }
+
+
+def save_comparison_view(tracking_uri: str, experiment_id: str, study: Study, run_id: str) -> str:
+    """Store `comparison_view` on the experiment; returns its share key (the parent run id)."""
+    import json
+
+    MlflowClient(tracking_uri).set_experiment_tag(
+        experiment_id, VIEW_TAG_PREFIX + run_id, json.dumps(comparison_view(study, run_id))
+    )
+    return run_id
+
+
+def comparison_url(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
+    """The MLflow UI link to a study invocation's `comparison_view` (for a local store, where
+    ``mlflow ui`` serves it by default)."""
+    from ttsr.tracking import ui_url
+
+    local = not tracking_uri.startswith(("http://", "https://"))
+    base = "http://127.0.0.1:5000" if local else tracking_uri
+    return ui_url(base, experiment_id, view=parent_run_id)
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

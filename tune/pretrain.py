@@ -30,7 +30,7 @@ from tune import storage
 from tune.studies import Study
 
 PRETRAIN_FILE = "pretrain.json"
-ROLE_TAG = "role"
+WARM_START_CONFIG = "warm start"  # its `config` tag: never one of the trials' configurations
 _NOT_HASHED = ("out_dir", "extra")  # where it is written does not change what is trained
 
 
@@ -78,7 +78,10 @@ def _train_remotely(study: Study, *, target: str, meta: dict[str, str], cpus: fl
     task = ray.remote(_pretrain_task).options(
         num_cpus=cpus, num_gpus=min(study.gpus_per_trial, 1.0), max_retries=2
     )
-    ref = task.remote(dict(study.pretrain), dict(meta), target, int(max(1, cpus)))
+    # Its params: what it sets differently from the trials' fixed config (not the searched
+    # keys: their zeros would read like a reconstruction-only trial in the UI's comparison).
+    own = sorted(k for k, v in study.pretrain.items() if study.config.get(k) != v)
+    ref = task.remote(dict(study.pretrain), dict(meta), target, int(max(1, cpus)), own)
     with _EpochProgress(meta, name=_name(target), epochs=int(study.pretrain["epochs"])) as bar:
         while not ray.wait([ref], timeout=2.0)[0]:
             bar.poll()
@@ -141,7 +144,9 @@ class _EpochProgress:
                 )
 
 
-def _pretrain_task(values: dict, meta: dict, target: str, threads: int) -> dict[str, Any]:
+def _pretrain_task(
+    values: dict, meta: dict, target: str, threads: int, params: list[str]
+) -> dict[str, Any]:
     """Runs in a Ray worker: train, then copy the best model.pt into storage."""
     import ray
     import torch
@@ -149,7 +154,7 @@ def _pretrain_task(values: dict, meta: dict, target: str, threads: int) -> dict[
     from ttsr.config import TrainConfig
     from ttsr.tracking import MlflowCallback, MlflowTracker
     from ttsr.train import train
-    from tune.parent_run import TRIAL_ID_TAG
+    from tune.parent_run import CONFIG_TAG, ROLE_TAG, ROLE_WARM_START, TRIAL_ID_TAG
     from tune.trainable import pick_device
 
     torch.set_num_threads(threads)
@@ -164,14 +169,20 @@ def _pretrain_task(values: dict, meta: dict, target: str, threads: int) -> dict[
     tracker = MlflowTracker(
         tracking_uri=meta["tracking_uri"],
         experiment=meta["study"],
-        run_name=name,
+        run_name=f"warm start ({values.get('epochs')} epochs, reconstruction only)",
         parent_run_id=meta.get("parent_run_id"),
-        tags={ROLE_TAG: "pretrain", TRIAL_ID_TAG: name, "study": meta["study"], "device": device},
+        tags={
+            ROLE_TAG: ROLE_WARM_START,
+            CONFIG_TAG: WARM_START_CONFIG,
+            TRIAL_ID_TAG: name,
+            "study": meta["study"],
+            "device": device,
+        },
     )
     with tracker:  # a retried task (node died) continues its own checkpoint on this node
         result = train(
             config,
-            callbacks=[MlflowCallback(tracker)],
+            callbacks=[MlflowCallback(tracker, params=params)],
             resume_from=latest if (latest / "state.pt").is_file() else None,
             progress=False,
         )

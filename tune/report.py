@@ -74,19 +74,26 @@ class Report:
 
 
 # ------------------------------------------------------------------------------------------------
-def best_trial(trials: pd.DataFrame, study: Study) -> dict[str, Any]:
-    """Single objective: the best trial on its kept-epoch value (quality) or mean (speed);
-    multi-objective: the front's highest-PSNR point (the whole front is in the report)."""
-    if trials.empty:
-        return {}
+def best_trial(data: ReportData) -> dict[str, Any]:
+    """The trial the study keeps (its model is registered): the best seed of the best
+    configuration. Best configuration: the highest (or lowest) mean of the main objective over
+    its seeds, on the Pareto front of the two objectives' means when there are two; best seed:
+    the configuration's trial with the best value. A speed study keeps none (its quality is not
+    what it measures)."""
+    study, trials = data.study, data.trials
     col = objective_column(study.metric)
-    df = trials.dropna(subset=[col]) if col in trials else trials.iloc[0:0]
-    if study.multi_objective and "pareto" in trials:
-        df = df[trials.loc[df.index, "pareto"]]
-    if df.empty:
+    if trials.empty or study.report_kind == "speed" or col not in trials or GROUP not in trials:
         return {}
-    row = df.loc[df[col].idxmax() if study.mode == "max" else df[col].idxmin()]
-    return row.to_dict()
+    g = data.groups
+    if study.multi_objective and "pareto" in g:
+        g = g[g["pareto"].fillna(False).astype(bool)]
+    g = g.dropna(subset=[f"{col}_mean"]) if f"{col}_mean" in g else g.iloc[0:0]
+    if g.empty:
+        return {}
+    pick = (lambda s: s.idxmax()) if study.mode == "max" else (lambda s: s.idxmin())
+    group = g.loc[pick(g[f"{col}_mean"]), GROUP]
+    members = trials[trials[GROUP] == group].dropna(subset=[col])
+    return members.loc[pick(members[col])].to_dict() if not members.empty else {}
 
 
 def build(
@@ -112,7 +119,7 @@ def build(
         files.append(plots.curves(epochs, trials, curves, title=data.title, x=data.x))
     section = sections.make_section(data)
     files += section.files
-    best = best_trial(data.trials, study)
+    best = best_trial(data)
     notes = list(notes or ())
     answer = "\n".join([section.answer, *(f"Note: {n}" for n in notes)])
     details = [
@@ -205,8 +212,9 @@ def best_lines(best: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        f"best trial {best['trial_id']}: {best['label']}, best val_psnr "
-        f"{db(best.get(names.BEST_VAL_PSNR))} at epoch {best.get(names.BEST_EPOCH)}",
+        f"kept model: {best['label']} (trial {best['trial_id']}; the best seed of the best "
+        f"configuration), val_psnr {db(best.get(names.BEST_VAL_PSNR))} at its kept epoch "
+        f"{best.get(names.BEST_EPOCH)}",
     ]
     if best.get("best_checkpoint"):
         lines.append(f"best checkpoint: {best['best_checkpoint']}")
@@ -215,13 +223,10 @@ def best_lines(best: dict[str, Any]) -> list[str]:
 
 def _write_page(report: Report, data: ReportData, section, notes, tracking_uri) -> Path:
     from tune import html_report
-    from tune.sample_grids import latest_test_grids
+    from tune.sample_grids import kept_trial_grids
 
     study = data.study
-    tables = {"trials": _html_trials(data.trials)}
-    if not data.groups.empty:
-        tables["configurations (over seeds)"] = data.groups
-    tables.update(section.tables)
+    folded = {"all trials": _html_trials(data.trials), **section.tables}
     config = {
         "profile": study.profile,
         "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in study.objectives),
@@ -233,34 +238,64 @@ def _write_page(report: Report, data: ReportData, section, notes, tracking_uri) 
         "search": {k: list(d.values) for k, d in study.search.items()} or "",
         **{f"config.{k}": v for k, v in sorted(study.config.items())},
     }
+    best = report.best
     with tempfile.TemporaryDirectory() as tmp:
         grids = []
-        if tracking_uri:
-            grids = latest_test_grids(tracking_uri, _runs_best_first(data.trials), Path(tmp))
+        if tracking_uri and best.get(MLFLOW_RUN_KEY):
+            kept_epoch = number(best.get(names.BEST_EPOCH))
+            grids = kept_trial_grids(
+                tracking_uri,
+                best[MLFLOW_RUN_KEY],
+                label=best["label"],
+                kept_epoch=None if kept_epoch is None else int(kept_epoch),
+                dest=Path(tmp),
+            )
         return html_report.write_html(
             data.out_dir / "report.html",
             title=data.title,
-            answer=report.answer,
+            answer=section.answer,
             notes=notes,
             description=study.description,
             summary=report.summary,
-            tables=tables,
+            overview=configuration_table(data),
+            tables=folded,
             plots=[p for p in report.files if p.suffix == ".png"],
             grids=grids,
             config=config,
         )
 
 
+def configuration_table(data: ReportData) -> pd.DataFrame:
+    """What differs between the configurations, one row each: the swept values, the seeds, each
+    objective at the kept epoch (mean ± std over seeds), the margin over bicubic, how the
+    trials stopped, and whether the configuration differs from the best one significantly."""
+    g, t = data.groups, data.trials
+    if g.empty:
+        return pd.DataFrame()
+    objectives = dict.fromkeys([names.BEST_VAL_PSNR, *data.objective_columns])
+    rows = []
+    for _, r in g.iterrows():
+        members = t[t[GROUP] == r[GROUP]]
+        row = {"configuration": r[GROUP], "seeds": int(r["n"])}
+        for c in objectives:
+            if f"{c}_mean" in r:
+                spec = ".2f" if "psnr" in c else ".4g"
+                mean, std = number(r[f"{c}_mean"]), number(r[f"{c}_std"])
+                cell = "n/a" if mean is None else format(mean, spec)
+                row[f"{c} (kept epoch)"] = cell + (f" ± {std:{spec}}" if std is not None else "")
+        if f"{VS_BICUBIC}_mean" in r:
+            row["vs bicubic"] = f"{number(r[f'{VS_BICUBIC}_mean']) or 0:+.2f} dB"
+        stops = members["stop_reason"].fillna("unknown").value_counts()
+        row["stopped by"] = ", ".join(f"{k} ×{v}" if v > 1 else k for k, v in stops.items())
+        if r.get("significance"):
+            row["vs best"] = r["significance"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _html_trials(trials: pd.DataFrame) -> pd.DataFrame:
     drop = [c for c in trials if c.startswith("loss_") or trials[c].isna().all()]
     return trials.drop(columns=drop)
-
-
-def _runs_best_first(trials: pd.DataFrame) -> list[tuple[str, str]]:
-    if trials.empty or MLFLOW_RUN_KEY not in trials:
-        return []
-    order = trials.sort_values(names.BEST_VAL_PSNR, ascending=False, na_position="last")
-    return [(r["label"], r[MLFLOW_RUN_KEY]) for _, r in order.iterrows() if r[MLFLOW_RUN_KEY]]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -346,7 +381,13 @@ def log_to_parent(report: Report, study: Study, tracking_uri: str, run_id: str) 
         metrics={k: float(v) for k, v in values.items() if number(v) is not None},
         artifacts=report.files,
     )
-    note = f"{report.answer}\n\n(full report: artifacts report/report.html)"
+    experiment = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    link = parent_run.comparison_url(tracking_uri, experiment, run_id)
+    note = (
+        f"{report.answer}\n\nThe trials grouped by configuration (one row per configuration, "
+        f"its mean over seeds; open a row for each seed): {link}\n\n"
+        "Full report: artifacts report/report.html"
+    )
     MlflowClient(tracking_uri).set_tag(run_id, NOTE_TAG, note)
     report.details.append(f"logged to MLflow parent run {run_id}")
     report.compose()

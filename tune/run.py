@@ -80,7 +80,7 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     import ray
 
     from tune import full_storage, report
-    from tune.parent_run import FINISHED
+    from tune.parent_run import FINISHED, comparison_url
 
     environment.one_line_ray_logs()
 
@@ -90,7 +90,7 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
             info = {**parent.info, **the_plan.optuna_info}
             storage.write_json(f"{the_plan.experiment_dir}/{storage.PARENT_FILE}", info)
         print(f"mlflow parent run {parent.run_id} (experiment {study.name!r})")
-        meta = parent.trial_meta(study.name)
+        meta = parent.trial_meta(study)
         study = pretrain.warm_start(
             study, study_root=the_plan.study_root, meta=meta, cpus=the_plan.pretrain_cpus
         )
@@ -118,7 +118,10 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     print(f"\nstudy {study.name!r} done in {elapsed:.0f} s ({study.profile} profile)")
     print(f"results:    {the_plan.experiment_dir}")
     print(f"look at it: {mlflow_ui_command(parent.tracking_uri)}")
-    print(f"            then {study_page(parent.tracking_uri, parent.experiment_id)}")
+    print(
+        "            then open the trials grouped by configuration (mean over seeds per row): "
+        f"{comparison_url(parent.tracking_uri, parent.experiment_id, parent.run_id)}"
+    )
     if the_plan.optuna_storage:
         print(f"optuna:     {optuna_store.dashboard_command(the_plan.optuna_storage)}")
     return 0 if status == FINISHED else 1
@@ -175,20 +178,16 @@ def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
             raise
 
 
-def study_page(tracking_uri: str, experiment_id: str) -> str:
-    """The UI page of the study's training runs (the link says so: MLflow 3 may otherwise open
-    its GenAI page)."""
-    from ttsr.tracking import ui_url
-
-    local = not tracking_uri.startswith(("http://", "https://"))
-    return ui_url("http://127.0.0.1:5000" if local else tracking_uri, experiment_id)
-
-
 def publish_models(out, study_name: str, tracking_uri: str) -> None:
     """Every trial's best checkpoint as an MLflow model (a trial Tune stopped early could not log
     its own), and the study's best trial registered as ``ttsr-<study>``. A failure here (e.g.
     the tracking server is down) is reported in one line; the study's results stand."""
-    from ttsr.mlflow_model import log_missing_models, register_best_model, registered_name
+    from ttsr.mlflow_model import (
+        BEST_ALIAS,
+        log_missing_models,
+        register_best_model,
+        registered_name,
+    )
     from ttsr.tracking import MLFLOW_RUN_KEY
 
     trials = out.trials
@@ -204,12 +203,18 @@ def publish_models(out, study_name: str, tracking_uri: str) -> None:
         log_missing_models(tracking_uri, checkpoints)
         if best.get(MLFLOW_RUN_KEY) and best.get("best_checkpoint"):
             version = register_best_model(
-                tracking_uri, study_name, best[MLFLOW_RUN_KEY], checkpoint=best["best_checkpoint"]
+                tracking_uri,
+                study_name,
+                best[MLFLOW_RUN_KEY],
+                checkpoint=best["best_checkpoint"],
+                description=f"{best['label']}, kept epoch {best.get('best_epoch')}.\n\n"
+                f"{out.answer}",
             )
             name = registered_name(study_name)
             print(
-                f"best model: models:/{name}/{version} (python -m ttsr.infer --checkpoint "
-                f"models:/{name}/latest --mlflow-uri {tracking_uri} ...)"
+                f"kept model: models:/{name}/{version} = models:/{name}@{BEST_ALIAS} "
+                f"({best['label']}; python -m ttsr.infer --checkpoint models:/{name}@{BEST_ALIAS}"
+                f" --mlflow-uri {tracking_uri} ...)"
             )
     except Exception as e:  # noqa: BLE001 - the models are a convenience on top of the results
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,8 +1,9 @@
-"""The latest validation sample grid of a few trials, fetched from their MLflow child runs.
+"""The kept trial's validation sample grids, fetched from its MLflow child run.
 
-The training loop writes ``samples/epoch_XXX_test.png`` (rows of LR-up | Ref | SR | HR) and the
-MLflow callback logs it to the trial's run; the report embeds the latest one of the best few
-trials, shrunk, in its HTML page.
+`ttsr.tracking.MlflowTracker.log_image` logs each epoch's test grid as the step-indexed image
+``samples_test`` (artifacts ``images/samples_test+step+<epoch>+...png``, already upscaled and
+labelled LR↑ | Ref | SR | HR); the report shows the one before training and the one of the
+kept epoch side by side, so a reader sees what the training changed.
 """
 
 from __future__ import annotations
@@ -10,54 +11,62 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-GRID = re.compile(r"samples/epoch_(\d+)_test\.png")
-MAX_GRIDS = 4  # trials whose grid the page shows
-MAX_SIDE = 512  # px: the longest side of an embedded grid
+from ttsr.tracking import IMAGE_KEYS
+
+TEST_KEY = IMAGE_KEYS["test"]
+# MLflow's file name of a step-indexed image (its .png; a +compressed.webp sits beside it)
+IMAGE = re.compile(r"images/(?P<key>[^+/]+)\+step\+(?P<step>\d+)\+[^/]*(?<!compressed)\.png")
 
 
-def latest_test_grids(
-    tracking_uri: str,
-    runs: Sequence[tuple[str, str]],
-    dest: Path,
-    *,
-    limit: int = MAX_GRIDS,
-    max_side: int = MAX_SIDE,
+def logged_steps(tracking_uri: str, run_id: str, key: str = TEST_KEY) -> dict[int, str]:
+    """step -> artifact path of the images ``key`` the run logged ({} when none)."""
+    from mlflow.tracking import MlflowClient
+
+    paths = [a.path for a in MlflowClient(tracking_uri).list_artifacts(run_id, "images")]
+    found = [m for p in paths if (m := IMAGE.fullmatch(p)) and m["key"] == key]
+    return {int(m["step"]): m.string for m in found}
+
+
+def kept_trial_grids(
+    tracking_uri: str, run_id: str, *, label: str, kept_epoch: int | None, dest: Path
 ) -> list[tuple[str, Path]]:
-    """(caption, PNG path) for the first ``limit`` runs of ``runs`` ((label, run id), best
-    first) that logged a test grid; a run without one, or unreachable, is skipped."""
+    """(caption, PNG) of the run's first logged test grid and of its kept epoch's (the last one
+    logged at or before it, when grids were not logged every epoch); [] when the run logged
+    none or cannot be reached."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-    from PIL import Image
 
-    client = MlflowClient(tracking_uri)
+    try:
+        steps = logged_steps(tracking_uri, run_id)
+    except (MlflowException, OSError):
+        return []
+    if not steps:
+        return []
+    first = min(steps)
+    upto = [s for s in steps if kept_epoch is None or s <= kept_epoch]
+    kept = max(upto) if upto else max(steps)
+    wanted = {first: "before training" if first == 0 else "first logged epoch"}
+    wanted[kept] = "kept epoch" if kept == kept_epoch else "last logged epoch"
     dest.mkdir(parents=True, exist_ok=True)
-    found: list[tuple[str, Path]] = []
-    for label, run_id in runs:
-        if len(found) >= limit:
-            break
+    out = []
+    for step, what in sorted(wanted.items()):
         try:
-            paths = [a.path for a in client.list_artifacts(run_id, "samples")]
-            grids = [(int(m.group(1)), p) for p in paths if (m := GRID.fullmatch(p))]
-            if not grids:
-                continue
-            epoch, latest = max(grids)
             with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
                 local = download_artifacts(
-                    run_id=run_id, artifact_path=latest, dst_path=tmp, tracking_uri=tracking_uri
-                )
-                with Image.open(local) as image:
-                    image.thumbnail((max_side, max_side))
-                    out = dest / f"grid_{len(found)}.png"
-                    image.save(out, optimize=True)
+                    run_id=run_id, artifact_path=steps[step], dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                )  # fmt: skip
+                path = dest / f"grid_step_{step}.png"
+                shutil.copyfile(local, path)
         except (MlflowException, OSError):
             continue
-        found.append((f"{label}: epoch {epoch} (LR up | Ref | SR | HR)", out))
-    return found
+        out.append((f"{label}: epoch {step} ({what})", path))
+    return out
 
 
 @contextlib.contextmanager

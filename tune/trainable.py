@@ -24,7 +24,7 @@ from ttsr import names
 from ttsr.config import TrainConfig
 from ttsr.tracking import MlflowCallback, MlflowTracker
 from ttsr.train.callbacks import Callback
-from tune import parent_run
+from tune import groups, parent_run
 from tune.parent_run import MLFLOW_RUN_KEY
 from tune.repeats import TRIAL_INDEX, seed_for
 from tune.storage import fetch_file
@@ -45,6 +45,25 @@ def trial_values(base: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]
     if TRIAL_INDEX in config:
         values["seed"] = seed_for(int(base.get("seed", 0)), config)
     return values
+
+
+def trial_naming(values: dict[str, Any], meta: dict[str, Any]) -> tuple[list[str], str, str]:
+    """(the config keys logged as MLflow params, the ``config`` tag, the run name) of a trial.
+
+    Params are what differs between the study's trials (its varied keys, and the seed when
+    configurations repeat over seeds); the whole config is the run's ``config.json`` artifact.
+    The ``config`` tag is the configuration's label in the report (equal across seeds), the run
+    name that label and the seed (``per_w=30, tpl_w=3, adv_w=0.05 · seed 1``)."""
+    varied = [k for k in meta.get("varied", ()) if k in values]
+    repeats = int(meta.get("repeats", 1)) > 1
+    config_name = groups.label({k: values[k] for k in varied})
+    params = {k: values[k] for k in varied}
+    if repeats:
+        params[groups.SEED_KEY] = values.get(groups.SEED_KEY, 0)
+    run_name = groups.trial_label(params) if varied else f"{meta['study']}"
+    if not varied and repeats:
+        run_name += f" · seed {values.get(groups.SEED_KEY, 0)}"
+    return list(params), config_name, run_name
 
 
 def pick_device(requested: str, gpu_ids: list, *, cuda_available: bool) -> tuple[str, str | None]:
@@ -84,7 +103,14 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
         values["init_checkpoint"] = str(local)
     train_config = TrainConfig.from_dict(values)
 
-    tags = {parent_run.TRIAL_ID_TAG: trial_id, "study": meta["study"], "device": device}
+    shown, config_name, run_name = trial_naming(values, meta)
+    tags = {
+        parent_run.TRIAL_ID_TAG: trial_id,
+        "study": meta["study"],
+        "device": device,
+        parent_run.CONFIG_TAG: config_name,
+        parent_run.ROLE_TAG: parent_run.ROLE_TRIAL,
+    }
     if fallback:
         tags["device_fallback"] = fallback
         print(f"[{trial_id}] {fallback}")
@@ -97,23 +123,24 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     tracker = MlflowTracker(
         tracking_uri=meta["tracking_uri"],
         experiment=meta["study"],
-        run_name=ctx.get_trial_name(),
+        run_name=run_name,
         parent_run_id=meta.get("parent_run_id"),
         run_id=run_id,
         tags=tags,
     )
     report = TuneReport(tracker, trial_id, fail_marker=os.environ.get(FAIL_ONCE_ENV))
+    logger = MlflowCallback(tracker, params=shown)
     checkpoint = tune.get_checkpoint()
     try:
         with tracker:
             if checkpoint is None:
-                train(train_config, callbacks=[MlflowCallback(tracker), report], progress=False)
+                train(train_config, callbacks=[logger, report], progress=False)
                 return
             with checkpoint.as_directory() as ckpt_dir:
                 print(f"[{trial_id}] resuming from {checkpoint.path}")
                 train(
                     train_config,
-                    callbacks=[MlflowCallback(tracker), report],
+                    callbacks=[logger, report],
                     resume_from=Path(ckpt_dir),
                     progress=False,
                 )

@@ -18,7 +18,8 @@ import pandas as pd
 from ttsr import names
 from ttsr.config import VAL_REF_MODES
 from ttsr.tracking import MLFLOW_RUN_KEY
-from tune.formatting import number, short, text
+from tune.formatting import number, text
+from tune.groups import trial_label
 
 REF_MODE_METRICS = tuple(
     names.for_ref_mode(metric, mode)
@@ -54,10 +55,7 @@ SPEED_SUMMARY = {
 VS_BICUBIC = "vs_bicubic_db"  # best_val_psnr - bicubic_psnr (> 0: the kept model beats bicubic)
 
 
-def kept(metric: str) -> str:
-    """The trials column of ``metric`` at the kept epoch; ``kept("val_psnr")`` is
-    ``names.BEST_VAL_PSNR``."""
-    return f"best_{metric}"
+kept = names.kept  # the trials column of a metric at the kept epoch: best_<metric>
 
 
 def objective_column(metric: str) -> str:
@@ -105,7 +103,7 @@ def _trial_row(rec: TrialRecord, history: list[dict], scheduler: str) -> dict[st
     row: dict[str, Any] = {
         "trial_id": rec.trial_id,
         "status": rec.status,
-        "label": ", ".join(f"{k}={short(v)}" for k, v in rec.params.items()) or rec.trial_id,
+        "label": trial_label(rec.params) if rec.params else rec.trial_id,
         "epochs_run": max((int(h[names.EPOCH]) for h in history), default=0),
         "stop_reason": _stop_reason(rec, last, scheduler),
         names.STOP_DETAIL: text(last.get(names.STOP_DETAIL)),

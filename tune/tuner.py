@@ -53,6 +53,13 @@ def param_space(study: Study) -> dict[str, Any]:
     return space
 
 
+def searched_metric(metric: str) -> str:
+    """What Optuna is told for an objective: a quality metric's value at the trial's kept epoch
+    (``best_val_psnr`` for ``val_psnr``: the model the trial keeps, and the number the report
+    and the MLflow run show), a speed metric as reported."""
+    return names.kept(metric) if names.summarised(metric) else metric
+
+
 def searcher(
     study: Study, *, seed: int, optuna_storage: str | None = None, optuna_study: str = "optuna"
 ) -> ConcurrencyLimiter | None:
@@ -62,7 +69,7 @@ def searcher(
     memory."""
     if study.is_grid or not study.search:
         return None
-    metrics = [o.metric for o in study.objectives]
+    metrics = [searched_metric(o.metric) for o in study.objectives]
     modes = [o.mode for o in study.objectives]
     options: dict[str, Any] = dict(
         metric=metrics if study.multi_objective else metrics[0],

@@ -33,7 +33,7 @@ class RunInfo:
 class TrainResult:
     stop_reason: str
     best_epoch: int
-    best_val_psnr: float  # of the watched metric (config.early_stop_metric)
+    best_val_psnr: float  # val_psnr of the kept epoch (chosen on config.early_stop_metric)
     history: list[dict[str, Any]] = field(default_factory=list)  # epoch 0 first
     best_checkpoint: Path | None = None  # checkpoints/best (holds state.pt and model.pt)
     stop_detail: str = ""
@@ -51,8 +51,10 @@ class Callback:
     ) -> None:
         """After every epoch (epoch 0 included), once ``checkpoint_dir`` was written atomically.
 
-        metrics: the `ttsr.names` keys; on the last epoch also stop_reason, best_epoch,
-        best_val_psnr. images: sample grids written this epoch, by split ("train", "test").
+        metrics: the `ttsr.names` keys; from the first kept epoch on also best_epoch and that
+        epoch's quality as ``names.kept(metric)`` (best_val_psnr, ...); on the last epoch also
+        stop_reason and stop_detail. images: sample grids written this epoch, by split
+        ("train", "test").
         """
 
     def on_train_end(self, result: TrainResult) -> None:

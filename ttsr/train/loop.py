@@ -213,11 +213,22 @@ def _epoch_metrics(
     )
     metrics[names.LR_MAIN], metrics[names.LR_LTE] = lrs
     metrics[names.LR_D] = run.config.lr_d if trainer.discriminator is not None else 0.0
+    if stopper.has_best:  # the kept epoch so far and its quality, every epoch
+        metrics[names.BEST_EPOCH] = stopper.best_epoch
+        metrics.update(kept_summary([*state.history, metrics], stopper.best_epoch))
     if last:
         metrics[names.STOP_REASON] = stopper.stop_reason
-        metrics[names.BEST_EPOCH] = stopper.best_epoch
-        metrics[names.BEST_VAL_PSNR] = stopper.best_val_psnr
         metrics[names.STOP_DETAIL] = stopper.detail
         if stopper.signal:
             metrics[names.STOP_SIGNAL] = stopper.signal
     return metrics
+
+
+def kept_summary(history: Sequence[dict[str, Any]], best_epoch: int) -> dict[str, float]:
+    """``names.kept(m)`` for every summarised quality metric of epoch ``best_epoch``."""
+    row = next((h for h in history if h[names.EPOCH] == best_epoch), {})
+    return {
+        names.kept(k): v
+        for k, v in row.items()
+        if names.summarised(k) and isinstance(v, int | float) and not isinstance(v, bool)
+    }

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,11 +127,16 @@ class Run:
         if improved:
             copy_checkpoint_dir(self.latest_dir, self.best_dir)
 
+    def kept(self) -> dict[str, Any]:
+        """The last epoch's kept-epoch summary (``names.kept`` keys), {} before any epoch."""
+        last = self.state.history[-1] if self.state.history else {}
+        return {k: v for k, v in last.items() if k.startswith("best_")}
+
     def result(self) -> TrainResult:
         return TrainResult(
             stop_reason=self.stopper.stop_reason or names.STOP_MAX_EPOCHS,
             best_epoch=self.stopper.best_epoch,
-            best_val_psnr=self.stopper.best_val_psnr,
+            best_val_psnr=self.kept().get(names.BEST_VAL_PSNR, math.nan),
             history=self.state.history,
             best_checkpoint=self.best_dir if (self.best_dir / STATE_FILE).is_file() else None,
             stop_detail=self.stopper.detail,
@@ -233,8 +239,10 @@ def print_summary(metrics: dict[str, Any], epochs: int) -> None:
         f"{metrics[names.EPOCH_SECONDS]:.1f} s"
     )
     if names.STOP_REASON in metrics:
-        line += (
-            f" | stop: {metrics[names.STOP_REASON]}, best epoch {metrics[names.BEST_EPOCH]} "
-            f"({metrics[names.BEST_VAL_PSNR]:.2f} dB)"
-        )
+        line += f" | stop: {metrics[names.STOP_REASON]}"
+        if names.BEST_VAL_PSNR in metrics:
+            line += (
+                f", kept epoch {metrics[names.BEST_EPOCH]} "
+                f"(val_psnr {metrics[names.BEST_VAL_PSNR]:.2f} dB)"
+            )
     print(line, file=sys.stdout, flush=True)

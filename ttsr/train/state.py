@@ -65,10 +65,5 @@ class TrainingState:
         ):
             # More epochs were asked for: keep going; the old last epoch is no longer final.
             self.stopper.stop_reason = None
-            for key in (
-                names.STOP_REASON,
-                names.BEST_EPOCH,
-                names.BEST_VAL_PSNR,
-                names.STOP_DETAIL,
-            ):
+            for key in (names.STOP_REASON, names.STOP_DETAIL, names.STOP_SIGNAL):
                 self.history[-1].pop(key, None)
