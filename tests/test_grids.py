@@ -24,3 +24,27 @@ def test_first_rows_keeps_whole_rows():
     assert top.size == (grid.width, 2 * h + 3 * PAD)
     assert top.getpixel((PAD, PAD + h + PAD)) == grid.getpixel((PAD, PAD + h + PAD))  # row 2
     assert first_rows(grid, 9) is grid  # fewer rows than asked: unchanged
+
+
+def test_display_grid_is_upscaled_with_exact_pixels_and_labelled():
+    from ttsr.grids import DISPLAY_TILE, display_grid
+
+    g = torch.Generator().manual_seed(0)
+    parts = [torch.rand(3, 3, 8, 8, generator=g) * 2 - 1 for _ in range(4)]
+    grid = sample_grid(*parts)
+    shown = display_grid(grid, rows=2)
+    scale = DISPLAY_TILE // 8
+    band = shown.height - (2 * (8 + PAD) + PAD) * scale  # the header row above the tiles
+    assert shown.width == grid.width * scale and band > 0
+    # nearest-neighbour: every source pixel is a scale x scale block of the same colour
+    body = shown.crop((0, band, shown.width, shown.height))
+    first_rows_only = grid.crop((0, 0, grid.width, 2 * (8 + PAD) + PAD))
+    assert body.resize(first_rows_only.size, Image.Resampling.NEAREST).tobytes() == (
+        first_rows_only.tobytes()
+    )
+    # the header has dark text pixels above each of the four columns
+    header = shown.crop((0, 0, shown.width, band)).convert("L")
+    for col in range(4):
+        x0 = (PAD + col * (8 + PAD)) * scale
+        column = header.crop((x0, 0, x0 + 8 * scale, band))
+        assert min(column.getdata()) < 100, col

@@ -1,5 +1,6 @@
 """The best checkpoint as an MLflow model (SQLite store): log, register, load by URI, infer."""
 
+import json
 import subprocess
 import sys
 import time
@@ -106,13 +107,22 @@ def test_register_versions_and_infer_by_name(store, tmp_path, capsys):
     assert mlflow_model.register_best_model(uri, "demo", store["run"]) == 1
     assert mlflow_model.register_best_model(uri, "demo", store["run"]) == 2
     version = store["client"].get_model_version("ttsr-demo", "1")
-    location = store["client"].get_logged_model(store["model_id"]).artifact_location
-    assert version.source == location and version.run_id == store["run"]
+    # linked both ways (the version's source names the logged model, the logged model lists the
+    # versions), the latest under alias "best", the answer as its description
+    assert version.source == f"models:/{store['model_id']}" and version.run_id == store["run"]
+    logged = store["client"].get_logged_model(store["model_id"])
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [
+        {"name": "ttsr-demo", "version": 1}, {"name": "ttsr-demo", "version": 2},
+    ]  # fmt: skip
+    assert int(store["client"].get_model_version_by_alias("ttsr-demo", "best").version) == 2
+    mlflow_model.register_best_model(uri, "demo", store["run"], description="the answer")
+    assert int(store["client"].get_model_version_by_alias("ttsr-demo", "best").version) == 3
+    assert store["client"].get_model_version("ttsr-demo", "3").description == "the answer"
     common = ["--lr", str(store["lr"]), "--ref", str(store["ref"])]
     assert (
         main(["--checkpoint", str(store["ckpt"]), *common, "--out", str(tmp_path / "f.png")]) == 0
     )
-    for i, name in enumerate(["models:/ttsr-demo/latest", "models:/ttsr-demo/1"]):
+    for i, name in enumerate(["models:/ttsr-demo/latest", "models:/ttsr-demo@best"]):
         out = tmp_path / f"u{i}.png"
         assert main(["--checkpoint", name, "--mlflow-uri", uri, *common, "--out", str(out)]) == 0
         assert np.array_equal(

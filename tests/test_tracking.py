@@ -19,6 +19,7 @@ from ttsr.tracking import (
     TRAINING_KIND,
     MlflowCallback,
     MlflowTracker,
+    beside_database,
     flatten_params,
     get_or_create_experiment,
 )
@@ -345,3 +346,14 @@ def test_system_metrics_of_the_runs_own_gpu(uri, monkeypatch):
     run = mlflow.MlflowClient(uri[0]).get_run(t.run_id)
     assert "NVML driver mismatch" in run.data.tags["system_metrics.gpus"]
     assert "system/cpu_utilization_percentage" in run.data.metrics
+
+
+def test_a_sqlite_stores_artifacts_live_beside_its_database(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not where the database is
+    db_dir = tmp_path / "store"
+    db_dir.mkdir()
+    client = mlflow.MlflowClient(f"sqlite:///{db_dir}/m.db")
+    exp = client.get_experiment(get_or_create_experiment(client, "beside"))
+    assert exp.artifact_location == (db_dir / "mlruns").as_uri()
+    assert beside_database("http://127.0.0.1:5000") is None
+    assert beside_database("sqlite:///m.db") == (tmp_path / "mlruns").as_uri()

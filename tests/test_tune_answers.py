@@ -98,3 +98,58 @@ def test_a_study_without_a_report_kind_answers_with_its_best_trial(tmp_path):
     report = build(records, study, tmp_path)
     assert report.answer == "Best trial lr=0.001: 23.00 dB at epoch 1; it beats bicubic by 1.00 dB."
     assert {p.name for p in report.files if p.suffix == ".png"} == {"curves.png"}
+
+
+def test_scaling_names_what_else_differs_between_the_settings(tmp_path):
+    study = load_study(SHIPPED, "resolution", "demo")
+    records = []
+    for size, batch, steps in ((32, 4, 540), (64, 2, 1080)):
+        for seed in (0, 1):
+            history = _history(24.0 + size / 100 + seed / 100)
+            history[-1].update({names.STEP: steps, names.IMAGES_SEEN: 2160})
+            params = {"batch_size": batch, "size": size, "seed": seed}
+            records.append(TrialRecord(f"{size}-{seed}", "TERMINATED", params, history))
+    text = answers.scaling(_data(study, records, tmp_path))
+    assert (
+        "Not a clean comparison: the settings also differ in batch_size (2, 4) and optimiser "
+        "steps (540 to 1,080) for the same 2,160 images seen, so the change cannot be put on "
+        "size alone."
+    ) in text
+
+
+def test_diverged_trials_are_named_with_what_their_group_means_do(tmp_path):
+    study = load_study(SHIPPED, "dataset-fraction", "demo")
+    ok = _history(25.0)
+    ok[-1][names.BEST_EPOCH] = 1
+    bad = _history(25.0)
+    bad[-1].update({
+        names.STOP_REASON: names.STOP_DIVERGED, names.STOP_SIGNAL: "psnr_floor",
+        names.BEST_EPOCH: 1, names.STOP_DETAIL: "val_psnr fell more than 3 dB below its best",
+    })  # fmt: skip
+    records = [
+        TrialRecord("a", "TERMINATED", {"fraction": 0.25, "seed": 0}, ok),
+        TrialRecord("b", "TERMINATED", {"fraction": 0.25, "seed": 1}, bad),
+    ]
+    data = _data(study, records, tmp_path)
+    assert answers.diverged_note(data) == (
+        "Diverged: fraction=0.25 · seed 1 (PSNR floor at epoch 1, kept epoch 1). Included in "
+        "their configurations' means with the kept epoch's values (the last epoch before the "
+        "divergence check fired)."
+    )
+    assert answers.diverged_note(_data(study, records[:1], tmp_path)) == ""
+
+
+def test_the_kept_trial_is_the_best_seed_of_the_best_configuration(tmp_path):
+    from tune.report import best_trial
+
+    study = load_study(SHIPPED, "dataset-fraction", "demo")
+    # fraction 0.5 has the single best seed (27.0) but the lower mean (25.5 vs 26.4)
+    psnrs = {(0.5, 0): 27.0, (0.5, 1): 24.0, (1.0, 0): 26.5, (1.0, 1): 26.3}
+    records = [
+        TrialRecord(f"{f}-{s}", "TERMINATED", {"fraction": f, "seed": s}, _history(p))
+        for (f, s), p in psnrs.items()
+    ]
+    best = best_trial(_data(study, records, tmp_path))
+    assert best["trial_id"] == "1.0-0" and best["label"] == "fraction=1 · seed 0"
+    speed = load_study(SHIPPED, "train-time", "demo")
+    assert best_trial(_data(speed, records, tmp_path)) == {}  # a speed study keeps no model

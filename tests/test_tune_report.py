@@ -276,11 +276,12 @@ def test_repeats_give_mean_spread_and_significance(tmp_path):
     answer = _answer_is_last(report)
     assert answer.startswith(
         "Against reconstruction only (25.10 dB, val_perceptual 0.4100, n=2; it beats bicubic by "
-        "2.60 dB): adv_w=0.01 trades 2.90 dB PSNR for 49% lower val_perceptual (both beyond two "
-        "standard errors of the seed spread); per_w=0.01 trades 1.00 dB PSNR for 24% lower "
-        "val_perceptual (both beyond two standard errors of the seed spread); tpl_w=0.01 gains "
-        "0.05 dB PSNR at +1% val_perceptual (both within two standard errors of the seed "
-        "spread: not significant)."
+        "2.60 dB): adv_w=0.01 trades 2.90 dB PSNR for 48.8% lower val_perceptual (val_perceptual "
+        "0.2100 vs 0.4100; both beyond two standard errors of the seed spread); per_w=0.01 trades "
+        "1.00 dB PSNR for 24.4% lower val_perceptual (val_perceptual 0.3100 vs 0.4100; both "
+        "beyond two standard errors of the seed spread); tpl_w=0.01 gains 0.05 dB PSNR at 1.2% "
+        "higher val_perceptual (val_perceptual 0.4150 vs 0.4100; both within two standard errors "
+        "of the seed spread: not significant)."
     ), answer
     assert "Pareto front over configuration means (4 of 4 configurations)" in report.summary
 
@@ -292,7 +293,7 @@ def test_single_seed_says_spread_unknown(tmp_path):
         del r.params["seed"]
     report = build(records, replace(study, repeats=1), tmp_path)
     assert "seed-to-seed spread: single seed: spread unknown (repeats 1)" in report.summary
-    assert "(single seed: spread unknown)" in report.answer
+    assert "; single seed: spread unknown)" in report.answer
     groups = pd.read_parquet(tmp_path / "groups.parquet")
     assert set(groups["significance"]) == {"best", "spread unknown"}
 

@@ -23,7 +23,8 @@ def test_loss_weights_is_optuna_multi_objective_without_asha():
     assert 0.0 in space["per_w"].categories
     alg = searcher(study, seed=0)
     assert isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent == study.max_concurrent
-    assert alg.searcher.metric == ["val_psnr", "val_perceptual"]
+    # Optuna is told the kept epoch's values (the report's and the MLflow run's numbers)
+    assert alg.searcher.metric == ["best_val_psnr", "best_val_perceptual"]
     assert alg.searcher.mode == ["max", "min"]
     assert isinstance(scheduler(study), FIFOScheduler)
 
@@ -69,3 +70,23 @@ def test_pick_device_records_fallback():
     # a node that declares a GPU CUDA can't see (ray start --num-gpus=1 on a CPU box)
     device, note = pick_device("auto", [0], cuda_available=False)
     assert device == "cpu" and "CUDA is not available" in note
+
+
+def test_trial_naming_names_the_configuration_and_the_seed():
+    from tune.trainable import trial_naming
+
+    meta = {"study": "loss-weights", "varied": ["per_w", "tpl_w", "adv_w"], "repeats": 2}
+    values = {"per_w": 30.0, "tpl_w": 3.0, "adv_w": 0.05, "seed": 1, "lr": 1e-4}
+    params, config, name = trial_naming(values, meta)
+    assert params == ["per_w", "tpl_w", "adv_w", "seed"]
+    assert config == "per_w=30, tpl_w=3, adv_w=0.05"
+    assert name == "per_w=30, tpl_w=3, adv_w=0.05 · seed 1"
+    # the same configuration with another seed: the same config tag, another name
+    assert trial_naming({**values, "seed": 0}, meta)[1:] == (config, f"{config} · seed 0")
+    # a grid over cases names the size; a study that varies nothing is named after itself
+    grid = {"study": "resolution", "varied": ["batch_size", "size"], "repeats": 1}
+    assert trial_naming({"size": 64, "batch_size": 2, "seed": 0}, grid) == (
+        ["batch_size", "size"], "batch_size=2, size=64", "batch_size=2, size=64",
+    )  # fmt: skip
+    fixed = {"study": "ref-is-gt", "varied": [], "repeats": 2}
+    assert trial_naming({"seed": 3}, fixed) == (["seed"], "all trials", "ref-is-gt · seed 3")

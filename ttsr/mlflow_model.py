@@ -27,9 +27,10 @@ server.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -303,21 +304,35 @@ def register_best_model(
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-    # The source is the model's artifact location, not models:/<id>: a SQL registry store
-    # resolves model ids with the global tracking URI, not this client's.
-    version = client.create_model_version(
-        name,
-        source=client.get_logged_model(model_id).artifact_location,
-        run_id=run_id,
-        model_id=model_id,
-        tags={"study": study_name},
-        description=description,
-    )
+    # The source is models:/<model id> (what mlflow.register_model writes): the UI's version
+    # page links it to the logged model. A SQL registry store resolves that id with the global
+    # tracking URI, not this client's: point it at this store for the call.
+    with _global_tracking_uri(tracking_uri):
+        version = client.create_model_version(
+            name,
+            source=f"models:/{model_id}",
+            run_id=run_id,
+            model_id=model_id,
+            tags={"study": study_name},
+            description=description,
+        )
     listed = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
     links = [*json.loads(listed or "[]"), {"name": name, "version": version.version}]
     client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
     client.set_registered_model_alias(name, BEST_ALIAS, version.version)
     return int(version.version)
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    import mlflow
+
+    before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None: back to MLflow's own default lookup
 
 
 def load_model(

@@ -170,12 +170,26 @@ def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def beside_database(tracking_uri: str) -> str | None:
+    """``<db dir>/mlruns`` (a file URI) for a ``sqlite:///`` store; None (MLflow's default)
+    for anything else."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri.endswith(":memory:"):
+        return None
+    db = Path(tracking_uri.removeprefix(prefix).split("?", 1)[0]).resolve()
+    return (db.parent / "mlruns").as_uri()
+
+
 def get_or_create_experiment(
     client: Any, name: str, *, artifact_location: str | None = None
 ) -> str:
     """The id of experiment ``name`` (restored if it was deleted), created when missing; tagged
-    as a training experiment unless it already says what kind it is."""
+    as a training experiment unless it already says what kind it is. A new experiment in a
+    ``sqlite:///`` store keeps its artifacts beside the database (``<db dir>/mlruns``), not in
+    ``./mlruns`` of whatever directory the command ran in."""
     found = client.get_experiment_by_name(name)
+    if found is None and artifact_location is None:
+        artifact_location = beside_database(client.tracking_uri)
     if found is None:
         try:
             return client.create_experiment(

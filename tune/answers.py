@@ -11,7 +11,7 @@ import pandas as pd
 
 from ttsr import names
 from ttsr.config import LOSS_WEIGHTS, TrainConfig
-from tune.formatting import db, duration, fmt, number, param_phrase, short, text
+from tune.formatting import count, db, duration, fmt, number, param_phrase, short, span, text
 from tune.groups import GROUP, Difference, complete, difference
 from tune.report_data import ReportData
 from tune.trial_frames import SPEED_SUMMARY, VS_BICUBIC, kept
@@ -224,15 +224,23 @@ def _trade(data: ReportData, g: pd.Series, ref: pd.Series, hi: str, lo: str) -> 
     dx = difference(g, ref, lo, data.spread.get(lo))
     rel = dx.delta / float(ref[f"{lo}_mean"]) if number(ref[f"{lo}_mean"]) else float("nan")
     who, what = weights_label(g, data.study), _name(lo)
+    values = f"{what} {fmt(g[f'{lo}_mean'], '.4f')} vs {fmt(ref[f'{lo}_mean'], '.4f')}"
     if dy.delta < 0 and dx.delta < 0:
-        text_ = f"{who} trades {-dy.delta:.2f} dB PSNR for {-rel:.0%} lower {what}"
+        text_ = f"{who} trades {-dy.delta:.2f} dB PSNR for {_percent(-rel)} lower {what}"
     elif dx.delta < 0:
-        text_ = f"{who} is better on both (+{dy.delta:.2f} dB, {-rel:.0%} lower {what})"
+        text_ = f"{who} is better on both (+{dy.delta:.2f} dB, {_percent(-rel)} lower {what})"
     elif dy.delta < 0:
-        text_ = f"{who} is worse on both ({dy.delta:.2f} dB, {rel:+.0%} {what})"
+        text_ = f"{who} is worse on both ({dy.delta:.2f} dB, {_percent(rel)} higher {what})"
     else:
-        text_ = f"{who} gains {dy.delta:.2f} dB PSNR at {rel:+.0%} {what}"
-    return f"{text_} ({_certainty(dy, dx)})"
+        text_ = f"{who} gains {dy.delta:.2f} dB PSNR at {_percent(rel)} higher {what}"
+    return f"{text_} ({values}; {_certainty(dy, dx)})"
+
+
+def _percent(share: float) -> str:
+    """A relative change as the answer writes it: one decimal, never a bare '0%'."""
+    if share != share:  # NaN: no reference value
+        return "an unknown share"
+    return f"{share:.1%}" if abs(share) >= 0.001 else "less than 0.1%"
 
 
 def _certainty(dy: Difference, dx: Difference) -> str:
@@ -271,10 +279,57 @@ def scaling(data: ReportData) -> str:
     if peak.name not in (first.name, last.name):
         out += f"; it peaks {where(peak)} ({db(peak[col])})"
     out += f"; the change is {rise.verdict()}."
+    out += confounds(data, param)
     margins = [(where(r), number(r.get(f"{VS_BICUBIC}_mean"))) for _, r in g.iterrows()]
     losing = [at for at, margin in margins if margin is None or margin <= 0]
     out += f" The best model beats bicubic at {len(g) - len(losing)} of {len(g)} settings"
     return out + (f" (not {', '.join(losing)})." if losing else ".")
+
+
+def confounds(data: ReportData, param: str) -> str:
+    """What else differs between the settings of ``param`` (other varied keys such as the batch
+    size, the optimiser steps made), as a sentence; "" when nothing does."""
+    t = data.trials
+    others = []
+    for key in data.keys:
+        values = t[key].dropna().unique() if key != param and key in t else []
+        if len(values) > 1:
+            others.append(f"{key} ({', '.join(short(v) for v in sorted(values))})")
+    steps = t[names.STEP].dropna() if names.STEP in t else pd.Series(dtype=float)
+    if steps.nunique() > 1:
+        images = t[names.IMAGES_SEEN].dropna() if names.IMAGES_SEEN in t else steps.iloc[0:0]
+        made = f"optimiser steps ({span(steps)})"
+        if images.nunique() == 1:
+            made += f" for the same {count(images.iloc[0])} images seen"
+        others.append(made)
+    if not others:
+        return ""
+    return (
+        f" Not a clean comparison: the settings also differ in {' and '.join(others)}, so the "
+        f"change cannot be put on {param} alone."
+    )
+
+
+def diverged_note(data: ReportData) -> str:
+    """The trials a divergence check stopped, by name, and what the group means do with them
+    (they count: their kept epoch is the last healthy one); "" when none diverged."""
+    t = data.trials
+    if t.empty or "stop_reason" not in t:
+        return ""
+    rows = t[t["stop_reason"] == names.STOP_DIVERGED]
+    if rows.empty:
+        return ""
+    named = []
+    for _, r in rows.iterrows():
+        signal = stop_signal(r["stop_reason"], r[names.STOP_DETAIL], r.get(names.STOP_SIGNAL))
+        named.append(
+            f"{r['label']} ({signal} at epoch {r['epochs_run']}, kept epoch "
+            f"{r[names.BEST_EPOCH]})"
+        )
+    return (
+        f"Diverged: {'; '.join(named)}. Included in their configurations' means with the kept "
+        "epoch's values (the last epoch before the divergence check fired)."
+    )
 
 
 def _group_vs_bicubic(row: pd.Series) -> str:

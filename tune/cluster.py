@@ -58,7 +58,11 @@ def _start_local(options: Options) -> None:
     )
     if not options.no_dashboard:
         url = context.dashboard_url or f"127.0.0.1:{options.dashboard_port}"
-        print(f"Ray dashboard: http://{url}", flush=True)
+        print(
+            f"Ray dashboard: http://{url} (when it asks for an authentication token, "
+            "`ray get-auth-token` prints it)",
+            flush=True,
+        )
 
 
 def local_gpu_count() -> int:

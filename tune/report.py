@@ -107,7 +107,7 @@ def build(
     """Tables, plots, the HTML page and the summary for one study invocation. ``notes``: what
     the driver wants every reader to know (e.g. random VGG features); ``tracking_uri``: where
     the trials' sample grids are (None: the page has none)."""
-    from tune import plots, sections
+    from tune import answers, plots, sections
 
     trials, epochs = frames(records, scheduler=study.scheduler)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +121,7 @@ def build(
     files += section.files
     best = best_trial(data)
     notes = list(notes or ())
+    section.answer = " ".join(filter(None, [section.answer, answers.diverged_note(data)]))
     answer = "\n".join([section.answer, *(f"Note: {n}" for n in notes)])
     details = [
         *overview_lines(data, notes),
@@ -166,7 +167,7 @@ def overview_lines(data: ReportData, notes: list[str]) -> list[str]:
     lines.append(table_text(t[[c for c in dict.fromkeys(cols) if c in t]]))
     if data.budget.sentence:
         lines += ["", data.budget.sentence]
-    if t[VS_BICUBIC].notna().any():
+    if t[VS_BICUBIC].notna().any() and study.report_kind != "speed":  # speed: not scored
         lines += ["", "against bicubic (kept epoch):"]
         lines += [f"  {r['label']}: {bicubic_verdict(r[VS_BICUBIC])}" for _, r in t.iterrows()]
     return lines + repeat_lines(data)

@@ -42,11 +42,21 @@ LOST_WHY = "asked after the driver's last checkpoint; the resumed study runs a n
 class StoredOptunaSearch(OptunaSearch):
     """``OptunaSearch(storage=RDBStorage(storage_url), study_name=study_name, ...)``."""
 
-    def __init__(self, *, storage_url: str, study_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        storage_url: str,
+        study_name: str,
+        trial_attrs: dict[str, str] | None = None,
+        label: Any = None,
+        **kwargs: Any,
+    ) -> None:
         from optuna.storages import RDBStorage
 
         super().__init__(storage=RDBStorage(storage_url), study_name=study_name, **kwargs)
         self.storage_url = storage_url
+        self.trial_attrs = dict(trial_attrs or {})  # on every trial: where its MLflow runs are
+        self.label = label  # config dict -> the MLflow `config` tag of the trial's runs
         self._finished_in_storage: dict[str, Any] = {}  # Tune trial id -> FrozenTrial
 
     def set_search_properties(
@@ -56,7 +66,11 @@ class StoredOptunaSearch(OptunaSearch):
         # on an existing study (a resumed driver) would enqueue them a second time.
         if self._points_to_evaluate and self._study_exists():
             self._points_to_evaluate = []
-        return super().set_search_properties(metric, mode, config, **spec)
+        done = super().set_search_properties(metric, mode, config, **spec)
+        if done and self._ot_study is not None:  # optuna-dashboard names the objectives
+            metrics = self._metric if isinstance(self._metric, list) else [self._metric]
+            self._ot_study.set_metric_names([f"{m} (kept epoch)" for m in metrics])
+        return done
 
     def _study_exists(self) -> bool:
         import optuna
@@ -67,7 +81,12 @@ class StoredOptunaSearch(OptunaSearch):
         new = trial_id not in self._ot_trials
         config = super().suggest(trial_id)
         if new and trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+            trial = self._ot_trials[trial_id]
+            trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+            for key, value in self.trial_attrs.items():
+                trial.set_user_attr(key, value)
+            if self.label is not None and config is not None:
+                trial.set_user_attr("mlflow_config_tag", self.label(config))
         return config
 
     def restore(self, checkpoint_path: str) -> None:

@@ -24,7 +24,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
-from tune import trial_record
+from tune import groups, trial_record
 from tune.full_storage import StopWhenFull
 from tune.repeats import SeedRepeater
 from tune.stored_search import StoredOptunaSearch
@@ -61,7 +61,12 @@ def searched_metric(metric: str) -> str:
 
 
 def searcher(
-    study: Study, *, seed: int, optuna_storage: str | None = None, optuna_study: str = "optuna"
+    study: Study,
+    *,
+    seed: int,
+    optuna_storage: str | None = None,
+    optuna_study: str = "optuna",
+    meta: dict[str, Any] | None = None,
 ) -> ConcurrencyLimiter | None:
     """Optuna for sampled spaces (each suggestion repeated over seeds when the study says
     ``repeats``); None (Tune's default) for grids and fixed-config studies. With
@@ -78,13 +83,35 @@ def searcher(
         seed=seed,
     )
     search: Searcher = (
-        StoredOptunaSearch(storage_url=optuna_storage, study_name=optuna_study, **options)
+        StoredOptunaSearch(
+            storage_url=optuna_storage,
+            study_name=optuna_study,
+            trial_attrs=mlflow_attrs(meta or {}),
+            label=lambda config: groups.label({k: config[k] for k in study.search}),
+            **options,
+        )
         if optuna_storage
         else OptunaSearch(**options)
     )
     if study.repeats > 1:
         search = SeedRepeater(search, repeat=study.repeats, metrics=metrics)
     return ConcurrencyLimiter(search, max_concurrent=study.max_concurrent)
+
+
+def mlflow_attrs(meta: dict[str, Any]) -> dict[str, str]:
+    """What an Optuna trial says about its MLflow runs: the parent run and the UI link to the
+    study's trials grouped by configuration (the trial's runs carry the `config` tag named in
+    its ``mlflow_config_tag``)."""
+    if not meta.get("parent_run_id"):
+        return {}
+    from tune.parent_run import comparison_url
+
+    return {
+        "mlflow_parent_run_id": meta["parent_run_id"],
+        "mlflow_runs": comparison_url(
+            meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"]
+        ),
+    }
 
 
 def scheduler(study: Study) -> AsyncHyperBandScheduler | FIFOScheduler:
@@ -139,7 +166,9 @@ def build_tuner(
     optuna_storage: str | None = None,
 ) -> tune.Tuner:
     """The Tuner of a new invocation ``name``; its Optuna study (if any) is named ``name``."""
-    search_alg = searcher(study, seed=seed, optuna_storage=optuna_storage, optuna_study=name)
+    search_alg = searcher(
+        study, seed=seed, optuna_storage=optuna_storage, optuna_study=name, meta=meta
+    )
     tune_config = tune.TuneConfig(
         search_alg=search_alg,
         scheduler=scheduler(study),
