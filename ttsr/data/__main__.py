@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from ttsr.data.errors import DataError
 from ttsr.data.manifest import read_manifest
 
 MAX_LISTED = 50
+CLUSTER_MODULE = "tune.prepare_cluster"  # runs the chunk jobs as Ray tasks (--address)
 
 
 def _human(n: float) -> str:
@@ -47,18 +49,25 @@ def print_manifest(manifest: dict, out: Path) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from ttsr.data.prepare import prepare
 
-    result = prepare(
-        args.src,
-        args.out,
-        sizes=args.sizes,
-        test_fraction=args.test_fraction,
-        limit=args.limit,
-        seed=args.seed,
-        workers=args.workers,
-        fmt=args.format,
-        files_per_shard=args.files_per_shard,
-        progress=not args.no_progress,
-    )
+    options = {
+        "sizes": args.sizes,
+        "test_fraction": args.test_fraction,
+        "limit": args.limit,
+        "seed": args.seed,
+        "fmt": args.format,
+        "files_per_shard": args.files_per_shard,
+        "progress": not args.no_progress,
+    }
+    if args.address is None:
+        result = prepare(args.src, args.out, workers=args.workers, **options)
+    else:
+        # Ray lives in tune/ (the library never imports it): that module is found by name.
+        cluster = importlib.import_module(CLUSTER_MODULE)
+        src, out = args.src.resolve(), args.out.resolve()  # the tasks' cwd is not this one
+        if not src.is_dir():
+            raise DataError(f"--src {args.src}: no such folder")
+        with cluster.connect(args.address, src=src, out=out) as runner:
+            result = prepare(src, out, runner=runner, **options)
     print(
         f"prepared {result.chunks_total} chunks ({result.chunks_resumed} already done) "
         f"in {result.seconds:.1f} s"
@@ -91,7 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--limit", type=int, default=None, help="first N files (sorted paths)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local processes (default: the CPUs this process may use: affinity, cgroup quota)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="run the chunks as Ray tasks on this cluster (HEAD:6379, or auto inside one); "
+        "--src and --out must be on storage every node mounts at the same path",
+    )
     p.add_argument(
         "--format",
         choices=("png", "raw"),

@@ -2,7 +2,9 @@
 
 Work is cut into chunks of ``files_per_shard`` consecutive source files (sorted paths). One job
 decodes each file of its chunk once and writes that chunk's train and test shard for every size
-still missing, then a receipt per size. Jobs run in a process pool; a rerun skips every chunk
+still missing, then a receipt per size. Jobs run in a process pool sized to the CPUs this process
+may use (`ttsr.cpus`), or through a ``runner`` (`tune.prepare_cluster` runs them as Ray tasks
+across a cluster's nodes); a rerun skips every chunk
 whose receipt matches, so an interrupted run resumes where it stopped. Shards, receipts and the
 manifest are written to temp names, fsynced and renamed: a killed run leaves either the old
 file, the new file, or an ignored temp file that the next run deletes.
@@ -19,11 +21,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from ttsr.atomic import TMP_MARKER
+from ttsr.cpus import usable_cpus
 from ttsr.data.errors import DataError
 from ttsr.data.images import (
     IMAGE_EXTENSIONS,
@@ -60,7 +63,7 @@ class PrepareResult:
 
 
 @dataclass(frozen=True)
-class _ChunkJob:
+class ChunkJob:
     src: str
     out: str
     chunk: int
@@ -70,6 +73,13 @@ class _ChunkJob:
     test_fraction: float
     fmt: str
     allow_upscale: bool
+
+
+class Runner(Protocol):
+    """Runs every job with `process_chunk` (each exactly once to completion, in any order and
+    place), counting images on a progress bar when ``progress``; raises when one fails."""
+
+    def __call__(self, jobs: list[ChunkJob], progress: bool) -> None: ...
 
 
 def list_source_files(src: Path, *, exclude: Path | None = None) -> list[str]:
@@ -115,10 +125,13 @@ def prepare(
     files_per_shard: int = FILES_PER_SHARD,
     allow_upscale: bool = False,
     progress: bool = True,
+    runner: Runner | None = None,
 ) -> PrepareResult:
     """Prepare ``src`` into ``out`` (see module docstring); raises `DataError` on bad options.
 
-    ``workers``: processes (None = all cores; 0 or 1 = in this process, no pool).
+    ``workers``: processes (None = the CPUs this process may use, `ttsr.cpus.usable_cpus`;
+    0 or 1 = in this process, no pool). ``runner``: runs the chunk jobs instead of the local
+    pool (``workers`` is then unused).
     ``allow_upscale``: bicubic-upscale images smaller than a size instead of skipping them
     (used by the built-in sample set, whose crops are smaller than 512 px).
     """
@@ -159,7 +172,7 @@ def prepare(
             missing = [s for s in sizes if not chunk_done(out, s, k, chunk_files)]
             if missing:
                 jobs.append(
-                    _ChunkJob(
+                    ChunkJob(
                         str(src),
                         str(out),
                         k,
@@ -171,7 +184,10 @@ def prepare(
                         allow_upscale,
                     )
                 )
-        _run_jobs(jobs, workers, progress)
+        if runner is None:
+            _run_jobs(jobs, workers, progress)
+        else:
+            runner(jobs, progress)
         manifest = merge_receipts(out, params, str(src.resolve()))
     usable = sum(v["train"] + v["test"] for v in manifest["sizes"].values())
     if usable == 0:
@@ -196,18 +212,18 @@ def _remove_stale_temp_files(out: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _run_jobs(jobs: list[_ChunkJob], workers: int | None, progress: bool) -> None:
+def _run_jobs(jobs: list[ChunkJob], workers: int | None, progress: bool) -> None:
     total = sum(len(j.files) for j in jobs)
     bar = tqdm(total=total, unit="img", desc="prepare", disable=not progress or not jobs)
-    workers = os.cpu_count() or 1 if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     try:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
-                _process_chunk(job)
+                process_chunk(job)
                 bar.update(len(job.files))
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-                futures = {pool.submit(_process_chunk, job): job for job in jobs}
+                futures = {pool.submit(process_chunk, job): job for job in jobs}
                 try:
                     for future in as_completed(futures):
                         future.result()
@@ -219,7 +235,7 @@ def _run_jobs(jobs: list[_ChunkJob], workers: int | None, progress: bool) -> Non
         bar.close()
 
 
-def _process_chunk(job: _ChunkJob) -> None:
+def process_chunk(job: ChunkJob) -> None:
     """Decode each file once, write this chunk's shards for every missing size, then receipts."""
     src, out = Path(job.src), Path(job.out)
     items: list[dict[str, Any]] = []
