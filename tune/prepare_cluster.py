@@ -88,18 +88,21 @@ def check_visible(src: Path, out: Path) -> None:
 
 def _chunk_task(job: ChunkJob) -> str:
     process_chunk(job)
-    return ray.get_runtime_context().get_node_id()
+    return ray.util.get_node_ip_address()
 
 
 class ClusterRunner:
     """A `ttsr.data.prepare.Runner` that runs each chunk job as a Ray task."""
 
     def __init__(self, on_done: Callable[[ChunkJob, str], None] | None = None) -> None:
-        self.on_done = on_done  # called with (job, node id) as each chunk finishes
-        self.chunks_per_node: Counter[str] = Counter()
+        self.on_done = on_done  # called with (job, node IP) as each chunk finishes
+        self.chunks_per_node: Counter[str] = Counter()  # node IP -> chunks it finished
 
     def __call__(self, jobs: list[ChunkJob], progress: bool) -> None:
-        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_chunk_task)
+        # SPREAD: chunks go round the nodes, so reads and writes are spread over their links
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD")(
+            _chunk_task
+        )
         pending = {task.remote(job): job for job in jobs}
         total = sum(len(j.files) for j in jobs)
         bar = tqdm(total=total, unit="img", desc="prepare", disable=not progress or not jobs)
@@ -122,6 +125,9 @@ class ClusterRunner:
             for ref in pending:
                 ray.cancel(ref)
             bar.close()
+        if self.chunks_per_node:
+            per_node = ", ".join(f"{ip}: {n}" for ip, n in sorted(self.chunks_per_node.items()))
+            print(f"{len(jobs)} chunks on {len(self.chunks_per_node)} nodes ({per_node})")
 
 
 @contextmanager
