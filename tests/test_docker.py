@@ -219,7 +219,9 @@ def test_prometheus_scrapes_every_ray_node_from_the_heads_service_discovery(conf
     assert f"--config.file={mounts['/etc/prometheus/prometheus.yml']['target']}" in prom["command"]
     (job,) = yaml.safe_load(config_file.read_text())["scrape_configs"]
     # the file Ray's head writes (and keeps current) with every alive node's IP:metrics port
-    assert job["file_sd_configs"] == [{"files": ["/tmp/ray/prom_metrics_service_discovery.json"]}]
+    assert job["file_sd_configs"] == [
+        {"files": ["/tmp/ray/session_latest/prom_metrics_service_discovery.json"]}
+    ]
     assert head["environment"]["RAY_PROMETHEUS_HOST"] == "http://prometheus:9090"
 
 

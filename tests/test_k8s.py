@@ -27,9 +27,9 @@ def _all() -> list[tuple[str, dict]]:
     return [(str(p.relative_to(K8S)), d) for p in files for d in _docs(p)]
 
 
-def _one(kind: str) -> dict:
-    found = [d for _, d in _all() if d["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def _one(kind: str, name: str | None = None) -> dict:
+    found = [d for _, d in _all() if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
 
@@ -149,7 +149,7 @@ def test_pods_run_unprivileged():
 
 
 def test_mlflow_reads_its_stores_from_the_secret():
-    deployment = _one("Deployment")
+    deployment = _one("Deployment", "mlflow")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = container["args"]
     assert args[:2] == ["mlflow", "server"] and "--serve-artifacts" in args
@@ -167,7 +167,7 @@ def test_mlflow_reads_its_stores_from_the_secret():
         re.search(r"(PASSWORD|SECRET|TOKEN|KEY)", e["name"]) and "value" in e
         for e in container["env"]
     )
-    service = _one("Service")
+    service = _one("Service", "mlflow")
     assert (
         service["spec"]["selector"].items()
         <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -233,3 +233,71 @@ def test_mps_worker_group_is_the_gpu_group_plus_the_daemon(kind):
     strip_container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "mps"]
     assert strip_container == {k: v for k, v in plain.items() if k != "env"}
     assert [v for v in volumes.values() if v["name"] != "mps"] == gpu["template"]["spec"]["volumes"]
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def _service_url(name: str) -> str:
+    (port,) = _one("Service", name)["spec"]["ports"]
+    return f"http://{name}:{port['port']}"
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
+def test_every_ray_node_exports_metrics_where_prometheus_looks(kind):
+    doc = _one(kind)
+    spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        assert group["rayStartParams"]["metrics-export-port"] == "8080"
+        (container,) = group["template"]["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": 8080} in container["ports"]
+    prom = yaml.safe_load(_one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    (job,) = prom["scrape_configs"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": [NAMESPACE]}}]
+    keep = {
+        r["source_labels"][0]: r["regex"]
+        for r in job["relabel_configs"]
+        if r.get("action") == "keep"
+    }
+    assert keep == {
+        "__meta_kubernetes_pod_label_ray_io_is_ray_node": "yes",
+        "__meta_kubernetes_pod_container_port_name": "metrics",
+    }
+    deployment = _one("Deployment", "prometheus")["spec"]["template"]["spec"]
+    assert deployment["serviceAccountName"] == "prometheus"
+    binding = _one("RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}
+    ]
+    (rule,) = _one("Role", binding["roleRef"]["name"])["rules"]
+    assert rule["resources"] == ["pods"] and set(rule["verbs"]) == {"get", "list", "watch"}
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
+def test_the_head_points_the_dashboard_at_prometheus_and_grafana(kind):
+    doc = _one(kind)
+    spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    (head,) = spec["headGroupSpec"]["template"]["spec"]["containers"]
+    env = _env(head)
+    assert env["RAY_PROMETHEUS_HOST"] == _service_url("prometheus")
+    assert env["RAY_GRAFANA_HOST"] == _service_url("grafana")
+    assert env["RAY_GRAFANA_IFRAME_HOST"] == "http://127.0.0.1:3000"  # the README's port-forward
+    # Ray's generated Grafana provisioning and dashboards land on the results volume ...
+    root = env["RAY_METRICS_OUTPUT_ROOT"]
+    head_mounts = {m["mountPath"]: m["name"] for m in head["volumeMounts"]}
+    assert root.startswith("/results/")
+    head_volumes = {v["name"]: v for v in spec["headGroupSpec"]["template"]["spec"]["volumes"]}
+    claim = head_volumes[head_mounts["/results"]]["persistentVolumeClaim"]["claimName"]
+    # ... where Grafana reads them, read-only
+    pod = _one("Deployment", "grafana")["spec"]["template"]["spec"]
+    (grafana,) = pod["containers"]
+    genv = _env(grafana)
+    assert genv["GF_PATHS_PROVISIONING"] == f"{root}/grafana/provisioning"
+    assert genv["GF_SECURITY_ALLOW_EMBEDDING"] == "true"
+    assert genv["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    mounts = {m["mountPath"]: m for m in grafana["volumeMounts"]}
+    assert mounts["/results"]["readOnly"] is True
+    volume = {v["name"]: v for v in pod["volumes"]}[mounts["/results"]["name"]]
+    assert volume["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
