@@ -30,7 +30,8 @@ SECRETS = (
 COMPOSE_VARS = (
     "BIND_ADDRESS HEAD_IP DATA_DIR RAY_AUTH_MODE RAY_WORKER_GPUS RAY_WORKER_CPUS TTSR_IMAGE "
     "BASE_IMAGE TORCH_INDEX_URL MLFLOW_ALLOWED_HOSTS COMPOSE_FILE COMPOSE_PROJECT_NAME "
-    "TTSR_VGG19_WEIGHTS GRAFANA_BROWSER_HOST PROMETHEUS_IMAGE GRAFANA_IMAGE PROMETHEUS_RETENTION"
+    "TTSR_VGG19_WEIGHTS GRAFANA_BROWSER_HOST PROMETHEUS_IMAGE GRAFANA_IMAGE PROMETHEUS_RETENTION "
+    "PREPARE_SRC PREPARE_OUT COMPOSE_PROFILES"
 ).split() + list(SECRETS)
 
 
@@ -256,6 +257,29 @@ def test_multinode_override_keeps_the_metrics_stack_local_and_wired(env_file):
     assert head_env["RAY_PROMETHEUS_HOST"] == "http://127.0.0.1:9090"
     assert head_env["RAY_GRAFANA_HOST"] == "http://127.0.0.1:3000"
     assert "--metrics-export-port=8081" in services["ray-worker"]["command"]  # 8080: the head's
+
+
+def test_prepare_is_a_one_shot_cluster_driver_with_writable_data(env_file):
+    cmd = [*_compose_cmd(), "-f", str(COMPOSE), "--env-file", str(env_file[0])]
+    cmd += ["--profile", "prepare", "config", "--format", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    prepare = services["prepare"]
+    assert prepare["restart"] == "no" and prepare["profiles"] == ["prepare"]
+    argv = prepare["command"]
+    assert argv[:4] == ["python", "-m", "ttsr.data", "prepare"]
+    assert "--address=ray-head:6379" in argv
+    assert "--src=/data/ffhq-raw" in argv and "--out=/data/ffhq" in argv
+    assert prepare["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert prepare["environment"]["RAY_AUTH_TOKEN"] == env_file[1]["RAY_AUTH_TOKEN"]
+    # every node that runs chunks writes /data: the same volume, not read-only
+    sources = set()
+    for name in ("prepare", "ray-head", "ray-worker"):
+        (data,) = [v for v in services[name]["volumes"] if v["target"] == "/data"]
+        assert not data.get("read_only"), name
+        sources.add(data["source"])
+    assert len(sources) == 1
 
 
 def test_env_example_commits_no_secret_values():

@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "k8s"
 EXPERIMENTS = REPO / "experiments.yaml"
 NAMESPACE = "ttsr"
+STUDY_CLUSTERS = {"RayCluster": "ttsr", "RayJob": "ttsr-study"}  # same spec (test below)
+PREPARE_JOB = "ttsr-prepare"  # the one-shot data preparation (k8s/prepare-job.yaml)
 
 
 def _docs(path: Path) -> list[dict]:
@@ -33,10 +35,13 @@ def _one(kind: str, name: str | None = None) -> dict:
     return found[0]
 
 
-def _pod_templates() -> list[tuple[str, dict]]:
-    """Every pod template inside RayCluster/RayJob: (label, template)."""
+def _pod_templates(*, prepare: bool = True) -> list[tuple[str, dict]]:
+    """Every pod template inside RayCluster/RayJob: (label, template); ``prepare=False``
+    leaves out the data preparation job's."""
     out = []
     for name, doc in _all():
+        if not prepare and doc["metadata"]["name"] == PREPARE_JOB:
+            continue
         if doc["kind"] == "RayCluster":
             spec = doc["spec"]
         elif doc["kind"] == "RayJob":
@@ -63,7 +68,7 @@ def test_every_manifest_has_kind_name_namespace():
 
 @pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
 def test_ray_resources(kind):
-    doc = _one(kind)
+    doc = _one(kind, STUDY_CLUSTERS[kind])
     assert doc["apiVersion"] == "ray.io/v1"
     spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
     assert spec["rayVersion"].startswith("2.60")
@@ -84,7 +89,7 @@ def test_ray_resources(kind):
 
 def test_pods_use_the_project_image_and_mount_data_and_results():
     claims = {d["metadata"]["name"] for _, d in _all() if d["kind"] == "PersistentVolumeClaim"}
-    for label, template in _pod_templates():
+    for label, template in _pod_templates(prepare=False):
         pod = template["spec"]
         (container,) = pod["containers"]
         assert container["image"].split("/")[-1].startswith("ttsr-tune:"), label
@@ -100,7 +105,7 @@ def test_pods_use_the_project_image_and_mount_data_and_results():
 
 def test_rayjob_cluster_matches_raycluster():
     cluster = copy.deepcopy(_one("RayCluster")["spec"])
-    job_cluster = copy.deepcopy(_one("RayJob")["spec"]["rayClusterSpec"])
+    job_cluster = copy.deepcopy(_one("RayJob", "ttsr-study")["spec"]["rayClusterSpec"])
     for spec in (cluster, job_cluster):
         for group in spec["workerGroupSpecs"]:
             group.pop("replicas")
@@ -108,7 +113,7 @@ def test_rayjob_cluster_matches_raycluster():
 
 
 def test_rayjob_entrypoint_runs_a_known_study():
-    spec = _one("RayJob")["spec"]
+    spec = _one("RayJob", "ttsr-study")["spec"]
     argv = shlex.split(spec["entrypoint"])
     assert argv[0] == "python" and argv[1].endswith("tune/run.py")
     assert "--address" not in argv  # Ray sets RAY_ADDRESS for job drivers
@@ -211,7 +216,7 @@ def _groups(spec: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
 def test_mps_worker_group_is_the_gpu_group_plus_the_daemon(kind):
-    doc = _one(kind)
+    doc = _one(kind, STUDY_CLUSTERS[kind])
     spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
     groups = _groups(spec)
     mps, gpu = groups["gpu-mps"], groups["gpu"]
@@ -246,7 +251,7 @@ def _service_url(name: str) -> str:
 
 @pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
 def test_every_ray_node_exports_metrics_where_prometheus_looks(kind):
-    doc = _one(kind)
+    doc = _one(kind, STUDY_CLUSTERS[kind])
     spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
     groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
     for group in groups:
@@ -277,7 +282,7 @@ def test_every_ray_node_exports_metrics_where_prometheus_looks(kind):
 
 @pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
 def test_the_head_points_the_dashboard_at_prometheus_and_grafana(kind):
-    doc = _one(kind)
+    doc = _one(kind, STUDY_CLUSTERS[kind])
     spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
     (head,) = spec["headGroupSpec"]["template"]["spec"]["containers"]
     env = _env(head)
@@ -301,3 +306,30 @@ def test_the_head_points_the_dashboard_at_prometheus_and_grafana(kind):
     assert mounts["/results"]["readOnly"] is True
     volume = {v["name"]: v for v in pod["volumes"]}[mounts["/results"]["name"]]
     assert volume["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+
+
+def test_prepare_job_runs_the_chunks_on_its_own_cluster_with_writable_data():
+    job = _one("RayJob", PREPARE_JOB)
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:4] == ["python", "-m", "ttsr.data", "prepare"]
+    assert argv[argv.index("--address") + 1] == "auto"  # the job's own cluster
+    for flag in ("--src", "--out"):
+        assert argv[argv.index(flag) + 1].startswith("/data/"), flag
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    spec = job["spec"]["rayClusterSpec"]
+    assert spec["authOptions"] == {"mode": "token"}
+    claims = {d["metadata"]["name"] for _, d in _all() if d["kind"] == "PersistentVolumeClaim"}
+    for label, template in _pod_templates():
+        if not label.startswith("prepare-job.yaml"):
+            continue
+        pod = template["spec"]
+        (container,) = pod["containers"]
+        assert container["image"].split("/")[-1].startswith("ttsr-tune:"), label
+        mount = {m["mountPath"]: m for m in container["volumeMounts"]}["/data"]
+        assert not mount.get("readOnly"), label  # the shards are written from every node
+        volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+        assert volume["persistentVolumeClaim"]["claimName"] in claims
+        assert not volume["persistentVolumeClaim"].get("readOnly"), label
+        assert "nvidia.com/gpu" not in container["resources"]["limits"], label
+    (workers,) = spec["workerGroupSpecs"]
+    assert workers["minReplicas"] <= workers["replicas"] <= workers["maxReplicas"]
