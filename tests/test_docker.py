@@ -244,6 +244,10 @@ def test_grafana_serves_rays_generated_dashboards_embeddable_in_the_dashboard(co
     assert head["environment"]["RAY_GRAFANA_HOST"] == "http://grafana:3000"
     assert head["environment"]["RAY_GRAFANA_IFRAME_HOST"] == "http://127.0.0.1:3000"
     assert grafana["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    # and starts only once the provisioning exists (Grafana reads it once); `config` prints the
+    # shell's variable with compose's $$ escape
+    assert '"$${GF_PATHS_PROVISIONING}/dashboards/default.yml"' in grafana["entrypoint"][-1]
+    assert grafana["entrypoint"][-1].endswith("exec /run.sh")
 
 
 def test_multinode_override_keeps_the_metrics_stack_local_and_wired(env_file):
