@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import NodeDiedError, RayError, TaskUnschedulableError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from ttsr.cli_errors import first_line
+from ttsr.data import remote
 from ttsr.data.errors import DataError
 from ttsr.data.prepare import ChunkJob, process_chunk
 
@@ -54,11 +55,16 @@ def _nearest_existing(path: Path) -> Path:
 
 def _probe(src: str, out: str) -> tuple[str, bool, bool]:
     """On one node: (its IP, --src is a folder there, --out's folder exists and is writable)."""
-    return ray.util.get_node_ip_address(), os.path.isdir(src), os.access(out, os.W_OK)
+    try:
+        src_ok = remote.is_folder(src) if remote.is_uri(src) else os.path.isdir(src)
+    except (OSError, ValueError):  # no credentials or no route to the object store there
+        src_ok = False
+    return ray.util.get_node_ip_address(), src_ok, os.access(out, os.W_OK)
 
 
-def probe_nodes(src: Path, target: Path) -> list[tuple[str, bool, bool]]:
-    """`_probe` run once on every alive node (pinned there, no CPU asked)."""
+def probe_nodes(src: Path | str, target: Path) -> list[tuple[str, bool, bool]]:
+    """`_probe` run once on every alive node (pinned there, no CPU asked). A node that died
+    but is still listed alive (the GCS notices within seconds) is left out: it runs no chunk."""
     probe = ray.remote(num_cpus=0)(_probe)
     refs = [
         probe.options(
@@ -67,17 +73,23 @@ def probe_nodes(src: Path, target: Path) -> list[tuple[str, bool, bool]]:
         for n in ray.nodes()
         if n["Alive"]
     ]
-    return ray.get(refs)
+    answers = []
+    for ref in refs:
+        try:
+            answers.append(ray.get(ref))
+        except (TaskUnschedulableError, NodeDiedError):
+            continue
+    return answers
 
 
-def check_visible(src: Path, out: Path) -> None:
+def check_visible(src: Path | str, out: Path) -> None:
     """Every alive node sees ``src`` and can write where ``out`` goes; else a DataError."""
     target = _nearest_existing(out)  # out itself may not exist yet: its first existing folder
     for ip, src_ok, out_ok in probe_nodes(src, target):
         if not src_ok:
             raise DataError(
                 f"--src {src}: not a folder on node {ip}; put the images on storage every node "
-                "mounts at the same path"
+                "mounts at the same path, or on object storage every node can read"
             )
         if not out_ok:
             raise DataError(
@@ -132,7 +144,11 @@ class ClusterRunner:
 
 @contextmanager
 def connect(
-    address: str, *, src: Path, out: Path, on_done: Callable[[ChunkJob, str], None] | None = None
+    address: str,
+    *,
+    src: Path | str,
+    out: Path,
+    on_done: Callable[[ChunkJob, str], None] | None = None,
 ) -> Iterator[ClusterRunner]:
     """Connect to the cluster at ``address``, check that every node sees ``src`` and ``out``,
     and give a runner; the connection ends with the block. Bad input raises DataError."""

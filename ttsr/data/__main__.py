@@ -11,6 +11,7 @@ from pathlib import Path
 from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.data.errors import DataError
 from ttsr.data.manifest import read_manifest
+from ttsr.data.remote import is_uri
 
 MAX_LISTED = 50
 CLUSTER_MODULE = "tune.prepare_cluster"  # runs the chunk jobs as Ray tasks (--address)
@@ -63,8 +64,9 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     else:
         # Ray lives in tune/ (the library never imports it): that module is found by name.
         cluster = importlib.import_module(CLUSTER_MODULE)
-        src, out = args.src.resolve(), args.out.resolve()  # the tasks' cwd is not this one
-        if not src.is_dir():
+        out = args.out.resolve()  # the tasks' cwd is not this one
+        src = args.src if is_uri(args.src) else Path(args.src).resolve()
+        if not is_uri(src) and not src.is_dir():
             raise DataError(f"--src {args.src}: no such folder")
         with cluster.connect(args.address, src=src, out=out) as runner:
             result = prepare(src, out, runner=runner, **options)
@@ -94,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="images -> Parquet shards at several sizes + manifest")
-    p.add_argument("--src", type=Path, required=True, help="folder tree of images")
+    p.add_argument(
+        "--src",
+        required=True,
+        help="folder tree of images, or a pyarrow filesystem URI (s3://bucket/prefix)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     p.add_argument("--sizes", type=int, nargs="+", default=[160, 256, 384, 512])
     p.add_argument("--test-fraction", type=float, default=0.2)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ttsr.atomic import TMP_MARKER
 from ttsr.cpus import usable_cpus
+from ttsr.data import remote
 from ttsr.data.errors import DataError
 from ttsr.data.images import (
     IMAGE_EXTENSIONS,
@@ -43,6 +44,7 @@ from ttsr.data.manifest import (
     size_dir,
     write_json_atomically,
 )
+from ttsr.data.remote import is_uri
 from ttsr.data.shards import SHARD_FORMATS, shard_name, write_shard
 from ttsr.data.split import SPLITS, assign_split
 
@@ -136,7 +138,8 @@ def prepare(
     (used by the built-in sample set, whose crops are smaller than 512 px).
     """
     start = time.perf_counter()
-    src, out = Path(src), Path(out)
+    src = src if is_uri(src) else Path(src)  # s3://... stays a string (ttsr.data.remote)
+    out = Path(out)
     sizes = sorted(set(sizes))
     if not sizes or any(s <= 0 or s % 4 for s in sizes):
         raise DataError(f"--sizes: every size must be a positive multiple of 4 (got {sizes})")
@@ -146,9 +149,7 @@ def prepare(
         raise DataError(f"--format: must be one of {', '.join(SHARD_FORMATS)} (got {fmt!r})")
     if limit is not None and limit < 1:
         raise DataError(f"--limit: must be >= 1 (got {limit})")
-    if not src.is_dir():
-        raise DataError(f"--src {src}: no such folder")
-    files = list_source_files(src, exclude=out)
+    files = _source_files(src, out)
     if not files:
         raise DataError(f"--src {src}: folder is empty (no files found)")
     if limit is not None:
@@ -188,7 +189,7 @@ def prepare(
             _run_jobs(jobs, workers, progress)
         else:
             runner(jobs, progress)
-        manifest = merge_receipts(out, params, str(src.resolve()))
+        manifest = merge_receipts(out, params, src if is_uri(src) else str(src.resolve()))
     usable = sum(v["train"] + v["test"] for v in manifest["sizes"].values())
     if usable == 0:
         skipped = manifest["skipped"]
@@ -204,6 +205,25 @@ def prepare(
     return PrepareResult(
         out, manifest, len(chunks), len(chunks) - len(jobs), time.perf_counter() - start
     )
+
+
+def _source_files(src: Path | str, out: Path) -> list[str]:
+    """The source files, sorted (a DataError when ``src`` is no folder)."""
+    if is_uri(src):
+        try:
+            found = remote.is_folder(src)
+        except (OSError, ValueError) as exc:  # a bad URI, unknown bucket, no credentials
+            raise DataError(f"--src {src}: {str(exc).splitlines()[0]}") from exc
+        if not found:
+            raise DataError(f"--src {src}: no such folder")
+        return remote.list_files(src)
+    if not src.is_dir():
+        raise DataError(f"--src {src}: no such folder")
+    return list_source_files(src, exclude=out)
+
+
+def _read_source(src: str, rel: str) -> bytes:
+    return remote.read_bytes(src, rel) if is_uri(src) else (Path(src) / rel).read_bytes()
 
 
 def _remove_stale_temp_files(out: Path) -> None:
@@ -237,7 +257,7 @@ def _run_jobs(jobs: list[ChunkJob], workers: int | None, progress: bool) -> None
 
 def process_chunk(job: ChunkJob) -> None:
     """Decode each file once, write this chunk's shards for every missing size, then receipts."""
-    src, out = Path(job.src), Path(job.out)
+    out = Path(job.out)
     items: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     per_size: dict[int, dict[str, dict[str, list]]] = {
@@ -249,7 +269,7 @@ def process_chunk(job: ChunkJob) -> None:
             skipped.append({"path": rel, "reason": f"unsupported extension {suffix or '(none)'}"})
             continue
         try:
-            data = (src / rel).read_bytes()
+            data = _read_source(job.src, rel)
         except OSError as exc:
             skipped.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
             continue
