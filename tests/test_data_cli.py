@@ -74,3 +74,58 @@ def test_module_entry_point_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "missing" in proc.stderr
+
+
+def _one_image_source(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(src / "a.png")
+    return src
+
+
+def test_unreachable_address_exit_2_nothing_written(tmp_path, capsys):
+    import socket
+
+    src = _one_image_source(tmp_path)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    argv = ["prepare", "--src", str(src), "--out", str(out), "--address", f"127.0.0.1:{port}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and err[0].startswith("error: --address 127.0.0.1:") and "ray start" in err[0]
+    )
+    assert not out.exists()
+    assert main([*argv[:-1], "not-an-address"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err and not out.exists()
+
+
+def test_source_the_workers_cannot_see_exit_2_nothing_written(tmp_path, capsys, monkeypatch):
+    """The probe's answer from a node without the shared mount (the probe itself runs for real
+    in tests/reliability/test_cluster_prepare.py)."""
+    from contextlib import contextmanager
+
+    from tune import prepare_cluster
+
+    @contextmanager
+    def fake_connect(address, *, src, out):
+        # what connect() does after ray.init, with node 127.0.0.2 lacking the mount
+        yield prepare_cluster.check_visible(src, out)
+
+    monkeypatch.setattr(prepare_cluster, "connect", fake_connect)
+    monkeypatch.setattr(
+        prepare_cluster, "probe_nodes", lambda src, target: [("127.0.0.2", False, True)]
+    )
+    src, out = _one_image_source(tmp_path), tmp_path / "out"
+    argv = ["prepare", "--src", str(src), "--out", str(out), "--address", "auto"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--src {src}: not a folder on node 127.0.0.2" in err[0]
+    assert not out.exists()
+    monkeypatch.setattr(
+        prepare_cluster, "probe_nodes", lambda src, target: [("127.0.0.2", True, False)]
+    )
+    assert main(argv) == 2
+    assert "read-only on node 127.0.0.2" in capsys.readouterr().err and not out.exists()

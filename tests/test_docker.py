@@ -18,13 +18,20 @@ DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 ENV_EXAMPLE = DOCKER / ".env.example"
 
-SERVICES = {"ray-head", "ray-worker", "mlflow", "postgres", "minio", "minio-init"}
-SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_S3_SECRET_KEY", "RAY_AUTH_TOKEN")
+SERVICES = {
+    *("ray-head", "ray-worker", "mlflow", "postgres", "minio", "minio-init"),
+    *("prometheus", "grafana"),
+}
+SECRETS = (
+    *("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_S3_SECRET_KEY", "RAY_AUTH_TOKEN"),
+    "GRAFANA_ADMIN_PASSWORD",
+)
 # variables the compose files read; removed from the environment so the host cannot leak in
 COMPOSE_VARS = (
     "BIND_ADDRESS HEAD_IP DATA_DIR RAY_AUTH_MODE RAY_WORKER_GPUS RAY_WORKER_CPUS TTSR_IMAGE "
     "BASE_IMAGE TORCH_INDEX_URL MLFLOW_ALLOWED_HOSTS COMPOSE_FILE COMPOSE_PROJECT_NAME "
-    "TTSR_VGG19_WEIGHTS"
+    "TTSR_VGG19_WEIGHTS GRAFANA_BROWSER_HOST PROMETHEUS_IMAGE GRAFANA_IMAGE PROMETHEUS_RETENTION "
+    "PREPARE_SRC PREPARE_OUT COMPOSE_PROFILES"
 ).split() + list(SECRETS)
 
 
@@ -91,6 +98,8 @@ def test_ports_bind_to_localhost_by_default(config):
         ("ray-head", 10001),
         ("ray-head", 6379),
         ("mlflow", 5000),
+        ("prometheus", 9090),
+        ("grafana", 3000),
     }
     assert set(published.values()) == {"127.0.0.1"}, published
 
@@ -152,6 +161,7 @@ def test_secrets_reach_only_the_services_that_need_them(config, env_file):
         "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
         "MLFLOW_S3_SECRET_KEY": {"mlflow", "minio-init"},
         "RAY_AUTH_TOKEN": {"ray-head", "ray-worker"},
+        "GRAFANA_ADMIN_PASSWORD": {"grafana"},
     }
     for secret, allowed in needs.items():
         holders = {
@@ -192,6 +202,88 @@ def test_multinode_override(env_file):
     assert "--dashboard-host=127.0.0.1" in head["command"]  # still local unless opted in
     assert worker["environment"]["MLFLOW_TRACKING_URI"] == "http://10.0.0.5:5000"
     assert config["services"]["mlflow"]["ports"][0]["host_ip"] == "127.0.0.1"
+
+
+def test_prometheus_scrapes_every_ray_node_from_the_heads_service_discovery(config):
+    import yaml
+
+    head, worker = config["services"]["ray-head"], config["services"]["ray-worker"]
+    for svc in (head, worker):  # a fixed metrics port on every node
+        assert "--metrics-export-port=8080" in svc["command"]
+    prom = config["services"]["prometheus"]
+    mounts = {v["target"]: v for v in prom["volumes"]}
+    session = {v["target"]: v for v in head["volumes"]}["/tmp/ray"]
+    assert session["type"] == "volume" and mounts["/tmp/ray"]["source"] == session["source"]
+    assert mounts["/tmp/ray"]["read_only"] is True
+    config_file = Path(mounts["/etc/prometheus/prometheus.yml"]["source"])
+    assert config_file == DOCKER / "prometheus.yml"
+    assert f"--config.file={mounts['/etc/prometheus/prometheus.yml']['target']}" in prom["command"]
+    (job,) = yaml.safe_load(config_file.read_text())["scrape_configs"]
+    # the file Ray's head writes (and keeps current) with every alive node's IP:metrics port
+    assert job["file_sd_configs"] == [
+        {"files": ["/tmp/ray/session_latest/prom_metrics_service_discovery.json"]}
+    ]
+    assert head["environment"]["RAY_PROMETHEUS_HOST"] == "http://prometheus:9090"
+
+
+def test_grafana_serves_rays_generated_dashboards_embeddable_in_the_dashboard(config):
+    head, grafana = config["services"]["ray-head"], config["services"]["grafana"]
+    env = grafana["environment"]
+    # provisioning (datasource -> RAY_PROMETHEUS_HOST, dashboards) is what the head generated
+    provisioning = "/tmp/ray/session_latest/metrics/grafana/provisioning"
+    assert env["GF_PATHS_PROVISIONING"] == provisioning
+    mounts = {v["target"]: v for v in grafana["volumes"]}
+    assert (
+        mounts["/tmp/ray"]["source"]
+        == {v["target"]: v for v in head["volumes"]}["/tmp/ray"]["source"]
+    )
+    assert env["GF_SECURITY_ALLOW_EMBEDDING"] == "true"  # the Ray dashboard iframes its panels
+    assert (
+        env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    )
+    assert head["environment"]["RAY_GRAFANA_HOST"] == "http://grafana:3000"
+    assert head["environment"]["RAY_GRAFANA_IFRAME_HOST"] == "http://127.0.0.1:3000"
+    assert grafana["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    # and starts only once the provisioning exists (Grafana reads it once); `config` prints the
+    # shell's variable with compose's $$ escape
+    assert '"$${GF_PATHS_PROVISIONING}/dashboards/default.yml"' in grafana["entrypoint"][-1]
+    assert grafana["entrypoint"][-1].endswith("exec /run.sh")
+
+
+def test_multinode_override_keeps_the_metrics_stack_local_and_wired(env_file):
+    config = _resolved(env_file[0], "compose.multinode.yaml", HEAD_IP="10.0.0.5")
+    services = config["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["network_mode"] == "host" and not services[name].get("ports")
+    assert "--web.listen-address=127.0.0.1:9090" in services["prometheus"]["command"]
+    assert services["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
+    head_env = services["ray-head"]["environment"]
+    assert head_env["RAY_PROMETHEUS_HOST"] == "http://127.0.0.1:9090"
+    assert head_env["RAY_GRAFANA_HOST"] == "http://127.0.0.1:3000"
+    assert "--metrics-export-port=8081" in services["ray-worker"]["command"]  # 8080: the head's
+
+
+def test_prepare_is_a_one_shot_cluster_driver_with_writable_data(env_file):
+    cmd = [*_compose_cmd(), "-f", str(COMPOSE), "--env-file", str(env_file[0])]
+    cmd += ["--profile", "prepare", "config", "--format", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    prepare = services["prepare"]
+    assert prepare["restart"] == "no" and prepare["profiles"] == ["prepare"]
+    argv = prepare["command"]
+    assert argv[:4] == ["python", "-m", "ttsr.data", "prepare"]
+    assert "--address=ray-head:6379" in argv
+    assert "--src=/data/ffhq-raw" in argv and "--out=/data/ffhq" in argv
+    assert prepare["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert prepare["environment"]["RAY_AUTH_TOKEN"] == env_file[1]["RAY_AUTH_TOKEN"]
+    # every node that runs chunks writes /data: the same volume, not read-only
+    sources = set()
+    for name in ("prepare", "ray-head", "ray-worker"):
+        (data,) = [v for v in services[name]["volumes"] if v["target"] == "/data"]
+        assert not data.get("read_only"), name
+        sources.add(data["source"])
+    assert len(sources) == 1
 
 
 def test_env_example_commits_no_secret_values():

@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "k8s"
 EXPERIMENTS = REPO / "experiments.yaml"
 NAMESPACE = "ttsr"
+STUDY_CLUSTERS = {"RayCluster": "ttsr", "RayJob": "ttsr-study"}  # same spec (test below)
+PREPARE_JOB = "ttsr-prepare"  # the one-shot data preparation (k8s/prepare-job.yaml)
 
 
 def _docs(path: Path) -> list[dict]:
@@ -27,16 +29,19 @@ def _all() -> list[tuple[str, dict]]:
     return [(str(p.relative_to(K8S)), d) for p in files for d in _docs(p)]
 
 
-def _one(kind: str) -> dict:
-    found = [d for _, d in _all() if d["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def _one(kind: str, name: str | None = None) -> dict:
+    found = [d for _, d in _all() if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
 
-def _pod_templates() -> list[tuple[str, dict]]:
-    """Every pod template inside RayCluster/RayJob: (label, template)."""
+def _pod_templates(*, prepare: bool = True) -> list[tuple[str, dict]]:
+    """Every pod template inside RayCluster/RayJob: (label, template); ``prepare=False``
+    leaves out the data preparation job's."""
     out = []
     for name, doc in _all():
+        if not prepare and doc["metadata"]["name"] == PREPARE_JOB:
+            continue
         if doc["kind"] == "RayCluster":
             spec = doc["spec"]
         elif doc["kind"] == "RayJob":
@@ -63,7 +68,7 @@ def test_every_manifest_has_kind_name_namespace():
 
 @pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
 def test_ray_resources(kind):
-    doc = _one(kind)
+    doc = _one(kind, STUDY_CLUSTERS[kind])
     assert doc["apiVersion"] == "ray.io/v1"
     spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
     assert spec["rayVersion"].startswith("2.60")
@@ -84,7 +89,7 @@ def test_ray_resources(kind):
 
 def test_pods_use_the_project_image_and_mount_data_and_results():
     claims = {d["metadata"]["name"] for _, d in _all() if d["kind"] == "PersistentVolumeClaim"}
-    for label, template in _pod_templates():
+    for label, template in _pod_templates(prepare=False):
         pod = template["spec"]
         (container,) = pod["containers"]
         assert container["image"].split("/")[-1].startswith("ttsr-tune:"), label
@@ -100,7 +105,7 @@ def test_pods_use_the_project_image_and_mount_data_and_results():
 
 def test_rayjob_cluster_matches_raycluster():
     cluster = copy.deepcopy(_one("RayCluster")["spec"])
-    job_cluster = copy.deepcopy(_one("RayJob")["spec"]["rayClusterSpec"])
+    job_cluster = copy.deepcopy(_one("RayJob", "ttsr-study")["spec"]["rayClusterSpec"])
     for spec in (cluster, job_cluster):
         for group in spec["workerGroupSpecs"]:
             group.pop("replicas")
@@ -108,7 +113,7 @@ def test_rayjob_cluster_matches_raycluster():
 
 
 def test_rayjob_entrypoint_runs_a_known_study():
-    spec = _one("RayJob")["spec"]
+    spec = _one("RayJob", "ttsr-study")["spec"]
     argv = shlex.split(spec["entrypoint"])
     assert argv[0] == "python" and argv[1].endswith("tune/run.py")
     assert "--address" not in argv  # Ray sets RAY_ADDRESS for job drivers
@@ -149,7 +154,7 @@ def test_pods_run_unprivileged():
 
 
 def test_mlflow_reads_its_stores_from_the_secret():
-    deployment = _one("Deployment")
+    deployment = _one("Deployment", "mlflow")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = container["args"]
     assert args[:2] == ["mlflow", "server"] and "--serve-artifacts" in args
@@ -167,7 +172,7 @@ def test_mlflow_reads_its_stores_from_the_secret():
         re.search(r"(PASSWORD|SECRET|TOKEN|KEY)", e["name"]) and "value" in e
         for e in container["env"]
     )
-    service = _one("Service")
+    service = _one("Service", "mlflow")
     assert (
         service["spec"]["selector"].items()
         <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -211,7 +216,7 @@ def _groups(spec: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
 def test_mps_worker_group_is_the_gpu_group_plus_the_daemon(kind):
-    doc = _one(kind)
+    doc = _one(kind, STUDY_CLUSTERS[kind])
     spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
     groups = _groups(spec)
     mps, gpu = groups["gpu-mps"], groups["gpu"]
@@ -233,3 +238,98 @@ def test_mps_worker_group_is_the_gpu_group_plus_the_daemon(kind):
     strip_container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "mps"]
     assert strip_container == {k: v for k, v in plain.items() if k != "env"}
     assert [v for v in volumes.values() if v["name"] != "mps"] == gpu["template"]["spec"]["volumes"]
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def _service_url(name: str) -> str:
+    (port,) = _one("Service", name)["spec"]["ports"]
+    return f"http://{name}:{port['port']}"
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
+def test_every_ray_node_exports_metrics_where_prometheus_looks(kind):
+    doc = _one(kind, STUDY_CLUSTERS[kind])
+    spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        assert group["rayStartParams"]["metrics-export-port"] == "8080"
+        (container,) = group["template"]["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": 8080} in container["ports"]
+    prom = yaml.safe_load(_one("ConfigMap", "prometheus-config")["data"]["prometheus.yml"])
+    (job,) = prom["scrape_configs"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": [NAMESPACE]}}]
+    keep = {
+        r["source_labels"][0]: r["regex"]
+        for r in job["relabel_configs"]
+        if r.get("action") == "keep"
+    }
+    assert keep == {
+        "__meta_kubernetes_pod_label_ray_io_is_ray_node": "yes",
+        "__meta_kubernetes_pod_container_port_name": "metrics",
+    }
+    deployment = _one("Deployment", "prometheus")["spec"]["template"]["spec"]
+    assert deployment["serviceAccountName"] == "prometheus"
+    binding = _one("RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus", "namespace": NAMESPACE}
+    ]
+    (rule,) = _one("Role", binding["roleRef"]["name"])["rules"]
+    assert rule["resources"] == ["pods"] and set(rule["verbs"]) == {"get", "list", "watch"}
+
+
+@pytest.mark.parametrize("kind", ["RayCluster", "RayJob"])
+def test_the_head_points_the_dashboard_at_prometheus_and_grafana(kind):
+    doc = _one(kind, STUDY_CLUSTERS[kind])
+    spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    (head,) = spec["headGroupSpec"]["template"]["spec"]["containers"]
+    env = _env(head)
+    assert env["RAY_PROMETHEUS_HOST"] == _service_url("prometheus")
+    assert env["RAY_GRAFANA_HOST"] == _service_url("grafana")
+    assert env["RAY_GRAFANA_IFRAME_HOST"] == "http://127.0.0.1:3000"  # the README's port-forward
+    # Ray's generated Grafana provisioning and dashboards land on the results volume ...
+    root = env["RAY_METRICS_OUTPUT_ROOT"]
+    head_mounts = {m["mountPath"]: m["name"] for m in head["volumeMounts"]}
+    assert root.startswith("/results/")
+    head_volumes = {v["name"]: v for v in spec["headGroupSpec"]["template"]["spec"]["volumes"]}
+    claim = head_volumes[head_mounts["/results"]]["persistentVolumeClaim"]["claimName"]
+    # ... where Grafana reads them, read-only
+    pod = _one("Deployment", "grafana")["spec"]["template"]["spec"]
+    (grafana,) = pod["containers"]
+    genv = _env(grafana)
+    assert genv["GF_PATHS_PROVISIONING"] == f"{root}/grafana/provisioning"
+    assert genv["GF_SECURITY_ALLOW_EMBEDDING"] == "true"
+    assert genv["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    mounts = {m["mountPath"]: m for m in grafana["volumeMounts"]}
+    assert mounts["/results"]["readOnly"] is True
+    volume = {v["name"]: v for v in pod["volumes"]}[mounts["/results"]["name"]]
+    assert volume["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+
+
+def test_prepare_job_runs_the_chunks_on_its_own_cluster_with_writable_data():
+    job = _one("RayJob", PREPARE_JOB)
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:4] == ["python", "-m", "ttsr.data", "prepare"]
+    assert argv[argv.index("--address") + 1] == "auto"  # the job's own cluster
+    for flag in ("--src", "--out"):
+        assert argv[argv.index(flag) + 1].startswith("/data/"), flag
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    spec = job["spec"]["rayClusterSpec"]
+    assert spec["authOptions"] == {"mode": "token"}
+    claims = {d["metadata"]["name"] for _, d in _all() if d["kind"] == "PersistentVolumeClaim"}
+    for label, template in _pod_templates():
+        if not label.startswith("prepare-job.yaml"):
+            continue
+        pod = template["spec"]
+        (container,) = pod["containers"]
+        assert container["image"].split("/")[-1].startswith("ttsr-tune:"), label
+        mount = {m["mountPath"]: m for m in container["volumeMounts"]}["/data"]
+        assert not mount.get("readOnly"), label  # the shards are written from every node
+        volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+        assert volume["persistentVolumeClaim"]["claimName"] in claims
+        assert not volume["persistentVolumeClaim"].get("readOnly"), label
+        assert "nvidia.com/gpu" not in container["resources"]["limits"], label
+    (workers,) = spec["workerGroupSpecs"]
+    assert workers["minReplicas"] <= workers["replicas"] <= workers["maxReplicas"]

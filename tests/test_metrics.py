@@ -1,4 +1,4 @@
-"""ttsr.metrics against scikit-image on the reference's Y channel."""
+"""ttsr.metrics against scikit-image: the reference's Y channel, and RGB with a 4-px border crop."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from skimage.color import gray2rgb
 from skimage.filters import gaussian
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from ttsr.metrics import psnr, ssim, to_y
+from ttsr.metrics import RGB_CROP, psnr, psnr_rgb, ssim, ssim_rgb, to_y
 
 LUMA = np.array([65.738, 129.057, 25.064]) / 256.0
 
@@ -45,6 +45,29 @@ def _sk_ssim(sr: torch.Tensor, hr: torch.Tensor) -> float:
         sigma=1.5,
         use_sample_covariance=False,
         data_range=255,
+    )
+
+
+def _rgb_c4(x: torch.Tensor) -> np.ndarray:
+    """MMagic's preprocessing, in NumPy: (3, H, W) in [-1, 1] -> rounded RGB (H-8, W-8, 3)."""
+    rgb = np.transpose(((x.double() + 1.0) * 127.5).round().numpy(), (1, 2, 0))
+    return rgb[4:-4, 4:-4]
+
+
+def _sk_psnr_rgb(sr: torch.Tensor, hr: torch.Tensor) -> float:
+    return peak_signal_noise_ratio(_rgb_c4(hr), _rgb_c4(sr), data_range=255)
+
+
+def _sk_ssim_rgb(sr: torch.Tensor, hr: torch.Tensor) -> float:
+    # channel_axis: skimage computes SSIM per channel and averages, as MMagic/BasicSR do
+    return structural_similarity(
+        _rgb_c4(sr),
+        _rgb_c4(hr),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=-1,
     )
 
 
@@ -80,6 +103,43 @@ def test_real_images_match_skimage(hr, sr):
     assert s == pytest.approx(_sk_ssim(sr_t[0], hr_t[0]), abs=1e-4)
     # sanity: the degradations are real, not near-identical images
     assert 15 < p < 45 and 0.3 < s < 0.999
+
+
+@pytest.mark.parametrize("hr,sr", _real_pairs())
+def test_rgb_crop4_matches_skimage_on_cropped_rgb(hr, sr):
+    hr_t, sr_t = _tensor(hr), _tensor(sr)
+    p, s = psnr_rgb(sr_t, hr_t).item(), ssim_rgb(sr_t, hr_t).item()
+    assert p == pytest.approx(_sk_psnr_rgb(sr_t[0], hr_t[0]), abs=1e-3)
+    assert s == pytest.approx(_sk_ssim_rgb(sr_t[0], hr_t[0]), abs=1e-4)
+    assert 15 < p < 45 and 0.3 < s < 0.999
+    # a different convention gives a different number (else the second pair would be useless)
+    assert abs(p - psnr(sr_t, hr_t).item()) > 0.05
+
+
+def test_rgb_crop4_batch_and_border():
+    torch.manual_seed(2)
+    hr = torch.rand(3, 3, 36, 44) * 2 - 1
+    sigma = torch.tensor([0.02, 0.1, 0.3]).view(3, 1, 1, 1)
+    sr = (hr + sigma * torch.randn_like(hr)).clamp(-1, 1)
+    p, s = psnr_rgb(sr, hr), ssim_rgb(sr, hr)
+    assert p.shape == (3,) and s.shape == (3,) and RGB_CROP == 4
+    for i in range(3):
+        assert p[i].item() == pytest.approx(_sk_psnr_rgb(sr[i], hr[i]), abs=1e-3)
+        assert s[i].item() == pytest.approx(_sk_ssim_rgb(sr[i], hr[i]), abs=1e-4)
+    # damage confined to the 4-px border does not count
+    bordered = hr.clone()
+    bordered[..., :4, :] = -1.0
+    bordered[..., :, -4:] = 1.0
+    assert torch.isinf(psnr_rgb(bordered, hr)).all()
+    assert torch.allclose(ssim_rgb(bordered, hr), torch.ones(3, dtype=torch.float64))
+    assert torch.isfinite(psnr(bordered, hr)).all()  # the reference convention sees it
+
+
+def test_rgb_crop4_too_small():
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim_rgb(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="border crop"):
+        psnr_rgb(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
 
 
 def test_random_batch_gives_per_image_values():

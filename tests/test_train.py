@@ -157,6 +157,8 @@ def test_checkpoints_metrics_and_grids(tmp_path):
         names.LOSS_REC,
         names.VAL_PSNR,
         names.VAL_SSIM,
+        names.VAL_PSNR_RGB_C4,
+        names.VAL_SSIM_RGB_C4,
         names.VAL_LPIPS_PROXY,
         names.BICUBIC_PSNR,
         names.EPOCH_SECONDS,
@@ -539,6 +541,7 @@ def test_unseen_reference_metrics_are_logged_and_differ(tmp_path):
     result = train(config, progress=False)
     for m in result.history:
         assert math.isfinite(m["val_psnr_other"]) and math.isfinite(m["val_ssim_other"])
+        assert math.isfinite(m["val_psnr_rgb_c4_other"]) and 0 < m["val_ssim_rgb_c4_other"] <= 1
         assert "val_perceptual_other" in m
     last = result.history[-1]
     # The same model, the same inputs, another reference: a different answer.

@@ -1,6 +1,8 @@
 """Validation: PSNR/SSIM/perceptual distance on the test split, per reference mode.
 
-The run's own reference mode gives `val_psnr`, `val_ssim`, `val_perceptual` (and in
+The run's own reference mode gives `val_psnr`, `val_ssim` (the reference code's convention: Y
+channel, no crop), `val_psnr_rgb_c4`, `val_ssim_rgb_c4` (MMagic's: RGB, 4-pixel border crop),
+`val_perceptual` (and in
 inpainting `val_psnr_mask` / `val_psnr_outside`); each extra mode of `val_ref_modes` gives the
 same metrics named with `names.for_ref_mode` (e.g. `val_psnr_other`, an unseen reference), so a
 study can measure how much of the quality comes from copying the reference.
@@ -29,11 +31,12 @@ from ttsr.data import open_dataset, open_dataset_from_config
 from ttsr.data.loading import loader_options
 from ttsr.data.source import inpaint_options
 from ttsr.early_stopping import OutputCollapseMonitor, OutputStats
-from ttsr.metrics import psnr, ssim, to_y
+from ttsr.metrics import psnr, psnr_rgb, ssim, ssim_rgb, to_y
 
 if TYPE_CHECKING:
     from ttsr.trainer import Trainer
 
+RGB_C4 = (names.VAL_PSNR_RGB_C4, names.VAL_SSIM_RGB_C4)  # the literature's second convention
 PSNR_CAP = 100.0  # identical images have infinite PSNR; cap per image so means stay finite
 
 
@@ -108,7 +111,7 @@ class Evaluator:
 
     def metric_names(self) -> list[str]:
         """Every metric a pass reports (for the NaN placeholders of a diverged epoch)."""
-        base = [names.VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY]
+        base = [names.VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY, *RGB_C4]
         if self.inpaint:
             base += [names.VAL_PSNR_MASK, names.VAL_PSNR_OUTSIDE]
         out = [*base, names.VAL_WHITE_SHARE]
@@ -162,6 +165,8 @@ class Evaluator:
             hr = trainer.prepare(batch["HR"]).float()
             sums.add(names.VAL_PSNR, psnr(sr, hr).clamp(max=PSNR_CAP))
             sums.add(names.VAL_SSIM, ssim(sr, hr))
+            sums.add(names.VAL_PSNR_RGB_C4, psnr_rgb(sr, hr).clamp(max=PSNR_CAP))
+            sums.add(names.VAL_SSIM_RGB_C4, ssim_rgb(sr, hr))
             sums.add(names.VAL_LPIPS_PROXY, trainer.distance(sr, hr))
             mask = batch["mask"].to(trainer.device) if self.inpaint else None
             if mask is not None:

@@ -12,6 +12,12 @@ OpenCV. These functions compute the same numbers for a whole batch in one pass:
   window (sigma 1.5), on the valid region only (no padding), C1 = (0.01 * 255)^2,
   C2 = (0.03 * 255)^2, averaged over the map per image. No border is cropped.
 
+The second convention, ``psnr_rgb`` / ``ssim_rgb``, is MMagic's and BasicSR's (``crop_border=4``,
+``test_y_channel=False``): the same rounded [0, 255] values, a ``RGB_CROP``-pixel border removed
+on every side, PSNR on the mean squared error over the three RGB channels, SSIM computed on each
+channel with the same window and constants and averaged over the channels. Published TTSR numbers
+in that convention (MMagic's 25.24 dB on CUFED5) are *not* comparable with the Y-channel ones.
+
 Arithmetic is float64 (float32 on devices without float64 support, e.g. MPS) so that the
 values agree with the NumPy reference and scikit-image to well below the printed precision.
 """
@@ -29,6 +35,7 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 _C1 = (0.01 * 255.0) ** 2
 _C2 = (0.03 * 255.0) ** 2
+RGB_CROP = 4  # border (pixels per side) MMagic / BasicSR remove before their RGB metrics
 
 
 def _work_dtype(device: torch.device) -> torch.dtype:
@@ -89,19 +96,49 @@ def _blur_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, g.view(1, 1, 1, -1))
 
 
-def ssim(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM on Y. sr, hr: (N, 3, H, W) in [-1, 1], H, W >= 11 -> (N,)."""
-    _check_pair(sr, hr)
-    n, _, h, w = sr.shape
+def _ssim_planes(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM map per plane, valid region. a, b: (B, 1, H, W) in [0, 255] -> (B,)."""
+    n, _, h, w = a.shape
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {h}x{w}")
-    y1, y2 = to_y(sr), to_y(hr)
-    g = _gaussian_window(y1.dtype, y1.device)
+    g = _gaussian_window(a.dtype, a.device)
     # One conv pass for all five statistics: stack them along the batch dimension.
-    stats = _blur_valid(torch.cat([y1, y2, y1 * y1, y2 * y2, y1 * y2]), g)
+    stats = _blur_valid(torch.cat([a, b, a * a, b * b, a * b]), g)
     mu1, mu2, e11, e22, e12 = stats.split(n)
     mu11, mu22, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
     var1, var2, cov = e11 - mu11, e22 - mu22, e12 - mu12
     num = (2 * mu12 + _C1) * (2 * cov + _C2)
     den = (mu11 + mu22 + _C1) * (var1 + var2 + _C2)
     return (num / den).mean(dim=(1, 2, 3))
+
+
+def ssim(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM on Y. sr, hr: (N, 3, H, W) in [-1, 1], H, W >= 11 -> (N,)."""
+    _check_pair(sr, hr)
+    return _ssim_planes(to_y(sr), to_y(hr))
+
+
+def _cropped_255(x: torch.Tensor, border: int) -> torch.Tensor:
+    """Rounded [0, 255] values without ``border`` pixels on each side. (N, 3, H, W) -> same."""
+    h, w = x.shape[-2:]
+    if 2 * border >= min(h, w):
+        raise ValueError(f"a {border}-pixel border crop leaves nothing of a {h}x{w} image")
+    return to_255(x[..., border : h - border, border : w - border])
+
+
+def psnr_rgb(sr: torch.Tensor, hr: torch.Tensor, border: int = RGB_CROP) -> torch.Tensor:
+    """Per-image PSNR in dB on RGB after a border crop (MMagic's convention).
+    sr, hr: (N, 3, H, W) in [-1, 1] -> (N,); identical images give ``inf``."""
+    _check_pair(sr, hr)
+    diff = (_cropped_255(sr, border) - _cropped_255(hr, border)) / 255.0
+    return -10.0 * torch.log10(diff.pow(2).mean(dim=(1, 2, 3)))
+
+
+def ssim_rgb(sr: torch.Tensor, hr: torch.Tensor, border: int = RGB_CROP) -> torch.Tensor:
+    """Per-image SSIM, the mean of the three channels' SSIM after a border crop (MMagic's
+    convention). sr, hr: (N, 3, H, W) in [-1, 1], H, W >= 11 + 2 * border -> (N,)."""
+    _check_pair(sr, hr)
+    n = sr.shape[0]
+    a, b = _cropped_255(sr, border), _cropped_255(hr, border)
+    planes = _ssim_planes(a.flatten(0, 1).unsqueeze(1), b.flatten(0, 1).unsqueeze(1))
+    return planes.view(n, 3).mean(dim=1)

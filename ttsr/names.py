@@ -3,6 +3,9 @@
 # validation quality (per epoch)
 VAL_PSNR = "val_psnr"
 VAL_SSIM = "val_ssim"
+# the same on RGB after a 4-pixel border crop (MMagic / BasicSR's convention; ttsr.metrics)
+VAL_PSNR_RGB_C4 = "val_psnr_rgb_c4"
+VAL_SSIM_RGB_C4 = "val_ssim_rgb_c4"
 VAL_PSNR_MASK = "val_psnr_mask"  # inpainting: inside the degraded box
 VAL_PSNR_OUTSIDE = "val_psnr_outside"  # inpainting: outside the box
 VAL_LPIPS_PROXY = "val_perceptual"  # perceptual distance (lower is better)

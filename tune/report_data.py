@@ -79,6 +79,8 @@ def make_data(
         names.BICUBIC_PSNR,
         VS_BICUBIC,
         kept(names.VAL_SSIM),
+        kept(names.VAL_PSNR_RGB_C4),
+        kept(names.VAL_SSIM_RGB_C4),
         kept(names.VAL_LPIPS_PROXY),
         *(objective_column(o.metric) for o in study.objectives),
         *(column for column, _ in SPEED_SUMMARY.values()),

@@ -21,14 +21,15 @@ from ttsr.tracking import MLFLOW_RUN_KEY
 from tune.formatting import number, text
 from tune.groups import trial_label
 
+# PSNR/SSIM in both published conventions: the reference code's (Y, no crop), MMagic's (RGB, 4 px)
+YC_AND_RGB_C4 = (names.VAL_PSNR, names.VAL_SSIM, names.VAL_PSNR_RGB_C4, names.VAL_SSIM_RGB_C4)
 REF_MODE_METRICS = tuple(
     names.for_ref_mode(metric, mode)
     for mode in VAL_REF_MODES
-    for metric in (names.VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY)
+    for metric in (*YC_AND_RGB_C4, names.VAL_LPIPS_PROXY)
 )
 QUALITY = (
-    names.VAL_PSNR,
-    names.VAL_SSIM,
+    *YC_AND_RGB_C4,
     names.VAL_LPIPS_PROXY,
     *REF_MODE_METRICS,
     names.VAL_PSNR_MASK,

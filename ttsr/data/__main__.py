@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.data.errors import DataError
 from ttsr.data.manifest import read_manifest
+from ttsr.data.remote import is_uri
 
 MAX_LISTED = 50
+CLUSTER_MODULE = "tune.prepare_cluster"  # runs the chunk jobs as Ray tasks (--address)
 
 
 def _human(n: float) -> str:
@@ -47,18 +50,26 @@ def print_manifest(manifest: dict, out: Path) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from ttsr.data.prepare import prepare
 
-    result = prepare(
-        args.src,
-        args.out,
-        sizes=args.sizes,
-        test_fraction=args.test_fraction,
-        limit=args.limit,
-        seed=args.seed,
-        workers=args.workers,
-        fmt=args.format,
-        files_per_shard=args.files_per_shard,
-        progress=not args.no_progress,
-    )
+    options = {
+        "sizes": args.sizes,
+        "test_fraction": args.test_fraction,
+        "limit": args.limit,
+        "seed": args.seed,
+        "fmt": args.format,
+        "files_per_shard": args.files_per_shard,
+        "progress": not args.no_progress,
+    }
+    if args.address is None:
+        result = prepare(args.src, args.out, workers=args.workers, **options)
+    else:
+        # Ray lives in tune/ (the library never imports it): that module is found by name.
+        cluster = importlib.import_module(CLUSTER_MODULE)
+        out = args.out.resolve()  # the tasks' cwd is not this one
+        src = args.src if is_uri(args.src) else Path(args.src).resolve()
+        if not is_uri(src) and not src.is_dir():
+            raise DataError(f"--src {args.src}: no such folder")
+        with cluster.connect(args.address, src=src, out=out) as runner:
+            result = prepare(src, out, runner=runner, **options)
     print(
         f"prepared {result.chunks_total} chunks ({result.chunks_resumed} already done) "
         f"in {result.seconds:.1f} s"
@@ -85,13 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="images -> Parquet shards at several sizes + manifest")
-    p.add_argument("--src", type=Path, required=True, help="folder tree of images")
+    p.add_argument(
+        "--src",
+        required=True,
+        help="folder tree of images, or a pyarrow filesystem URI (s3://bucket/prefix)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     p.add_argument("--sizes", type=int, nargs="+", default=[160, 256, 384, 512])
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--limit", type=int, default=None, help="first N files (sorted paths)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local processes (default: the CPUs this process may use: affinity, cgroup quota)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="run the chunks as Ray tasks on this cluster (HEAD:6379, or auto inside one); "
+        "--src and --out must be on storage every node mounts at the same path",
+    )
     p.add_argument(
         "--format",
         choices=("png", "raw"),

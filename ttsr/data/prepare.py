@@ -2,7 +2,9 @@
 
 Work is cut into chunks of ``files_per_shard`` consecutive source files (sorted paths). One job
 decodes each file of its chunk once and writes that chunk's train and test shard for every size
-still missing, then a receipt per size. Jobs run in a process pool; a rerun skips every chunk
+still missing, then a receipt per size. Jobs run in a process pool sized to the CPUs this process
+may use (`ttsr.cpus`), or through a ``runner`` (`tune.prepare_cluster` runs them as Ray tasks
+across a cluster's nodes); a rerun skips every chunk
 whose receipt matches, so an interrupted run resumes where it stopped. Shards, receipts and the
 manifest are written to temp names, fsynced and renamed: a killed run leaves either the old
 file, the new file, or an ignored temp file that the next run deletes.
@@ -19,11 +21,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from ttsr.atomic import TMP_MARKER
+from ttsr.cpus import usable_cpus
+from ttsr.data import remote
 from ttsr.data.errors import DataError
 from ttsr.data.images import (
     IMAGE_EXTENSIONS,
@@ -40,6 +44,7 @@ from ttsr.data.manifest import (
     size_dir,
     write_json_atomically,
 )
+from ttsr.data.remote import is_uri
 from ttsr.data.shards import SHARD_FORMATS, shard_name, write_shard
 from ttsr.data.split import SPLITS, assign_split
 
@@ -60,7 +65,7 @@ class PrepareResult:
 
 
 @dataclass(frozen=True)
-class _ChunkJob:
+class ChunkJob:
     src: str
     out: str
     chunk: int
@@ -70,6 +75,13 @@ class _ChunkJob:
     test_fraction: float
     fmt: str
     allow_upscale: bool
+
+
+class Runner(Protocol):
+    """Runs every job with `process_chunk` (each exactly once to completion, in any order and
+    place), counting images on a progress bar when ``progress``; raises when one fails."""
+
+    def __call__(self, jobs: list[ChunkJob], progress: bool) -> None: ...
 
 
 def list_source_files(src: Path, *, exclude: Path | None = None) -> list[str]:
@@ -115,15 +127,19 @@ def prepare(
     files_per_shard: int = FILES_PER_SHARD,
     allow_upscale: bool = False,
     progress: bool = True,
+    runner: Runner | None = None,
 ) -> PrepareResult:
     """Prepare ``src`` into ``out`` (see module docstring); raises `DataError` on bad options.
 
-    ``workers``: processes (None = all cores; 0 or 1 = in this process, no pool).
+    ``workers``: processes (None = the CPUs this process may use, `ttsr.cpus.usable_cpus`;
+    0 or 1 = in this process, no pool). ``runner``: runs the chunk jobs instead of the local
+    pool (``workers`` is then unused).
     ``allow_upscale``: bicubic-upscale images smaller than a size instead of skipping them
     (used by the built-in sample set, whose crops are smaller than 512 px).
     """
     start = time.perf_counter()
-    src, out = Path(src), Path(out)
+    src = src if is_uri(src) else Path(src)  # s3://... stays a string (ttsr.data.remote)
+    out = Path(out)
     sizes = sorted(set(sizes))
     if not sizes or any(s <= 0 or s % 4 for s in sizes):
         raise DataError(f"--sizes: every size must be a positive multiple of 4 (got {sizes})")
@@ -133,9 +149,7 @@ def prepare(
         raise DataError(f"--format: must be one of {', '.join(SHARD_FORMATS)} (got {fmt!r})")
     if limit is not None and limit < 1:
         raise DataError(f"--limit: must be >= 1 (got {limit})")
-    if not src.is_dir():
-        raise DataError(f"--src {src}: no such folder")
-    files = list_source_files(src, exclude=out)
+    files = _source_files(src, out)
     if not files:
         raise DataError(f"--src {src}: folder is empty (no files found)")
     if limit is not None:
@@ -159,7 +173,7 @@ def prepare(
             missing = [s for s in sizes if not chunk_done(out, s, k, chunk_files)]
             if missing:
                 jobs.append(
-                    _ChunkJob(
+                    ChunkJob(
                         str(src),
                         str(out),
                         k,
@@ -171,8 +185,11 @@ def prepare(
                         allow_upscale,
                     )
                 )
-        _run_jobs(jobs, workers, progress)
-        manifest = merge_receipts(out, params, str(src.resolve()))
+        if runner is None:
+            _run_jobs(jobs, workers, progress)
+        else:
+            runner(jobs, progress)
+        manifest = merge_receipts(out, params, src if is_uri(src) else str(src.resolve()))
     usable = sum(v["train"] + v["test"] for v in manifest["sizes"].values())
     if usable == 0:
         skipped = manifest["skipped"]
@@ -190,24 +207,43 @@ def prepare(
     )
 
 
+def _source_files(src: Path | str, out: Path) -> list[str]:
+    """The source files, sorted (a DataError when ``src`` is no folder)."""
+    if is_uri(src):
+        try:
+            found = remote.is_folder(src)
+        except (OSError, ValueError) as exc:  # a bad URI, unknown bucket, no credentials
+            raise DataError(f"--src {src}: {str(exc).splitlines()[0]}") from exc
+        if not found:
+            raise DataError(f"--src {src}: no such folder")
+        return remote.list_files(src)
+    if not src.is_dir():
+        raise DataError(f"--src {src}: no such folder")
+    return list_source_files(src, exclude=out)
+
+
+def _read_source(src: str, rel: str) -> bytes:
+    return remote.read_bytes(src, rel) if is_uri(src) else (Path(src) / rel).read_bytes()
+
+
 def _remove_stale_temp_files(out: Path) -> None:
     # Only called under the folder lock, so no live writer owns these.
     for path in out.rglob(f"*{TMP_MARKER}*"):
         path.unlink(missing_ok=True)
 
 
-def _run_jobs(jobs: list[_ChunkJob], workers: int | None, progress: bool) -> None:
+def _run_jobs(jobs: list[ChunkJob], workers: int | None, progress: bool) -> None:
     total = sum(len(j.files) for j in jobs)
     bar = tqdm(total=total, unit="img", desc="prepare", disable=not progress or not jobs)
-    workers = os.cpu_count() or 1 if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     try:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
-                _process_chunk(job)
+                process_chunk(job)
                 bar.update(len(job.files))
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-                futures = {pool.submit(_process_chunk, job): job for job in jobs}
+                futures = {pool.submit(process_chunk, job): job for job in jobs}
                 try:
                     for future in as_completed(futures):
                         future.result()
@@ -219,9 +255,9 @@ def _run_jobs(jobs: list[_ChunkJob], workers: int | None, progress: bool) -> Non
         bar.close()
 
 
-def _process_chunk(job: _ChunkJob) -> None:
+def process_chunk(job: ChunkJob) -> None:
     """Decode each file once, write this chunk's shards for every missing size, then receipts."""
-    src, out = Path(job.src), Path(job.out)
+    out = Path(job.out)
     items: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     per_size: dict[int, dict[str, dict[str, list]]] = {
@@ -233,7 +269,7 @@ def _process_chunk(job: _ChunkJob) -> None:
             skipped.append({"path": rel, "reason": f"unsupported extension {suffix or '(none)'}"})
             continue
         try:
-            data = (src / rel).read_bytes()
+            data = _read_source(job.src, rel)
         except OSError as exc:
             skipped.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
             continue
