@@ -50,6 +50,24 @@ def _step_of(image) -> int:
     return int(src.split("%2Bstep%2B", 1)[1].split("%2B", 1)[0])
 
 
+def _assert_grid_is_seen(image, what: str) -> None:
+    """What the card shows is the sample grid, large enough to judge: the image itself is
+    upscaled (>= 128-px tiles), and its pixels on screen are a picture (photo tiles under a
+    header of dark text), not an empty grey box."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural[0] >= 4 * 128, (what, natural)
+    shown = np.asarray(Image.open(io.BytesIO(image.screenshot())).convert("L"), dtype=float)
+    assert shown.shape[1] >= 200, (what, shown.shape)  # displayed, not a thumbnail
+    assert shown.std() > 20, (what, shown.std())  # not uniform
+    header = shown[: shown.shape[0] // 12]
+    assert (header < 100).mean() > 0.002, what  # the column names' dark strokes
+
+
 def test_image_slider_shows_epoch_1_and_the_last_epoch(page, logged_run):  # noqa: F811
     server, run = logged_run
     page.goto(ui_url(server.uri, run.info.experiment_id, run.info.run_id))
@@ -65,6 +83,9 @@ def test_image_slider_shows_epoch_1_and_the_last_epoch(page, logged_run):  # noq
         slider.wait_for()
         assert slider.get_attribute("aria-valuemax") == str(EPOCHS)
         assert _step_of(image) == 0
+        loaded = "img => img.complete && img.naturalWidth > 0"
+        page.wait_for_function(loaded, arg=image.element_handle())
+        _assert_grid_is_seen(image, "epoch 0")
         shots = {}
         for epoch in range(1, EPOCHS + 1):
             slider.focus()
@@ -81,6 +102,8 @@ def test_image_slider_shows_epoch_1_and_the_last_epoch(page, logged_run):  # noq
                 timeout=TIMEOUT_MS,
             )
             assert _step_of(image) == epoch
+            if epoch == EPOCHS:
+                _assert_grid_is_seen(image, f"epoch {epoch}")
             if epoch in (1, EPOCHS):
                 # The card lists the run's params above the image: bring the image into view.
                 image.scroll_into_view_if_needed()
@@ -89,3 +112,68 @@ def test_image_slider_shows_epoch_1_and_the_last_epoch(page, logged_run):  # noq
     except BaseException:
         _screenshot(page, "mlflow-image-slider-failed.png")
         raise
+
+
+@pytest.fixture(scope="module")
+def study_runs(logged_run):
+    """A loss-weights invocation's runs as the driver and its trials make them (the parent run
+    with its saved view, the warm start, two configurations x two seeds named and tagged by
+    `tune.trainable.trial_naming`), with kept-epoch metrics; no training (the tiny run above
+    covers that)."""
+    from pathlib import Path
+
+    from ttsr.tracking import MlflowTracker
+    from tune import parent_run
+    from tune.studies import load_study
+    from tune.trainable import trial_naming
+
+    server, _ = logged_run
+    shipped = Path(__file__).resolve().parents[2] / "experiments.yaml"
+    study = load_study(shipped, "loss-weights", "demo")
+    parent = parent_run.ParentRun.start(
+        server.uri, study, run_name="loss-weights-browser", tags={}, overrides={}
+    )
+    meta = parent.trial_meta(study)
+    with parent:
+        warm = MlflowTracker(
+            tracking_uri=server.uri, experiment=study.name, run_name="warm start",
+            parent_run_id=parent.run_id,
+            tags={parent_run.ROLE_TAG: "warm-start", parent_run.CONFIG_TAG: "warm start"},
+        )  # fmt: skip
+        warm.log_metrics({"best_val_psnr": 24.0}, step=20)
+        warm.end()
+        configs = {}
+        for weights, psnr in (((0.0, 0.0, 0.0), 26.7), ((30.0, 3.0, 0.05), 26.5)):
+            for seed in (0, 1):
+                values = dict(zip(("per_w", "tpl_w", "adv_w"), weights, strict=True), seed=seed)
+                shown, config, name = trial_naming(values, meta)
+                run = MlflowTracker(
+                    tracking_uri=server.uri, experiment=study.name, run_name=name,
+                    parent_run_id=parent.run_id,
+                    tags={parent_run.CONFIG_TAG: config, parent_run.ROLE_TAG: "trial"},
+                )  # fmt: skip
+                run.log_params({k: values[k] for k in shown})
+                run.log_metrics({"best_val_psnr": psnr + seed / 100, "best_epoch": 2}, step=2)
+                run.end()
+                configs[config] = configs.get(config, 0) + 1
+    return server, parent, configs
+
+
+def test_the_study_link_opens_its_trials_grouped_by_configuration(page, study_runs):  # noqa: F811
+    import re
+
+    from tune.parent_run import comparison_url
+
+    server, parent, configs = study_runs
+    page.goto(comparison_url(server.uri, parent.experiment_id, parent.run_id))
+    try:
+        page.get_by_text(f"{sum(configs.values())} matching runs").wait_for()
+        groups = page.get_by_text(re.compile(r"^Group: "))
+        groups.first.wait_for()
+        shown = sorted(groups.nth(i).inner_text() for i in range(groups.count()))
+        assert shown == sorted(f"Group: {c}" for c in configs)  # one row per configuration
+        body = page.inner_text("body")
+        assert "warm start" not in body  # not mistaken for a trial
+        assert "26.7" in body and "(average)" in body  # the group's mean over its seeds
+    finally:
+        _screenshot(page, "mlflow-study-grouped-by-config.png")
