@@ -7,6 +7,7 @@ Slow: one Ray cluster, 4 tiny trials after a tiny warm start."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,8 +51,11 @@ def test_main_job_learns_answers_and_fills_mlflow(tmp_path):
     answer = next(line for line in lines if line.startswith("answer: "))
     assert "Against reconstruction only" in answer
     assert "warm start: best val_psnr" in out.stdout
-    assert any(line.startswith("best model: models:/ttsr-loss-weights/1") for line in lines)
+    assert any(line.startswith("kept model: models:/ttsr-loss-weights/1") for line in lines)
+    assert "viewStateShareKey=" in out.stdout  # the link to the grouped comparison
 
+    import optuna
+    import pandas as pd
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
@@ -59,25 +63,63 @@ def test_main_job_learns_answers_and_fills_mlflow(tmp_path):
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([exp.experiment_id], max_results=100)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and parent.data.tags["role"] == "study"
     assert parent.data.tags["mlflow.note.content"].startswith(answer.removeprefix("answer: ")[:60])
     assert parent.data.tags["vgg_pretrained"] in ("true", "false")
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    pretrain = [r for r in children if r.data.tags.get("role") == "pretrain"]
-    trials = [r for r in children if r.data.tags.get("role") != "pretrain"]
-    assert len(pretrain) == 1 and len(trials) == 4  # 2 configurations x 2 seeds
+    warm = [r for r in children if r.data.tags.get("role") == "warm-start"]
+    trials = [r for r in children if r.data.tags.get("role") == "trial"]
+    assert len(warm) == 1 and len(trials) == 4 and len(children) == 5  # 2 configs x 2 seeds
+    # the warm start is not a baseline lookalike: no searched params, its own config tag
+    assert not {"per_w", "tpl_w", "adv_w"} & set(warm[0].data.params)
+    assert warm[0].data.tags["config"] == "warm start"
+    # runs a person can read and group: name = configuration · seed, tag config per config
     assert {r.data.params["seed"] for r in trials} == {"0", "1"}
+    configs = {}
+    for run in trials:
+        p, tags = run.data.params, run.data.tags
+        config = f"per_w={p['per_w']}, tpl_w={p['tpl_w']}, adv_w={p['adv_w']}"
+        assert tags["config"] == config.replace(".0,", ",").replace("=0.0", "=0"), (tags, p)
+        assert run.info.run_name == f"{tags['config']} · seed {p['seed']}"
+        assert set(p) == {"per_w", "tpl_w", "adv_w", "seed"}  # what differs; all in config.json
+        configs.setdefault(tags["config"], []).append(run)
+    assert len(configs) == 2 and all(len(v) == 2 for v in configs.values())
+
+    # one set of numbers: the MLflow run, trials.parquet and the Optuna study agree
+    report_dir = next((tmp_path / "results").glob("loss-weights/*/report"))
+    table = pd.read_parquet(report_dir / "trials.parquet").set_index("trial_id")
+    groups = pd.read_parquet(report_dir / "groups.parquet").set_index("group")
+    for run in trials:
+        row = table.loc[run.data.tags["trial_id"]]
+        for key in ("best_val_psnr", "best_val_perceptual", "best_val_ssim", "best_epoch"):
+            assert run.data.metrics[key] == pytest.approx(row[key], abs=1e-9), key
+        assert row["group"] == run.data.tags["config"]
+    study = optuna.load_study(
+        study_name=parent.info.run_name, storage=f"sqlite:///{tmp_path}/optuna.db"
+    )
+    assert [m.split(" ")[0] for m in study.metric_names] == ["best_val_psnr", "best_val_perceptual"]
+    assert "Parameter importance" in study.user_attrs["read_me"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 2
+    for t in complete:
+        group = groups.loc[t.user_attrs["mlflow_config_tag"]]
+        assert t.values == pytest.approx(
+            [group["best_val_psnr_mean"], group["best_val_perceptual_mean"]], abs=1e-9
+        )
+        assert t.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+
     for run in trials:
         run_id = run.info.run_id
         assert run.info.status == "FINISHED"
         # the warm start: every trial begins where it ended (epoch 0 is before training)
-        assert "/pretrain-" in run.data.params["init_checkpoint"]
+        assert "/pretrain-" in run.data.tags["init_checkpoint"]
         steps = sorted(m.step for m in client.get_metric_history(run_id, "val_psnr"))
         assert steps == [0, 1]
         assert {m.key for m in client.get_metric_history(run_id, "epoch")} == {"epoch"}
         # step-indexed sample images, a dataset input per split, system metrics, a model
         images = {a.path for a in client.list_artifacts(run_id, "images")}
         assert any("samples_test" in p for p in images), images
+        assert "config.json" in {a.path for a in client.list_artifacts(run_id)}
         contexts = {
             t.value
             for d in client.get_run(run_id).inputs.dataset_inputs
@@ -89,8 +131,21 @@ def test_main_job_learns_answers_and_fills_mlflow(tmp_path):
         assert client.search_logged_models([exp.experiment_id], filter_string=(
             f"source_run_id = '{run_id}'"
         )), run_id  # fmt: skip
-    version = client.get_model_version("ttsr-loss-weights", "1")
-    assert version.run_id in {r.info.run_id for r in trials}
-    # the report: bicubic, seeds, the answer, one HTML page, all on the parent run
+
+    # the registry tells the truth: the best seed of the best configuration, linked, alias best
+    version = client.get_model_version_by_alias("ttsr-loss-weights", "best")
+    assert int(version.version) == 1
+    front = groups[groups["pareto"]]
+    best_group = front["best_val_psnr_mean"].idxmax()
+    members = table[table["group"] == best_group]
+    kept = members["best_val_psnr"].idxmax()
+    assert version.run_id == members.loc[kept, "mlflow_run_id"]
+    model_id = version.source.removeprefix("models:/")
+    linked = json.loads(client.get_logged_model(model_id).tags["mlflow.modelVersions"])
+    assert linked == [{"name": "ttsr-loss-weights", "version": 1}]
+    assert answer.removeprefix("answer: ")[:60] in version.description
+    # the report: bicubic, seeds, the answer, one HTML page with the kept trial's grids
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.html", "report/groups.parquet", "report/pareto.png"} <= report
+    page = (report_dir / "report.html").read_text()
+    assert "(before training)" in page and "(kept epoch)" in page

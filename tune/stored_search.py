@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
 LOST_ATTR = "lost"
+READ_ME = (  # the study's user attr, for whoever opens it in optuna-dashboard
+    "One Optuna trial per configuration; with repeats its values are the mean over its seeds of "
+    "each objective at the trial's kept epoch (the numbers of the report's groups.parquet and of "
+    "the MLflow runs' best_<metric>). The user attrs mlflow_config_tag and mlflow_runs lead to "
+    "its MLflow runs. Parameter importance needs far more trials than parameters: with a "
+    "handful (the demo runs 2) it means nothing."
+)
 LOST_WHY = "asked after the driver's last checkpoint; the resumed study runs a new trial instead"
 
 
@@ -70,6 +77,7 @@ class StoredOptunaSearch(OptunaSearch):
         if done and self._ot_study is not None:  # optuna-dashboard names the objectives
             metrics = self._metric if isinstance(self._metric, list) else [self._metric]
             self._ot_study.set_metric_names([f"{m} (kept epoch)" for m in metrics])
+            self._ot_study.set_user_attr("read_me", READ_ME)
         return done
 
     def _study_exists(self) -> bool:
