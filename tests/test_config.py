@@ -123,7 +123,8 @@ def test_none_is_accepted_only_by_optional_fields():
 
 def test_unknown_keys_are_listed_with_the_known_ones():
     message = _error({"sise": 160, "lrr": 1, "size": 64})
-    assert message.startswith("unknown key(s) lrr, sise; known keys: adv_w, amp, augment, batch_size")
+    known = "known keys: adv_w, amp, augment, batch_size"
+    assert message.startswith(f"unknown key(s) lrr, sise; {known}")
     assert "budget_steps" in message and "val_ref_modes" in message
     with pytest.raises(ConfigError, match=r"^unknown key\(s\) sise;"):
         TrainConfig(sise=160)
