@@ -123,7 +123,8 @@ def test_none_is_accepted_only_by_optional_fields():
 
 def test_unknown_keys_are_listed_with_the_known_ones():
     message = _error({"sise": 160, "lrr": 1, "size": 64})
-    assert message.startswith("unknown key(s) lrr, sise; known keys: adv_w, amp, batch_size")
+    known = "known keys: adv_w, amp, augment, batch_size"
+    assert message.startswith(f"unknown key(s) lrr, sise; {known}")
     assert "budget_steps" in message and "val_ref_modes" in message
     with pytest.raises(ConfigError, match=r"^unknown key\(s\) sise;"):
         TrainConfig(sise=160)
@@ -306,3 +307,51 @@ def test_metric_names_for_extra_reference_modes():
 def test_importing_the_config_does_not_import_torch():
     code = "import sys, ttsr.config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- augmentation switch and stopper fields (issue 20) ------------------------------------------
+def test_augment_and_stopper_defaults():
+    c = TrainConfig()
+    assert c.augment is True  # the reference recipe's flips/rotations, as before the switch
+    assert (c.min_delta, c.divergence_floor_db, c.divergence_epochs) == (0.05, 3.0, 2)
+    off = TrainConfig.from_dict({"augment": False, "min_delta": 0.1, "divergence_epochs": 3})
+    assert TrainConfig.from_dict(off.to_dict()) == off and off != c
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"augment": "no"}, "augment: must be true or false (got 'no')"),
+        ({"augment": 0}, "augment: must be true or false (got 0)"),
+        ({"augment": None}, "augment: must not be null"),
+        ({"min_delta": -0.1}, "min_delta: must be >= 0 (got -0.1)"),
+        ({"divergence_epochs": 0}, "divergence_epochs: must be >= 1 (got 0)"),
+        ({"divergence_epochs": 1.5}, "divergence_epochs: must be an integer (got 1.5)"),
+        ({"divergence_floor_db": 0}, "divergence_floor_db: must be > 0 (got 0)"),
+    ],
+)
+def test_bad_augment_and_stopper_values_are_one_line_errors(values, message):
+    assert _error(values) == message
+
+
+def test_augment_flag_of_the_training_cli():
+    from ttsr.train.cli import build_parser, config_from_args
+
+    def config(*argv):
+        return config_from_args(build_parser().parse_args(list(argv)))
+
+    assert config().augment is True
+    assert config("--no-augment").augment is False
+    assert config("--augment").augment is True
+
+
+def test_augment_switch_reaches_the_training_split_only(monkeypatch):
+    from ttsr.data import source
+
+    seen = {}
+    monkeypatch.setattr(source, "open_dataset", lambda data, **kw: seen.update({kw["split"]: kw}))
+    for augment in (True, False):
+        config = TrainConfig(size=32, fraction=0.03, augment=augment)
+        source.open_dataset_from_config(config, "train")
+        source.open_dataset_from_config(config, "test")
+        assert seen["train"]["augment"] is augment and seen["test"]["augment"] is False

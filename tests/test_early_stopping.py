@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ttsr import names
+from ttsr.config import DEFAULT_MIN_DELTA_DB, TrainConfig
 from ttsr.early_stopping import (
     EarlyStopper,
     LossSpikeMonitor,
@@ -48,14 +49,72 @@ def test_max_epochs_and_patience_off():
     assert stopper.best_epoch == 1
 
 
-def test_floor_drop_diverges_and_keeps_best():
-    stopper, stopped, bests = run([25, 27, 28, 24.9, 30])
-    assert stopped == 4 and stopper.stop_reason == names.STOP_DIVERGED
+def test_floor_drop_held_for_two_validations_diverges_and_keeps_best():
+    stopper, stopped, bests = run([25, 27, 28, 24.9, 24.5, 30])
+    assert stopped == 5 and stopper.stop_reason == names.STOP_DIVERGED
+    assert stopper.signal == "psnr_floor"
     assert (stopper.best_epoch, stopper.best_val_psnr, bests) == (3, 28, [1, 2, 3])
-    assert "below its best" in stopper.detail
+    assert "below its best 28.00 dB (epoch 3), for 2 validations in a row" in stopper.detail
     # A drop within the floor is only a bad epoch.
     stopper, stopped, _ = run([28, 25.5, 29], patience=5)
     assert stopper.stop_reason == names.STOP_MAX_EPOCHS and stopper.best_epoch == 3
+
+
+def test_a_one_epoch_dip_below_the_floor_that_recovers_is_no_divergence():
+    # The dataset-fraction demo (fraction 0.25, seed 1, 2026-12-06) was stopped as diverged at
+    # epoch 6 on 26.74 -> 23.20 dB, a dip the other seed recovered from. Those two values are
+    # the issue's; the rest of the curve is illustrative (from scratch: epoch 0 is the
+    # untrained model near 12 dB; budgeted demo runs validate 10 times).
+    dip = [11.6, 22.0, 24.5, 25.6, 26.3, 26.74, 23.20, 26.5, 26.9, 27.0, 27.1]
+    stopper = EarlyStopper(patience=None, divergence_floor_db=3.0)
+    for epoch, value in enumerate(dip):
+        stopper.update(epoch, value)
+        assert not stopper.should_stop, (epoch, stopper.detail)
+    stopper.finish()
+    assert stopper.stop_reason == names.STOP_MAX_EPOCHS and stopper.best_epoch == 10
+    # The same start, then a real collapse: it stays down, so it diverges one epoch later.
+    collapse = [*dip[:7], 21.5, 19.0, 16.0, 12.0]
+    stopper = EarlyStopper(patience=None, divergence_floor_db=3.0)
+    for epoch, value in enumerate(collapse):
+        stopper.update(epoch, value)
+        if stopper.should_stop:
+            break
+    assert (epoch, stopper.stop_reason, stopper.signal) == (7, names.STOP_DIVERGED, "psnr_floor")
+    assert stopper.best_epoch == 5 and stopper.best_val_psnr == 26.74
+    # One bad epoch between two dips resets the count; it takes two in a row.
+    stopper, stopped, _ = run([12, 28, 24.5, 26, 24.5, 26], patience=None)
+    assert stopper.stop_reason == names.STOP_MAX_EPOCHS
+    # divergence_epochs 1 is the old at-once floor.
+    stopper, stopped, _ = run([12, 28, 24.5, 30], patience=None, divergence_epochs=1)
+    assert (stopped, stopper.stop_reason) == (3, names.STOP_DIVERGED)
+
+
+def test_below_the_start_diverges_at_once():
+    # A warm start at 26 dB wrecked by its first epoch: no second epoch needed.
+    stopper = EarlyStopper(patience=3, divergence_floor_db=3.0)
+    stopper.update(0, 26.0)
+    stopper.update(1, 26.5)
+    assert not stopper.update(2, 22.9)
+    assert stopper.stop_reason == names.STOP_DIVERGED and stopper.signal == "psnr_floor"
+    assert "below where the run started (26.00 dB)" in stopper.detail
+    assert stopper.best_epoch == 1
+
+
+def test_min_delta_default_lets_a_plateau_run_out_of_patience():
+    # 0.02-dB wiggles around a plateau: with min_delta 0 each new high resets patience.
+    plateau = [20.0, 24.0, 26.0, 26.62, 26.60, 26.64, 26.63, 26.66, 26.65, 26.68, 26.67, 26.70]
+    stopper, stopped, _ = run(plateau, min_delta=0.0)
+    assert stopper.stop_reason == names.STOP_MAX_EPOCHS
+    default = EarlyStopper(patience=3)
+    assert default.min_delta == DEFAULT_MIN_DELTA_DB == TrainConfig().min_delta > 0.02
+    for epoch, value in enumerate(plateau, start=1):
+        default.update(epoch, value)
+        if default.should_stop:
+            break
+    assert (epoch, default.stop_reason, default.best_epoch) == (7, names.STOP_PATIENCE, 4)
+    # A real gain still counts.
+    stopper, stopped, bests = run([26.0, 26.1, 26.2, 26.3], min_delta=DEFAULT_MIN_DELTA_DB)
+    assert bests == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -79,10 +138,10 @@ def test_diverge_is_final_and_blocks_new_bests():
 def test_state_dict_round_trip_continues_identically():
     seq = [25, 26, 27, 26.5, 26.6, 26.7]
     full, stopped_full, _ = run(seq)
-    part = EarlyStopper(patience=3, divergence_floor_db=3.0)
+    part = EarlyStopper(patience=3, min_delta=0.0, divergence_floor_db=3.0)
     for epoch, value in enumerate(seq[:4], start=1):
         part.update(epoch, value)
-    resumed = EarlyStopper(patience=3, divergence_floor_db=3.0)
+    resumed = EarlyStopper(patience=3, min_delta=0.0, divergence_floor_db=3.0)
     resumed.load_state_dict(part.state_dict())
     stopped = None
     for epoch, value in enumerate(seq[4:], start=5):
@@ -92,6 +151,18 @@ def test_state_dict_round_trip_continues_identically():
             break
     assert stopped == stopped_full == 6
     assert resumed.state_dict() == full.state_dict()
+
+
+def test_state_dict_keeps_the_start_and_a_dip_in_progress():
+    part = EarlyStopper(patience=None)
+    for epoch, value in enumerate([12.0, 27.0, 23.5]):
+        part.update(epoch, value)
+    assert not part.should_stop and part.below_floor == 1
+    resumed = EarlyStopper(patience=None)
+    resumed.load_state_dict(part.state_dict())
+    assert resumed.start_val_psnr == 12.0
+    resumed.update(3, 23.4)  # the second validation in a row below the floor
+    assert resumed.stop_reason == names.STOP_DIVERGED
 
 
 def test_collapse_monitor_white_flat_and_normal():

@@ -10,8 +10,16 @@ Divergence (stop at once, keep the best checkpoint) is any of these signals; the
 - whitening: the share of white SR pixels, over the image or inside the inpainting box, more
   than ``saturation_rise`` above its baseline (the larger of the share in the targets and the
   share at epoch 0) — the seed's inpainting run turned its box white before its PSNR fell far;
-- the watched val_psnr more than ``divergence_floor_db`` below its best, or not finite. Epoch 0
-  (the model before training) counts as the first best, so an epoch-1 collapse is measured.
+- the watched val_psnr not finite (at once), or more than ``divergence_floor_db`` below its
+  best for ``divergence_epochs`` validations in a row: a single dip that the next epoch recovers
+  from is a bad epoch, not a divergence (a healthy small-data run dipped 3.5 dB for one epoch).
+  A value more than the floor below where the run started (the first validation: epoch 0, the
+  model before training) diverges at once: training made the model worse than it began, as a
+  wrecked warm start at epoch 1.
+
+Patience counts epochs whose watched PSNR is not more than ``min_delta`` above the best: a
+plateau's small wiggles (0.02 dB on the demos' validation sets) neither reset it nor become the
+new best (``DEFAULT_MIN_DELTA_DB``).
 
 The stopper only decides; the training loop writes checkpoints, and it writes the best one only
 when ``update`` says the epoch improved (a diverged epoch never does).
@@ -28,6 +36,7 @@ from typing import Any
 import torch
 
 from ttsr import names
+from ttsr.config import DEFAULT_DIVERGENCE_EPOCHS, DEFAULT_MIN_DELTA_DB
 
 SATURATED_FRACTION = 0.9
 SATURATION_LEVEL = 1.0 - 1e-3  # |x| at or above this counts as saturated (+ side: white)
@@ -186,18 +195,22 @@ class EarlyStopper:
         self,
         *,
         patience: int | None,
-        min_delta: float = 0.0,
+        min_delta: float = DEFAULT_MIN_DELTA_DB,
         divergence_floor_db: float = 3.0,
+        divergence_epochs: int = DEFAULT_DIVERGENCE_EPOCHS,
         metric: str = names.VAL_PSNR,
     ) -> None:
         self.patience = patience
         self.min_delta = min_delta
         self.divergence_floor_db = divergence_floor_db
+        self.divergence_epochs = divergence_epochs
         self.metric = metric
         self.has_best = False
         self.best_epoch = 0
         self.best_val_psnr = -math.inf
+        self.start_val_psnr = -math.inf  # the first value seen (epoch 0: before training)
         self.bad_epochs = 0
+        self.below_floor = 0  # validations in a row more than the floor below the best
         self.stop_reason: str | None = None
         self.detail = ""
         self.signal: str | None = None  # diverged: one of names.DIVERGENCE_SIGNALS
@@ -221,14 +234,17 @@ class EarlyStopper:
         if not math.isfinite(val_psnr):
             self.diverge(f"{self.metric} is {val_psnr} at epoch {epoch}", "non_finite_psnr")
             return False
-        if self.has_best and val_psnr < self.best_val_psnr - self.divergence_floor_db:
-            self.diverge(
-                f"{self.metric} {val_psnr:.2f} dB at epoch {epoch} fell more than "
-                f"{self.divergence_floor_db:g} dB below its best {self.best_val_psnr:.2f} dB "
-                f"(epoch {self.best_epoch})",
-                "psnr_floor",
-            )
-            return False
+        if not self.has_best:
+            self.start_val_psnr = val_psnr
+        floor = self.divergence_floor_db
+        if self.has_best and val_psnr < self.best_val_psnr - floor:
+            self.below_floor += 1
+            below_start = val_psnr < self.start_val_psnr - floor
+            if below_start or self.below_floor >= self.divergence_epochs:
+                self.diverge(self._floor_detail(epoch, val_psnr, below_start), "psnr_floor")
+                return False
+        else:
+            self.below_floor = 0
         if not self.has_best or val_psnr > self.best_val_psnr + self.min_delta:
             self.has_best = True
             self.best_epoch, self.best_val_psnr, self.bad_epochs = epoch, val_psnr, 0
@@ -242,6 +258,16 @@ class EarlyStopper:
             )
         return False
 
+    def _floor_detail(self, epoch: int, val_psnr: float, below_start: bool) -> str:
+        best = f"{self.best_val_psnr:.2f} dB (epoch {self.best_epoch})"
+        fell = (
+            f"{self.metric} {val_psnr:.2f} dB at epoch {epoch} fell more than "
+            f"{self.divergence_floor_db:g} dB below its best {best}"
+        )
+        if below_start:
+            return f"{fell}, below where the run started ({self.start_val_psnr:.2f} dB)"
+        return f"{fell}, for {self.below_floor} validations in a row"
+
     def finish(self) -> None:
         """Training ran out of epochs (or its budget) without another reason to stop."""
         if self.stop_reason is None:
@@ -253,11 +279,14 @@ class EarlyStopper:
             "patience": self.patience,
             "min_delta": self.min_delta,
             "divergence_floor_db": self.divergence_floor_db,
+            "divergence_epochs": self.divergence_epochs,
             "metric": self.metric,
             "has_best": self.has_best,
             "best_epoch": self.best_epoch,
             "best_val_psnr": self.best_val_psnr,
+            "start_val_psnr": self.start_val_psnr,
             "bad_epochs": self.bad_epochs,
+            "below_floor": self.below_floor,
             "stop_reason": self.stop_reason,
             "detail": self.detail,
             "signal": self.signal,
@@ -270,6 +299,9 @@ class EarlyStopper:
         self.best_epoch = int(state["best_epoch"])
         self.best_val_psnr = float(state["best_val_psnr"])
         self.bad_epochs = int(state["bad_epochs"])
+        # checkpoints from before the sustained floor: the best stood in for the start
+        self.start_val_psnr = float(state.get("start_val_psnr", self.best_val_psnr))
+        self.below_floor = int(state.get("below_floor", 0))
         self.stop_reason = state["stop_reason"]
         self.detail = str(state["detail"])
         self.signal = state.get("signal")

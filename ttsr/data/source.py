@@ -90,7 +90,8 @@ def inpaint_options(config: TrainConfig) -> InpaintOptions | None:
 
 
 def open_dataset_from_config(config: TrainConfig, split: str) -> Dataset:
-    """`open_dataset` with the data fields of a `TrainConfig` (augmentation: train only).
+    """`open_dataset` with the data fields of a `TrainConfig` (augmentation: train only, and
+    only when ``config.augment``).
 
     ``fraction`` subsets the training split only: every run validates on the same test images
     whatever share of the training data it uses, so a dataset-fraction study compares like
@@ -103,5 +104,6 @@ def open_dataset_from_config(config: TrainConfig, split: str) -> Dataset:
         fraction=config.fraction if split == "train" else 1.0,
         inpaint=inpaint_options(config),
         seed=config.seed,
+        augment=config.augment and split == "train",
         data_seed=config.data_seed,
     )

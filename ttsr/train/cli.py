@@ -32,6 +32,7 @@ FLAG_FIELDS = {
     "ref_mode": "ref_mode",
     "inpaint": "inpaint",
     "fraction": "fraction",
+    "augment": "augment",
     "patience": "patience",
     "out": "out_dir",
     "n_feats": "n_feats",
@@ -71,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref-mode", help="gt, gt-augmented, other or paired")
     p.add_argument("--inpaint", action="store_true", default=None, help="blur a box of the input")
     p.add_argument("--fraction", type=float, help="fraction of each split, in (0, 1]")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random flips/rotations of the training items (default: on)",
+    )
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     p.add_argument("--out", help="output folder (checkpoints/, samples/)")
     p.add_argument("--n-feats", type=int)

@@ -164,6 +164,7 @@ def start_run(
             patience=config.patience,
             min_delta=config.min_delta,
             divergence_floor_db=config.divergence_floor_db,
+            divergence_epochs=config.divergence_epochs,
             metric=config.early_stop_metric,
         ),
         spikes=LossSpikeMonitor(config.spike_factor),
