@@ -253,3 +253,27 @@ def test_whitening_of_the_box_and_of_half_images_against_the_baseline():
     assert (
         whitening_reason(_stats(bright.clone(), bright), _stats(bright * 0.5, bright), 0.05) is None
     )
+
+
+def test_keep_last_keeps_every_healthy_epoch_and_measures_the_floor_from_the_peak():
+    stopper = EarlyStopper(patience=None, keep_last=True, divergence_floor_db=3.0)
+    # a fine-tune that trades PSNR: every epoch is kept (a best-on-PSNR run would keep epoch 0)
+    assert [stopper.update(e, v) for e, v in enumerate([26.5, 25.4, 25.7])] == [True] * 3
+    assert stopper.best_epoch == 2 and stopper.peak_epoch == 0 and stopper.best_val_psnr == 26.5
+    restored = EarlyStopper(patience=None, keep_last=True)
+    restored.load_state_dict(stopper.state_dict())
+    assert (restored.best_epoch, restored.peak_epoch) == (2, 0)
+    # a collapse is still a divergence, measured from the peak; the kept epoch stays healthy
+    assert stopper.update(3, 20.0) is False
+    assert stopper.stop_reason == names.STOP_DIVERGED and stopper.best_epoch == 2
+    assert "its best 26.50 dB (epoch 0)" in stopper.detail
+
+
+def test_keep_last_needs_patience_off():
+    from ttsr.config import ConfigError, TrainConfig
+
+    assert TrainConfig(keep="last", patience=None).keep == "last"
+    with pytest.raises(ConfigError, match=r"^keep: 'last' keeps the final epoch"):
+        TrainConfig(keep="last", patience=3)
+    with pytest.raises(ConfigError, match="keep"):
+        TrainConfig(keep="latest", patience=None)

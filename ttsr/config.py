@@ -140,6 +140,10 @@ class TrainConfig(BaseModel):
     val_ref_modes: tuple[Literal[VAL_REF_MODES], ...] = ()  # validated besides ref_mode
     early_stop_metric: StrictStr = names.VAL_PSNR  # or val_psnr_<mode> of a val_ref_modes mode
     patience: Int | None = Field(3, ge=1)  # epochs without improvement > min_delta (None = off)
+    # which epoch a run keeps (its best checkpoint, its best_<metric>): the best one on
+    # early_stop_metric, or the last one (a fine-tune judged on several objectives, where
+    # choosing by PSNR alone would keep the warm start for any weighting that trades PSNR)
+    keep: Literal["best", "last"] = "best"
     min_delta: Float = Field(DEFAULT_MIN_DELTA_DB, ge=0)  # dB an improvement must exceed
     # diverged when the metric stays this far below its best for divergence_epochs validations
     # in a row, or falls this far below where the run started (epoch 0)
@@ -206,6 +210,8 @@ class TrainConfig(BaseModel):
             known = " or ".join(watchable)
             why = f"must be {known}; val_psnr_<mode> needs <mode> in val_ref_modes"
             raise bad("early_stop_metric", why)
+        if self.keep == "last" and self.patience is not None:
+            raise bad("keep", "'last' keeps the final epoch: set patience to null with it")
         if self.adv_w > 0 and self.size % CRITIC_STRIDE:
             why = f"the critic's FC is sized to the crop: needs size a multiple of {CRITIC_STRIDE}"
             raise bad("size", f"{why} when adv_w > 0")

@@ -186,7 +186,9 @@ class LossSpikeMonitor:
 class EarlyStopper:
     """Patience on one validation PSNR plus divergence checks. Epoch 0 is the untrained model.
 
-    ``update(epoch, val_psnr)`` returns True when the epoch is a new best (save it as best).
+    ``update(epoch, val_psnr)`` returns True when the epoch is a new best (save it as best);
+    with ``keep_last`` every healthy epoch is kept (``best_epoch`` follows the last one, while
+    ``best_val_psnr`` stays the peak the divergence floor measures from).
     ``stop_reason`` becomes ``names.STOP_PATIENCE`` / ``names.STOP_DIVERGED`` when training
     should stop, or ``names.STOP_MAX_EPOCHS`` via ``finish``; ``detail`` says why in words.
     """
@@ -199,8 +201,10 @@ class EarlyStopper:
         divergence_floor_db: float = 3.0,
         divergence_epochs: int = DEFAULT_DIVERGENCE_EPOCHS,
         metric: str = names.VAL_PSNR,
+        keep_last: bool = False,
     ) -> None:
         self.patience = patience
+        self.keep_last = keep_last  # every healthy epoch is the kept one (best_epoch)
         self.min_delta = min_delta
         self.divergence_floor_db = divergence_floor_db
         self.divergence_epochs = divergence_epochs
@@ -208,6 +212,7 @@ class EarlyStopper:
         self.has_best = False
         self.best_epoch = 0
         self.best_val_psnr = -math.inf
+        self.peak_epoch = 0  # the epoch of best_val_psnr (= best_epoch unless keep_last)
         self.start_val_psnr = -math.inf  # the first value seen (epoch 0: before training)
         self.bad_epochs = 0
         self.below_floor = 0  # validations in a row more than the floor below the best
@@ -248,18 +253,22 @@ class EarlyStopper:
         if not self.has_best or val_psnr > self.best_val_psnr + self.min_delta:
             self.has_best = True
             self.best_epoch, self.best_val_psnr, self.bad_epochs = epoch, val_psnr, 0
+            self.peak_epoch = epoch
+            return True
+        if self.keep_last:  # kept, though not the peak (the floor still measures from it)
+            self.best_epoch = epoch
             return True
         self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs >= self.patience:
             self.stop_reason = names.STOP_PATIENCE
             self.detail = (
                 f"no {self.metric} improvement > {self.min_delta:g} dB for {self.bad_epochs} "
-                f"epochs (best {self.best_val_psnr:.2f} dB at epoch {self.best_epoch})"
+                f"epochs (best {self.best_val_psnr:.2f} dB at epoch {self.peak_epoch})"
             )
         return False
 
     def _floor_detail(self, epoch: int, val_psnr: float, below_start: bool) -> str:
-        best = f"{self.best_val_psnr:.2f} dB (epoch {self.best_epoch})"
+        best = f"{self.best_val_psnr:.2f} dB (epoch {self.peak_epoch})"
         fell = (
             f"{self.metric} {val_psnr:.2f} dB at epoch {epoch} fell more than "
             f"{self.divergence_floor_db:g} dB below its best {best}"
@@ -284,6 +293,7 @@ class EarlyStopper:
             "has_best": self.has_best,
             "best_epoch": self.best_epoch,
             "best_val_psnr": self.best_val_psnr,
+            "peak_epoch": self.peak_epoch,
             "start_val_psnr": self.start_val_psnr,
             "bad_epochs": self.bad_epochs,
             "below_floor": self.below_floor,
@@ -298,6 +308,7 @@ class EarlyStopper:
         self.has_best = bool(state.get("has_best", state["best_epoch"] > 0))
         self.best_epoch = int(state["best_epoch"])
         self.best_val_psnr = float(state["best_val_psnr"])
+        self.peak_epoch = int(state.get("peak_epoch", self.best_epoch))
         self.bad_epochs = int(state["bad_epochs"])
         # checkpoints from before the sustained floor: the best stood in for the start
         self.start_val_psnr = float(state.get("start_val_psnr", self.best_val_psnr))

@@ -166,6 +166,7 @@ def start_run(
             divergence_floor_db=config.divergence_floor_db,
             divergence_epochs=config.divergence_epochs,
             metric=config.early_stop_metric,
+            keep_last=config.keep == "last",
         ),
         spikes=LossSpikeMonitor(config.spike_factor),
         extra=dict(checkpoint_extra or {}),
