@@ -44,6 +44,9 @@ from ttsr.vgg import random_vgg19_features, vgg19_features
 IMAGE_KEYS = ("LR", "LR_up", "HR", "Ref", "Ref_downup")
 # On CUDA without `log_every_steps`: how often the loop reads the loss sums to the host.
 NAN_CHECK_STEPS = 50
+# ... except in a run's first steps, which read the loss every step (a NaN canary: a fast path
+# that breaks on real data shows at once, before `check_every` steps run on bad weights).
+NAN_CANARY_STEPS = 20
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,6 +126,11 @@ class Trainer:
         if self.config.log_every_steps:
             return self.config.log_every_steps
         return 1 if self.device.type == "cpu" else NAN_CHECK_STEPS
+
+    def check_due(self, run_steps: int, epoch_steps: int) -> bool:
+        """Whether the loop reads the loss sums now: every step for the first
+        `NAN_CANARY_STEPS` steps of this run (resumed or not), then every `check_every`."""
+        return run_steps <= NAN_CANARY_STEPS or epoch_steps % self.check_every == 0
 
     def prepare(self, x: Tensor) -> Tensor:
         return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
