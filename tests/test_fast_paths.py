@@ -114,19 +114,21 @@ def test_a_disagreeing_gradient_penalty_runs_in_fp32(tmp_path, monkeypatch):
     assert trainer.step.gp_autocast is False and trainer.amp_dtype == torch.bfloat16
 
 
+class WrongFusedAdam(torch.optim.Adam):
+    """A fused Adam that moves every weight 1e-3 too far."""
+
+    def step(self, closure=None):
+        super().step(closure)
+        if self.defaults["fused"]:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.add_(1e-3)
+
+
 def test_a_disagreeing_fused_adam_falls_back_to_plain_adam(tmp_path, monkeypatch):
     trainer = build_trainer(train_tiny(tmp_path, sample_every=0))
     assert trainer.optimizer.defaults["fused"]
-
-    class WrongFusedAdam(torch.optim.Adam):
-        def step(self, closure=None):
-            super().step(closure)
-            if self.defaults["fused"]:
-                with torch.no_grad():
-                    for group in self.param_groups:
-                        for p in group["params"]:
-                            p.add_(1e-3)
-
     monkeypatch.setattr(torch.optim, "Adam", WrongFusedAdam)
     trainer, paths = self_test(trainer, batch(), log=lambda line: None)
     assert "weights differ" in paths.off["fused_adam"]
@@ -137,3 +139,28 @@ def test_the_tag_stays_short():
     paths = FastPaths(on=["fused_adam"], off={"fused_search": "x" * 400})
     assert len(paths.tag()) == fast_paths.TAG_LIMIT and paths.tag().endswith("…")
     assert FastPaths().tag() == "none"
+
+
+def test_the_fallback_is_tagged_on_the_mlflow_run(tmp_path, monkeypatch, capsys):
+    mlflow = pytest.importorskip("mlflow")
+    from ttsr.tracking import MlflowCallback, MlflowTracker
+    from ttsr.train import train
+
+    monkeypatch.setattr(torch.optim, "Adam", WrongFusedAdam)
+    tracker = MlflowTracker(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        experiment="fast-paths",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+        run_name="fallback",
+    )
+    with tracker:
+        train(
+            train_tiny(tmp_path, sample_every=0, epochs=1, val_limit=1),
+            callbacks=[MlflowCallback(tracker, system_metrics_interval=60.0)],
+            progress=False,
+        )
+    tag = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(tracker.run_id)
+    tag = tag.data.tags[fast_paths.FAST_PATHS_TAG]
+    assert tag.startswith("off: fused_adam (weights differ by ")
+    said = capsys.readouterr().out
+    assert said.count("fast path fused_adam is off for this run: weights differ by") == 1
