@@ -114,22 +114,21 @@ def test_a_disagreeing_gradient_penalty_runs_in_fp32(tmp_path, monkeypatch):
     assert trainer.step.gp_autocast is False and trainer.amp_dtype == torch.bfloat16
 
 
-class WrongFusedAdam(torch.optim.Adam):
-    """A fused Adam that moves every weight 1e-3 too far."""
+REAL_ADAM_STEP = fast_paths.adam_step
 
-    def step(self, closure=None):
-        super().step(closure)
-        if self.defaults["fused"]:
-            with torch.no_grad():
-                for group in self.param_groups:
-                    for p in group["params"]:
-                        p.add_(1e-3)
+
+def wrong_fused_adam(params, *args, fused, **kwargs):
+    """Adam's functional step whose fused form moves every weight 1e-3 too far."""
+    REAL_ADAM_STEP(params, *args, fused=fused, **kwargs)
+    if fused:
+        for p in params:
+            p.add_(1e-3)
 
 
 def test_a_disagreeing_fused_adam_falls_back_to_plain_adam(tmp_path, monkeypatch):
     trainer = build_trainer(train_tiny(tmp_path, sample_every=0))
     assert trainer.optimizer.defaults["fused"]
-    monkeypatch.setattr(torch.optim, "Adam", WrongFusedAdam)
+    monkeypatch.setattr(fast_paths, "adam_step", wrong_fused_adam)
     trainer, paths = self_test(trainer, batch(), log=lambda line: None)
     assert "weights differ" in paths.off["fused_adam"]
     assert not trainer.optimizer.defaults["fused"] and trainer.config.fused_optim is False
@@ -146,7 +145,7 @@ def test_the_fallback_is_tagged_on_the_mlflow_run(tmp_path, monkeypatch, capsys)
     from ttsr.tracking import MlflowCallback, MlflowTracker
     from ttsr.train import train
 
-    monkeypatch.setattr(torch.optim, "Adam", WrongFusedAdam)
+    monkeypatch.setattr(fast_paths, "adam_step", wrong_fused_adam)
     tracker = MlflowTracker(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
         experiment="fast-paths",
