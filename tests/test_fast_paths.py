@@ -163,3 +163,15 @@ def test_the_fallback_is_tagged_on_the_mlflow_run(tmp_path, monkeypatch, capsys)
     assert tag.startswith("off: fused_adam (weights differ by ")
     said = capsys.readouterr().out
     assert said.count("fast path fused_adam is off for this run: weights differ by") == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_build_keeps_every_fast_path_compile_included(tmp_path):
+    # On the device: the fused kernel, bf16 + channels_last, the penalty under autocast, fused
+    # Adam, and the compiled model's loss against the eager one.
+    config = train_tiny(tmp_path, device="cuda", adv_w=0.001, compile=True, sample_every=0)
+    trainer = build_trainer(config)
+    said = []
+    kept, paths = self_test(trainer, batch(), log=said.append)
+    assert said == [] and paths.off == {} and kept is trainer
+    assert paths.on == ["fused_search", "amp", "gp_autocast", "fused_adam", "compile"]

@@ -309,7 +309,7 @@ CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 
 @CUDA_ONLY
-def test_fused_equals_chunked_at_1024_px():
+def test_cuda_fused_equals_chunked_at_1024_px():
     # A 1024-px image: a 256×256 level-3 grid of 256 channels for query and reference.
     torch.backends.cuda.matmul.allow_tf32 = False
     query = features(30, 1, 256, 256, 256, device="cuda")
@@ -321,7 +321,7 @@ def test_fused_equals_chunked_at_1024_px():
 
 
 @CUDA_ONLY
-def test_kernel_beyond_int32_offsets():
+def test_cuda_kernel_beyond_int32_offsets():
     # One image whose query matrix holds more than 2^31 values (HW·D: a ~975-px LR image), and a
     # batch offset beyond 2^31 for the keys; few keys keep the search itself cheap.
     hw, d = 2**31 // 2304 + 4096, 2304

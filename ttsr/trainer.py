@@ -24,6 +24,7 @@ The same seed gives the same initial weights whatever the speed knobs say.
 from __future__ import annotations
 
 import copy
+import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -245,8 +246,11 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
         # Static shapes: every training batch of a run has one shape (the last incomplete batch
         # of a pass is dropped), so a trial compiles one graph; validation and sample grids run
         # eager (`Trainer.infer`), so their no-grad graphs and partial batches compile nothing.
-        model.MainNet.compile(dynamic=False)
-        model.LTE.compile(dynamic=False)
+        # TTSR_COMPILE_BACKEND (scripts/gpu_check.sh --rehearse: aot_eager) traces and splits
+        # the graphs as inductor would, without its C++/Triton code generation (minutes on a CPU).
+        backend = os.environ.get("TTSR_COMPILE_BACKEND") or "inductor"
+        model.MainNet.compile(dynamic=False, backend=backend)
+        model.LTE.compile(dynamic=False, backend=backend)
     dtype = amp_dtype(config.amp, device)
     step = TrainStep(
         model=model,
