@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -127,18 +128,13 @@ def _amp_applies(trainer) -> bool:
 def _amp_compare(trainer, batch) -> str | None:
     lr, lr_up, _, ref, ref_downup = trainer.inputs(batch)
     model = trainer.model
-    eager = torch.compiler.set_stance("force_eager") if trainer.config.compile else None
     plain = copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)
-    try:
-        if eager is not None:
-            eager.__enter__()
+    eager = torch.compiler.set_stance("force_eager") if trainer.config.compile else nullcontext()
+    with eager:
         with trainer.autocast():
             fast = model(lr, lr_up, ref, ref_downup).sr.float()
         inputs = [x.float().contiguous() for x in (lr, lr_up, ref, ref_downup)]
         slow = plain(*inputs).sr.float()
-    finally:
-        if eager is not None:
-            eager.__exit__(None, None, None)
     value = psnr(fast.clamp(-1, 1), slow.clamp(-1, 1)).min().item()
     if not value >= AMP_MIN_PSNR_DB:
         return f"PSNR vs fp32 {value:.1f} dB < {AMP_MIN_PSNR_DB:g}"
