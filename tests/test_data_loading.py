@@ -38,7 +38,7 @@ def test_auto_workers_are_none_on_the_cpu_and_the_allotted_cpus_minus_one_on_cud
     cpus(4)
     assert loading.resolve_num_workers(None, CUDA) == 3
     cpus(1)
-    assert loading.resolve_num_workers(None, CUDA) == 0
+    assert loading.resolve_num_workers(None, CUDA) == 1  # never 0 on CUDA: decoding off the step
     # Ray sets OMP_NUM_THREADS to a trial's CPUs: packed trials share the node's cores.
     cpus(16)
     monkeypatch.setenv("OMP_NUM_THREADS", "4")

@@ -184,29 +184,153 @@ def test_bad_kernel_inputs():
         max_inner_product(q, k, interpret=False)
 
 
-@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
-def test_kernel_compiles_for_hopper_with_tensor_cores(dtype):
-    # Ahead-of-time compilation needs no GPU: Triton ships ptxas. The arguments carry the
-    # alignment facts the JIT would derive from real tensors (pointers and D-strides of 2304).
+def compile_for_hopper(dtype: str, config_index: int, layout: dict[str, int]):
+    """The kernel compiled ahead of time for sm_90 (no GPU needed: Triton ships ptxas), with the
+    specialisation Triton's JIT derives from `layout`: integer arguments equal to 1 become
+    constants, pointers and strides divisible by 16 carry that fact."""
     triton = pytest.importorskip("triton")
     from triton.backends.compiler import GPUTarget
 
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    config = fused_search._cuda_configs(torch_dtype)[0]
+    config = fused_search._cuda_configs(torch_dtype)[config_index]
     jitted = triton.jit(fused_search._relevance_max_kernel)
     names = jitted.arg_names
     signature = {name: "i32" for name in names}
     signature.update(q_ptr=f"*{dtype}", k_ptr=f"*{dtype}", best_ptr="*fp32", index_ptr="*i32")
-    constants = dict(
-        INPUT_PRECISION="tf32", UPCAST=False, EVEN_D=True, stride_qd=1, stride_kd=1, **config.kwargs
-    )
+    constants = dict(INPUT_PRECISION="tf32", UPCAST=False, EVEN_D=True, **config.kwargs)
+    constants.update({name: 1 for name, value in layout.items() if value == 1})
     signature.update({name: "constexpr" for name in constants})
-    aligned = ["q_ptr", "k_ptr", "best_ptr", "index_ptr", "stride_qb", "stride_qm"]
-    aligned += ["stride_kb", "stride_kn", "stride_ob", "stride_os", "dim"]
+    aligned = ["q_ptr", "k_ptr", "best_ptr", "index_ptr", "stride_ob", "stride_os", "dim"]
+    aligned += [name for name, value in layout.items() if value != 1 and value % 16 == 0]
     attrs = {(names.index(a),): [["tt.divisibility", 16]] for a in aligned}
     source = triton.compiler.ASTSource(jitted, signature, constexprs=constants, attrs=attrs)
     options = dict(num_warps=config.num_warps, num_stages=config.num_stages)
-    kernel = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+
+
+def ptxas_usage(kernel) -> dict[str, int]:
+    """Registers and spill bytes of a compiled kernel: its PTX assembled again with `ptxas -v`
+    (the ptxas and options Triton uses; Triton's own log is skipped on a cache hit)."""
+    import re
+    import subprocess
+    import tempfile
+
+    from triton import knobs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx = f"{tmp}/kernel.ptx"
+        with open(ptx, "w") as f:
+            f.write(kernel.asm["ptx"])
+        command = [knobs.nvidia.ptxas.path, "-v", "--regAllocOptLevel=2", "--gpu-name=sm_90a"]
+        log = subprocess.run(
+            [*command, ptx, "-o", f"{tmp}/kernel.cubin"], capture_output=True, text=True, check=True
+        ).stderr
+    registers = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    assert registers and spills, log
+    return {
+        "registers": int(registers[1]),
+        "spill_stores": int(spills[1]),
+        "spill_loads": int(spills[2]),
+    }
+
+
+def the_layout_the_search_passes() -> dict[str, int]:
+    """The strides `relevance_search` really hands the kernel, captured from a CPU call with
+    TTSR's D = 256·9 (the kernel itself replaced by a stub that records its arguments)."""
+    seen = {}
+
+    def record(queries, keys):
+        seen.update(stride_qb=queries.stride(0), stride_qm=queries.stride(1))
+        seen.update(stride_qd=queries.stride(2), stride_kb=keys.stride(0))
+        seen.update(stride_kn=keys.stride(1), stride_kd=keys.stride(2))
+        n, m, _ = queries.shape
+        return queries.new_zeros(n, m), torch.zeros(n, m, dtype=torch.long)
+
+    query, key = features(0, 1, 256, 4, 4), features(1, 1, 256, 4, 4)
+    saved = fused_search.max_inner_product
+    fused_search.max_inner_product = record
+    try:
+        relevance_search(query, key, method="fused")
+    finally:
+        fused_search.max_inner_product = saved
+    return seen
+
+
+def test_the_search_hands_the_kernel_contiguous_rows():
+    # `.to(fp32, memory_format=contiguous_format)` of a transposed view used to leave it a view:
+    # the kernel read D with stride HW (255 registers and spills on sm_90, int32 offsets d·HW).
+    layout = the_layout_the_search_passes()
+    assert layout["stride_qd"] == 1 and layout["stride_kd"] == 1, layout
+    assert layout["stride_qm"] == layout["stride_kn"] == 256 * 9, layout
+
+
+@pytest.mark.parametrize("config_index", range(4))
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_kernel_compiles_for_hopper_without_spills(dtype, config_index):
+    # Every autotune config, for the layout `relevance_search` really passes.
+    kernel = compile_for_hopper(dtype, config_index, the_layout_the_search_passes())
     assert "wgmma.mma_async" in kernel.asm["ptx"]  # Hopper tensor cores
     assert "cp.async" in kernel.asm["ptx"]  # the D loop is software-pipelined
     assert kernel.metadata.shared <= 228 * 1024
+    usage = ptxas_usage(kernel)
+    assert usage["spill_stores"] == usage["spill_loads"] == 0, f"registers spill: {usage}"
+
+
+def test_rows_beyond_int32_offsets_are_copied_contiguous():
+    # The real case without the memory: a transposed (1, D, HW) patch matrix of a 975-px LR image
+    # (HW = 976², D = 2304: (D - 1)·HW >= 2^31) as meta tensors.
+    hw, d = 976 * 976, 2304
+    transposed = torch.empty_strided((1, hw, d), (hw * d, 1, hw), device="meta")
+    assert (d - 1) * hw >= 2**31
+    assert fused_search._rows_with_int32_offsets(transposed).stride() == (hw * d, d, 1)
+    small = torch.empty_strided((1, 64, d), (64 * d, 1, 64), device="meta")
+    assert fused_search._rows_with_int32_offsets(small) is small  # no copy when it fits
+
+
+def test_scaled_down_int32_limit_still_gives_the_max(monkeypatch):
+    # The same guard with the limit scaled down to this tiny case, through the interpreter: the
+    # kernel must get D-contiguous rows and still return the max.
+    queries = unit_rows(0, 2, 72, 40).transpose(1, 2)  # (2, 40, 72) view: D-stride 40
+    keys = unit_rows(1, 2, 72, 30).transpose(1, 2)
+    monkeypatch.setattr(fused_search, "INT32_OFFSET_LIMIT", 64)
+    seen = []
+    real = fused_search._rows_with_int32_offsets
+    monkeypatch.setattr(
+        fused_search, "_rows_with_int32_offsets", lambda x: seen.append(real(x).stride()) or real(x)
+    )
+    best, index = max_inner_product(queries, keys)
+    assert [stride[2] for stride in seen] == [1, 1]
+    relevance = torch.bmm(keys.double(), queries.double().transpose(1, 2))
+    assert_is_argmax(relevance, best, index, relevance.max(dim=1).indices, atol=1e-6)
+
+
+CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA_ONLY
+def test_cuda_fused_equals_chunked_at_1024_px():
+    # A 1024-px image: a 256×256 level-3 grid of 256 channels for query and reference.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    query = features(30, 1, 256, 256, 256, device="cuda")
+    key = features(31, 1, 256, 256, 256, device="cuda")
+    S, index = relevance_search(query, key, method="fused", dtype=torch.bfloat16)
+    S_ref, index_ref = relevance_search(query, key, method="chunked", dtype=torch.bfloat16)
+    torch.testing.assert_close(S, S_ref, rtol=0, atol=2e-2)
+    assert (index != index_ref).float().mean() < 0.05  # bf16 block outputs round; ties only
+
+
+@CUDA_ONLY
+def test_cuda_kernel_beyond_int32_offsets():
+    # One image whose query matrix holds more than 2^31 values (HW·D: a ~975-px LR image), and a
+    # batch offset beyond 2^31 for the keys; few keys keep the search itself cheap.
+    hw, d = 2**31 // 2304 + 4096, 2304
+    queries = torch.randn(1, hw, d, device="cuda", dtype=torch.bfloat16)
+    keys = F.normalize(torch.randn(1, 64, d, device="cuda"), dim=-1).bfloat16()
+    best, index = max_inner_product(queries, keys)
+    tail = slice(hw - 8192, hw)  # rows whose offsets are past 2^31
+    relevance = torch.einsum("kd,md->km", keys[0].float(), queries[0, tail].float())
+    torch.testing.assert_close(best[0, tail], relevance.max(dim=0).values, rtol=1e-3, atol=1e-3)
+    transposed = queries.transpose(1, 2).contiguous().transpose(1, 2)  # D-stride hw
+    best_t, _ = max_inner_product(transposed, keys)
+    torch.testing.assert_close(best_t, best, rtol=0, atol=0)

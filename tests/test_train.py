@@ -228,6 +228,24 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     assert len(resumed.history) == 5  # epochs 0-4
 
 
+def test_the_first_steps_of_a_run_are_a_nan_canary(tmp_path, monkeypatch):
+    # Loss reads every 100 steps, but a run's first NAN_CANARY_STEPS steps read every step: the
+    # NaN of step 3 (epoch 2, first step) stops the run before step 4.
+    calls = Counter()
+    original = step.reconstruction_loss
+
+    def poisoned(sr, hr):
+        calls.n += 1
+        value = original(sr, hr)
+        return value * math.nan if calls.n == 3 else value
+
+    monkeypatch.setattr(step, "reconstruction_loss", poisoned)
+    config = tiny(tmp_path, fraction=0.05, epochs=3, log_every_steps=100, sample_every=0)
+    result = train(config, progress=False)
+    assert calls.n == 3 and "non-finite training loss by step 3" in result.stop_detail
+    assert trainer.NAN_CANARY_STEPS >= 3
+
+
 def test_nan_loss_diverges_at_once_and_keeps_best(tmp_path, monkeypatch):
     calls = Counter()
     original = step.reconstruction_loss

@@ -82,3 +82,27 @@ def test_list_has_a_line_per_study():
     assert set(rows) == set(StudyFile.load(SHIPPED))
     assert rows["resolution"].split()[1:3] == ["scaling", "grid"]
     assert rows["resolution"].endswith("trials: demo 3, seed 4")
+
+
+def test_the_plan_shows_loader_workers_and_refuses_a_0_worker_gpu_trial(tmp_path):
+    studies = StudyFile.load(SHIPPED)
+    options = _options(tmp_path, "--study", "train-time", "--data", str(tmp_path))
+    gpu = plan.make(plan.check(studies, options), options, Cluster((_node(8, 1),), "gpu"))
+    cpus = max(1, int(gpu.study.cpus_per_trial))
+    workers = max(1, min(8, cpus - 1))
+    assert f"loader     {workers} worker(s) per trial (automatic" in gpu.describe()
+    cpu = plan.make(plan.check(studies, options), options, Cluster((_node(8, 0),), "cpu"))
+    assert "loader     0 worker(s) per trial (automatic on CPU)" in cpu.describe()
+    zero = [*forced_args(tmp_path), "--study", "train-time", "--profile", "seed"]
+    zero = parse_options([*zero, "--set", "num_workers=0"])
+    with pytest.raises(PreflightError, match="num_workers 0 in study 'train-time': a GPU trial"):
+        plan.make(plan.check(studies, zero), zero, Cluster((_node(8, 1),), "gpu"))
+    dry = _options(tmp_path, "--study", "train-time", "--set", "num_workers=0")
+    two = _options(tmp_path, "--study", "train-time", "--set", "num_workers=2")
+    assert "num_workers 0" not in " ".join(
+        plan.make(plan.check(studies, dry), dry, Cluster((_node(8, 0),), "cpu")).blockers
+    )  # the demo profile runs on the CPU: 0 workers is its default
+    assert (
+        "loader     2 worker(s)"
+        in plan.make(plan.check(studies, two), two, Cluster((_node(8, 0),), "cpu")).describe()
+    )

@@ -136,7 +136,7 @@ def _relevance_max_kernel(
         best = tl.where(better, tile_best, best)
         arg = tl.where(better, tile_arg + n0, arg)
 
-    out = batch * stride_ob + split * stride_os + offs_m
+    out = batch * stride_ob + split.to(tl.int64) * stride_os + offs_m  # splits·M may pass 2^31
     tl.store(best_ptr + out, best, mask=m_valid)
     tl.store(index_ptr + out, arg, mask=m_valid)
 
@@ -152,6 +152,19 @@ def _cuda_configs(dtype: torch.dtype) -> list[triton.Config]:
         )
         for m, n, warps, stages in shapes
     ]
+
+
+# Offsets inside a row (d · stride_d) are int32 in the kernel; rows, batches and splits are
+# int64. A row whose D-stride puts its last value this far away is copied D-contiguous first.
+INT32_OFFSET_LIMIT = 2**31
+
+
+def _rows_with_int32_offsets(x: Tensor) -> Tensor:
+    """x (N, rows, D), made D-contiguous when (D - 1)·stride_d would overflow int32 (e.g. a
+    transposed (N, D, HW) patch matrix with HW·D >= 2^31: a ~975-px LR image); else x itself."""
+    if (x.shape[2] - 1) * abs(x.stride(2)) < INT32_OFFSET_LIMIT:
+        return x
+    return x.contiguous()
 
 
 @functools.cache
@@ -191,10 +204,11 @@ def max_inner_product(
     """For each query row, the largest inner product with any key row and that key's index.
 
     queries (N, M, D), keys (N, K, D), both float32 or both bfloat16, on the same device; any
-    strides work, D contiguous is fastest. Products are accumulated in fp32; fp32 inputs use tf32
-    tensor cores when `torch.backends.cuda.matmul.allow_tf32` is set (as `torch.bmm` does) and
-    exact fp32 otherwise. Returns best (N, M) float32 and index (N, M) int64; the lowest index
-    wins among equal maxima. No autograd.
+    strides work, D contiguous is fastest (a row whose D-stride would overflow the kernel's int32
+    in-row offsets is copied D-contiguous first). Products are accumulated in fp32; fp32 inputs
+    use tf32 tensor cores when `torch.backends.cuda.matmul.allow_tf32` is set (as `torch.bmm`
+    does) and exact fp32 otherwise. Returns best (N, M) float32 and index (N, M) int64; the
+    lowest index wins among equal maxima. No autograd.
 
     splits: contiguous ranges the keys are cut into (partials combined afterwards); None picks
     enough to fill the GPU. interpret: run through Triton's interpreter; None = for CPU tensors.
@@ -222,6 +236,7 @@ def max_inner_product(
     if splits is not None and splits < 1:
         raise ValueError(f"splits must be None or >= 1, got {splits}")
 
+    queries, keys = _rows_with_int32_offsets(queries), _rows_with_int32_offsets(keys)
     device = queries.device
     if interpret is None:
         interpret = device.type == "cpu" or triton.knobs.runtime.interpret

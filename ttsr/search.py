@@ -171,11 +171,12 @@ def _fused_search(q: Tensor, k: Tensor, dtype: torch.dtype | None) -> tuple[Tens
     """q (N, D, HW), k (N, HrWr, D) unit patches -> the fused kernel's (best, index)."""
     from ttsr.fused_search import max_inner_product
 
-    # The kernel wants D contiguous in both (see its module docstring): one copy of each.
+    # The kernel wants rows with D contiguous in both (see its module docstring): one copy of
+    # each. `.contiguous()`, not `.to(memory_format=...)`: the latter returns a transposed fp32
+    # view unchanged (same dtype, and a 3-D tensor has no other "contiguous" format to compare).
     dtype = torch.float32 if dtype is None else dtype
-    contiguous = torch.contiguous_format
-    queries = q.transpose(1, 2).to(dtype, memory_format=contiguous)  # (N, HW, D)
-    keys = k.to(dtype, memory_format=contiguous)  # (N, HrWr, D)
+    queries = q.transpose(1, 2).to(dtype).contiguous()  # (N, HW, D)
+    keys = k.to(dtype).contiguous()  # (N, HrWr, D)
     return max_inner_product(queries, keys)
 
 

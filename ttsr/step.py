@@ -94,6 +94,8 @@ class TrainStep:
         self.perceptual = perceptual
         self.discriminator = discriminator
         self.d_optimizer = d_optimizer
+        # The WGAN-GP double backward under bf16 autocast; `ttsr.fast_paths` may switch it off.
+        self.gp_autocast = True
         # Looked up when the step is built, so a test can swap `ttsr.step.reconstruction_loss`.
         self.rec_loss = rec_loss if rec_loss is not None else reconstruction_loss
         fp16 = amp_dtype == torch.float16
@@ -141,7 +143,7 @@ class TrainStep:
                 with torch.autocast(
                     self.device_type,
                     dtype=self.amp_dtype,
-                    enabled=self.amp_dtype == torch.bfloat16,
+                    enabled=self.gp_autocast and self.amp_dtype == torch.bfloat16,
                 ):
                     loss_d = loss_d + w.gp_weight * gradient_penalty(d, hr, fake)
                 self.d_scaler.scale(loss_d).backward()

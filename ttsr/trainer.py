@@ -24,6 +24,7 @@ The same seed gives the same initial weights whatever the speed knobs say.
 from __future__ import annotations
 
 import copy
+import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ from ttsr.vgg import random_vgg19_features, vgg19_features
 IMAGE_KEYS = ("LR", "LR_up", "HR", "Ref", "Ref_downup")
 # On CUDA without `log_every_steps`: how often the loop reads the loss sums to the host.
 NAN_CHECK_STEPS = 50
+# ... except in a run's first steps, which read the loss every step (a NaN canary: a fast path
+# that breaks on real data shows at once, before `check_every` steps run on bad weights).
+NAN_CANARY_STEPS = 20
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,6 +127,11 @@ class Trainer:
         if self.config.log_every_steps:
             return self.config.log_every_steps
         return 1 if self.device.type == "cpu" else NAN_CHECK_STEPS
+
+    def check_due(self, run_steps: int, epoch_steps: int) -> bool:
+        """Whether the loop reads the loss sums now: every step for the first
+        `NAN_CANARY_STEPS` steps of this run (resumed or not), then every `check_every`."""
+        return run_steps <= NAN_CANARY_STEPS or epoch_steps % self.check_every == 0
 
     def prepare(self, x: Tensor) -> Tensor:
         return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
@@ -237,8 +246,11 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
         # Static shapes: every training batch of a run has one shape (the last incomplete batch
         # of a pass is dropped), so a trial compiles one graph; validation and sample grids run
         # eager (`Trainer.infer`), so their no-grad graphs and partial batches compile nothing.
-        model.MainNet.compile(dynamic=False)
-        model.LTE.compile(dynamic=False)
+        # TTSR_COMPILE_BACKEND (scripts/gpu_check.sh --rehearse: aot_eager) traces and splits
+        # the graphs as inductor would, without its C++/Triton code generation (minutes on a CPU).
+        backend = os.environ.get("TTSR_COMPILE_BACKEND") or "inductor"
+        model.MainNet.compile(dynamic=False, backend=backend)
+        model.LTE.compile(dynamic=False, backend=backend)
     dtype = amp_dtype(config.amp, device)
     step = TrainStep(
         model=model,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsr.config import TrainConfig
+from ttsr.data.loading import auto_num_workers
 from tune import optuna_store, preflight, storage
 from tune.cluster import Cluster, local_gpu_count
 from tune.estimate import StudyEstimate, estimate_study
@@ -210,6 +211,8 @@ def make(request: Request, options: Options, cluster: Cluster) -> Plan:
         vgg_found, vgg_note = vgg_weights(study, options)
         notes += [vgg_note] if vgg_note else []
     with _blocking(options, blockers):
+        check_loader_workers(study)
+    with _blocking(options, blockers):
         preflight.check_resources(
             list(cluster.nodes),
             gpus_per_trial=study.gpus_per_trial,
@@ -310,6 +313,33 @@ def search_kind(study: Study, *, short: bool = False) -> str:
     return "fixed config"
 
 
+def _worker_settings(study: Study) -> set:
+    """Every num_workers a trial of ``study`` may get (None = automatic)."""
+    values = {study.config.get("num_workers")}
+    values |= {case["num_workers"] for case in study.cases if "num_workers" in case}
+    if "num_workers" in study.search:
+        values |= set(study.search["num_workers"].values)
+    return values
+
+
+def check_loader_workers(study: Study) -> None:
+    """A GPU trial with 0 loader workers would decode its PNGs inside the step loop: refused."""
+    if study.gpus_per_trial > 0 and 0 in _worker_settings(study):
+        raise PreflightError(
+            f"num_workers 0 in study {study.name!r}: a GPU trial would decode images inside its "
+            "step loop; set num_workers >= 1 or leave it out (automatic: at least 1 on CUDA)"
+        )
+
+
+def loader_workers(study: Study) -> str:
+    """The plan's line: DataLoader workers per trial, as each trial will resolve them."""
+    cuda = study.gpus_per_trial > 0
+    auto = auto_num_workers(max(1, int(study.cpus_per_trial)), cuda=cuda)
+    counts = sorted(auto if v is None else v for v in _worker_settings(study))
+    rule = "automatic: CPUs per trial - 1, at least 1 on a GPU" if cuda else "automatic on CPU"
+    return f"{', '.join(map(str, counts))} worker(s) per trial ({rule})"
+
+
 def describe(plan: Plan) -> str:
     s = plan.study
     cfg, full = TrainConfig.from_dict(s.config), TrainConfig()
@@ -327,6 +357,7 @@ def describe(plan: Plan) -> str:
         f"trials     {s.num_trials()} ({samples}), at most {s.max_concurrent} at a time, "
         f"{cfg.epochs} epoch(s) max each",
         f"resources  {s.cpus_per_trial:g} CPU + {s.gpus_per_trial:g} GPU per trial",
+        f"loader     {loader_workers(s)}",
     ]
     if s.is_grid:
         keys = sorted({k for c in s.cases for k in c} | set(s.search))

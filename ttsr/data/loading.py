@@ -5,8 +5,8 @@ trial is fed the same way whichever loop reads the data:
 
 - ``num_workers``: the config's value, or when it is None (the default) 0 on the CPU — there the
   step itself uses the cores, and a worker would only take them away from it — and on CUDA the
-  CPUs this process may use minus one (the main process launches the kernels), at most
-  `MAX_AUTO_WORKERS`. "May use" is the smaller of the CPU affinity mask
+  CPUs this process may use minus one (the main process launches the kernels), at least 1 and
+  at most `MAX_AUTO_WORKERS`. "May use" is the smaller of the CPU affinity mask
   (`os.sched_getaffinity`: containers, taskset) and ``OMP_NUM_THREADS``, which Ray sets to a
   trial's CPU allotment (``cpus_per_trial``), so packed trials do not each start a worker per
   core of the node.
@@ -44,13 +44,21 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
+def auto_num_workers(cpus: int, *, cuda: bool) -> int:
+    """The automatic worker count for ``cpus`` usable CPUs: 0 on the CPU; on CUDA ``cpus - 1``,
+    at most `MAX_AUTO_WORKERS` and at least 1 — with none, PNG decoding would run inside the step
+    loop and the GPU would wait for it (a 1-CPU trial time-shares its worker with the main
+    process, which mostly waits on the GPU)."""
+    if not cuda:
+        return 0
+    return max(1, min(MAX_AUTO_WORKERS, cpus - 1))
+
+
 def resolve_num_workers(requested: int | None, device: torch.device) -> int:
     """``requested`` if given, else the automatic count of the module docstring."""
     if requested is not None:
         return requested
-    if device.type != "cuda":
-        return 0
-    return min(MAX_AUTO_WORKERS, available_cpus() - 1)
+    return auto_num_workers(available_cpus(), cuda=device.type == "cuda")
 
 
 def loader_options(num_workers: int | None, device: torch.device) -> dict[str, Any]:

@@ -8,8 +8,9 @@ Epoch 0 validates the model before training: the baseline every divergence check
 
 No host syncs in the hot loop: losses are summed as device tensors and read every
 ``Trainer.check_every`` steps (every step on the CPU, where a sync costs nothing; on CUDA
-every `log_every_steps` or `ttsr.trainer.NAN_CHECK_STEPS`) to catch non-finite losses and loss
-spikes (a NaN stays in the sum, so none is missed; at most that many steps run on bad weights).
+every `log_every_steps` or `ttsr.trainer.NAN_CHECK_STEPS`, but every step for a run's first
+`ttsr.trainer.NAN_CANARY_STEPS`) to catch non-finite losses and loss spikes (a NaN stays in the
+sum, so none is missed; at most that many steps run on bad weights).
 
 Exact resume: everything that decides the future (weights, optimisers, RNG states, step count,
 stopper) is in `checkpoints/latest/state.pt`; a run resumed from it continues as if it had
@@ -54,6 +55,7 @@ def train(
     """
     run = start_run(config, resume_from=resume_from, checkpoint_extra=checkpoint_extra)
     trainer, state, stopper = run.trainer, run.state, run.stopper
+    first_step = state.step  # the NaN canary watches this run's first steps
     for callback in callbacks:
         callback.on_train_start(run.info())
     for epoch in range(state.epoch + 1, run.schedule.rounds + 1):
@@ -78,7 +80,7 @@ def train(
             for batch in bar:
                 meter.add(trainer.train_step(batch, init=init), images=len(batch["HR"]))
                 state.step, state.images = state.step + 1, state.images + len(batch["HR"])
-                if meter.steps % meter.check_every == 0:
+                if trainer.check_due(state.step - first_step, meter.steps):
                     if _diverged(run, meter, state.step):
                         break
                     if progress:  # the loss changes only when it is read

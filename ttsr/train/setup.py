@@ -27,6 +27,7 @@ from ttsr.data import open_dataset_from_config
 from ttsr.data.loading import loader_options
 from ttsr.early_stopping import EarlyStopper, LossSpikeMonitor
 from ttsr.evaluate import Evaluator
+from ttsr.fast_paths import FAST_PATHS_TAG, FastPaths, self_test
 from ttsr.grids import save_sample_grid
 from ttsr.train.batches import PassItems, StepSampler, StepSchedule
 from ttsr.train.callbacks import RunInfo, TrainResult
@@ -157,6 +158,10 @@ def start_run(
         config = config.replace(init_checkpoint=None)
     trainer = build_trainer(config)
     train_set = open_dataset_from_config(config, "train")
+    # Each fast path proves itself at the run's real sizes; one that fails is switched off.
+    # (A whole training batch only for `compile`, whose check is the first step's compile.)
+    samples = fixed_samples(train_set, config.batch_size if config.compile else 1)
+    trainer, paths = self_test(trainer, samples)
     evaluator = Evaluator(config, device=trainer.device)
     state = TrainingState(
         trainer=trainer,
@@ -197,18 +202,19 @@ def start_run(
             "train": fixed_samples(train_set, config.num_samples_grid),
             "test": fixed_samples(test_set, config.num_samples_grid),
         },
-        tags=_tags(trainer),
+        tags=_tags(trainer, paths),
         resumed=state_dict is not None,
     )
 
 
-def _tags(trainer: Trainer) -> dict[str, str]:
+def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
     from ttsr.tracking import git_commit
 
     device = trainer.device
     tags = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "vgg_pretrained": str(trainer.vgg_pretrained).lower(),
+        FAST_PATHS_TAG: paths.tag(),
     }
     commit = git_commit()
     if commit:
