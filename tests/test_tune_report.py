@@ -444,3 +444,19 @@ def test_make_report_logs_files_and_sets_the_description(tmp_path, monkeypatch):
     body, last = out.summary.rsplit("\n\n", 1)
     assert body.endswith(f"logged to MLflow parent run {parent}")
     assert last == f"answer: {out.answer}"
+
+
+def test_a_fast_path_fallback_is_a_note_of_the_report(tmp_path):
+    study = load_study(SHIPPED, "dataset-fraction", "demo")
+    off = "on: fused_adam; off: amp (outputs 21.3 dB apart < 30 dB)"
+    records = []
+    for i, paths in enumerate(["on: fused_adam, amp", off]):
+        history = [{names.EPOCH: 0, names.VAL_PSNR: 20.0, "fast_paths": paths},
+                   {names.EPOCH: 1, names.VAL_PSNR: 21.0 + i, "fast_paths": paths}]  # fmt: skip
+        records.append(TrialRecord(f"t{i}", "TERMINATED", {"fraction": 0.5 + i / 2}, history))
+    report = build(records, study, tmp_path / "r")
+    assert list(report.trials["fast_paths"]) == ["on: fused_adam, amp", off]
+    assert (
+        "Note: fraction=1 ran without a fast path its self-test switched off: amp (outputs 21.3 "
+        "dB apart < 30 dB)"
+    ) in report.answer

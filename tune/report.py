@@ -44,6 +44,7 @@ from tune.groups import GROUP  # noqa: E402
 from tune.report_data import ReportData, make_data  # noqa: E402
 from tune.studies import Study  # noqa: E402
 from tune.trial_frames import (  # noqa: E402
+    FAST_PATHS,
     VS_BICUBIC,
     TrialRecord,
     frames,
@@ -120,7 +121,7 @@ def build(
     section = sections.make_section(data)
     files += section.files
     best = best_trial(data)
-    notes = list(notes or ())
+    notes = [*(notes or ()), *fallback_notes(trials)]
     section.answer = " ".join(filter(None, [section.answer, answers.diverged_note(data)]))
     answer = "\n".join([section.answer, *(f"Note: {n}" for n in notes)])
     details = [
@@ -135,6 +136,23 @@ def build(
     summary_file.write_text(report.summary + "\n", encoding="utf-8")
     report.files += [summary_file, _write_page(report, data, section, notes, tracking_uri)]
     return report
+
+
+def fallback_notes(trials: pd.DataFrame) -> list[str]:
+    """One note per distinct fast-path fallback (a path the run's self-test switched off), with
+    the trials it concerns; none when every trial kept its fast paths."""
+    if trials.empty or FAST_PATHS not in trials:
+        return []
+    found: dict[str, list[str]] = {}
+    for _, r in trials.iterrows():
+        value = r[FAST_PATHS] if isinstance(r[FAST_PATHS], str) else ""
+        if "off:" in value:
+            found.setdefault(value.split("off:", 1)[1].strip(), []).append(r["label"])
+    return [
+        f"{', '.join(who) if len(who) < len(trials) else 'every trial'} ran without a fast "
+        f"path its self-test switched off: {off}"
+        for off, who in found.items()
+    ]
 
 
 def _write_tables(data: ReportData, out_dir: Path) -> list[Path]:

@@ -53,6 +53,7 @@ SPEED_SUMMARY = {
     names.TRAIN_IMAGES_PER_SECOND: ("mean_train_images_per_s", "mean"),
     names.PEAK_GPU_MEMORY_GIB: ("max_peak_gpu_memory_gib", "max"),
 }
+FAST_PATHS = "fast_paths"  # ttsr.fast_paths: which fast paths a trial trusted, which fell back
 VS_BICUBIC = "vs_bicubic_db"  # best_val_psnr - bicubic_psnr (> 0: the kept model beats bicubic)
 
 
@@ -123,6 +124,7 @@ def _trial_row(rec: TrialRecord, history: list[dict], scheduler: str) -> dict[st
         row[column] = summary
     row["best_checkpoint"] = rec.best_checkpoint
     row[MLFLOW_RUN_KEY] = text(last.get(MLFLOW_RUN_KEY))
+    row[FAST_PATHS] = text(last.get(FAST_PATHS))  # "on: ...; off: path (why)" or "none"
     row.update(rec.params)
     for m in EPOCH_METRICS:  # final-epoch values (what the searcher saw)
         row.setdefault(m, number(last.get(m)))

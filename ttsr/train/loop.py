@@ -32,6 +32,7 @@ from ttsr import names
 from ttsr.config import TrainConfig
 from ttsr.early_stopping import LossSpikeMonitor, collapse_reason, whitening_reason
 from ttsr.evaluate import Validation
+from ttsr.fast_paths import FAST_PATHS_TAG
 from ttsr.step import StepLosses
 from ttsr.train.callbacks import Callback, TrainResult
 from ttsr.train.setup import Run, print_summary, start_run
@@ -215,6 +216,7 @@ def _epoch_metrics(
     )
     metrics[names.LR_MAIN], metrics[names.LR_LTE] = lrs
     metrics[names.LR_D] = run.config.lr_d if trainer.discriminator is not None else 0.0
+    metrics[FAST_PATHS_TAG] = run.tags[FAST_PATHS_TAG]  # which fast paths this run trusted
     if stopper.has_best:  # the kept epoch so far and its quality, every epoch
         metrics[names.BEST_EPOCH] = stopper.best_epoch
         metrics.update(kept_summary([*state.history, metrics], stopper.best_epoch))
