@@ -118,14 +118,17 @@ def test_plan_names_the_storage_and_study_of_a_searched_study_only(tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 def _searcher(url: str, study_name: str):
-    """The shipped loss-weights demo's searcher (multi-objective, a start point, 2 repeats,
+    """The shipped loss-weights demo's searcher (multi-objective, its first start point, 2 repeats,
     at most 2 at a time) on ``url``, as Tune holds it (SearchGenerator around the limiter)."""
+    from dataclasses import replace
+
     from ray.tune.search import SearchGenerator
 
     from tune import tuner
     from tune.studies import load_study
 
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
+    study = replace(study, start_points=study.start_points[:1])  # one start point, then Optuna
     limiter = tuner.searcher(study, seed=0, optuna_storage=url, optuna_study=study_name)
     generator = SearchGenerator(limiter)
     limiter.set_search_properties(None, None, tuner.param_space(study))
@@ -134,7 +137,7 @@ def _searcher(url: str, study_name: str):
 
 def _finish(limiter, *trial_ids: str) -> None:
     for i, trial_id in enumerate(trial_ids):
-        limiter.on_trial_complete(trial_id, {"val_psnr": 20.0 + i, "val_perceptual": 0.5})
+        limiter.on_trial_complete(trial_id, {"best_val_psnr": 20.0 + i, "best_val_perceptual": 0.5})
 
 
 def test_restored_searcher_fails_lost_trials_and_keeps_start_points_once(tmp_path):
@@ -227,8 +230,8 @@ def test_a_multi_objective_trial_finished_after_the_checkpoint_is_rerun_too(tmp_
     second, limiter = _searcher(url, name)
     second.restore_from_dir(str(tmp_path))
     for trial_id in ("a1", "a2"):  # the reruns
-        limiter.on_trial_result(trial_id, {"val_psnr": 19.0, "val_perceptual": 0.6})
-        limiter.on_trial_complete(trial_id, {"val_psnr": 19.0, "val_perceptual": 0.6})
+        limiter.on_trial_result(trial_id, {"best_val_psnr": 19.0, "best_val_perceptual": 0.6})
+        limiter.on_trial_complete(trial_id, {"best_val_psnr": 19.0, "best_val_perceptual": 0.6})
     (trial,) = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
     assert trial.state == TrialState.COMPLETE and trial.values == [20.5, 0.5]
     assert limiter.suggest("b1") is not None  # the study goes on
@@ -244,3 +247,32 @@ def test_without_a_storage_the_searcher_stays_in_memory():
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
     base = tuner.searcher(study, seed=0).searcher.searcher  # limiter -> repeater -> Optuna
     assert isinstance(base, OptunaSearch) and not isinstance(base, StoredOptunaSearch)
+
+
+def test_the_shipped_searcher_is_saved_and_its_trials_point_to_mlflow(tmp_path):
+    """Tune pickles the searcher with its experiment state (a local lambda in it ended the
+    main job with "Can't pickle local object"); each Optuna trial names its MLflow runs."""
+    import pickle
+
+    from ray.tune.search import SearchGenerator
+
+    from tune.studies import load_study
+    from tune.tuner import param_space
+    from tune.tuner import searcher as make_searcher
+
+    study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
+    url, name = f"sqlite:///{tmp_path}/o.db", "lw-x"
+    meta = {"tracking_uri": "sqlite:///m.db", "experiment_id": "3", "parent_run_id": "p" * 32}
+    limiter = make_searcher(study, seed=0, optuna_storage=url, optuna_study=name, meta=meta)
+    generator = SearchGenerator(limiter)
+    limiter.set_search_properties(None, None, param_space(study))
+    assert limiter.suggest("t1") is not None
+    pickle.dumps(limiter)
+    generator.save_to_dir(str(tmp_path), session_str="s")
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    (trial,) = [t for t in trials if "tune_trial_id" in t.user_attrs]
+    assert trial.user_attrs["mlflow_config_tag"] == "per_w=0, tpl_w=0, adv_w=0"  # a start point
+    assert trial.user_attrs["mlflow_parent_run_id"] == "p" * 32
+    assert "viewStateShareKey=" + "p" * 32 in trial.user_attrs["mlflow_runs"]
+    stored = optuna.load_study(study_name=name, storage=url)
+    assert stored.metric_names == ["best_val_psnr (kept epoch)", "best_val_perceptual (kept epoch)"]

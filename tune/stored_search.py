@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
@@ -55,7 +56,7 @@ class StoredOptunaSearch(OptunaSearch):
         storage_url: str,
         study_name: str,
         trial_attrs: dict[str, str] | None = None,
-        label: Any = None,
+        label_keys: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         from optuna.storages import RDBStorage
@@ -63,7 +64,7 @@ class StoredOptunaSearch(OptunaSearch):
         super().__init__(storage=RDBStorage(storage_url), study_name=study_name, **kwargs)
         self.storage_url = storage_url
         self.trial_attrs = dict(trial_attrs or {})  # on every trial: where its MLflow runs are
-        self.label = label  # config dict -> the MLflow `config` tag of the trial's runs
+        self.label_keys = label_keys  # the keys of the MLflow `config` tag of a trial's runs
         self._finished_in_storage: dict[str, Any] = {}  # Tune trial id -> FrozenTrial
 
     def set_search_properties(
@@ -73,10 +74,14 @@ class StoredOptunaSearch(OptunaSearch):
         # on an existing study (a resumed driver) would enqueue them a second time.
         if self._points_to_evaluate and self._study_exists():
             self._points_to_evaluate = []
+        import optuna
+
         done = super().set_search_properties(metric, mode, config, **spec)
         if done and self._ot_study is not None:  # optuna-dashboard names the objectives
             metrics = self._metric if isinstance(self._metric, list) else [self._metric]
-            self._ot_study.set_metric_names([f"{m} (kept epoch)" for m in metrics])
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2, still is
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._ot_study.set_metric_names([f"{m} (kept epoch)" for m in metrics])
             self._ot_study.set_user_attr("read_me", READ_ME)
         return done
 
@@ -93,8 +98,11 @@ class StoredOptunaSearch(OptunaSearch):
             trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
             for key, value in self.trial_attrs.items():
                 trial.set_user_attr(key, value)
-            if self.label is not None and config is not None:
-                trial.set_user_attr("mlflow_config_tag", self.label(config))
+            if self.label_keys is not None and config is not None:
+                from tune.groups import label
+
+                values = {k: config[k] for k in self.label_keys if k in config}
+                trial.set_user_attr("mlflow_config_tag", label(values))
         return config
 
     def restore(self, checkpoint_path: str) -> None:

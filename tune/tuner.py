@@ -24,7 +24,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
-from tune import groups, trial_record
+from tune import trial_record
 from tune.full_storage import StopWhenFull
 from tune.repeats import SeedRepeater
 from tune.stored_search import StoredOptunaSearch
@@ -87,7 +87,7 @@ def searcher(
             storage_url=optuna_storage,
             study_name=optuna_study,
             trial_attrs=mlflow_attrs(meta or {}),
-            label=lambda config: groups.label({k: config[k] for k in study.search}),
+            label_keys=list(study.search),
             **options,
         )
         if optuna_storage

@@ -115,7 +115,7 @@ def test_study_on_s3_storage_resumes_after_the_driver_is_killed(
 
     _, parents, children = mlflow_runs(uri, "s3study")
     assert [p.info.status for p in parents] == [parent_run.FINISHED]
-    trials = [c for c in children if c.data.tags.get("role") != "pretrain"]
+    trials = [c for c in children if c.data.tags.get("role") == "trial"]
     trial_ids = sorted(c.data.tags["trial_id"] for c in trials)
     assert len(trial_ids) == len(set(trial_ids)) == 2, trial_ids
     assert all(c.info.status != parent_run.RUNNING for c in children)
@@ -143,7 +143,7 @@ def _kill_once_a_trial_reported(driver, uri: str, ray_temp_dir: str) -> None:
             return False
         client = MlflowClient(uri)
         return any(
-            c.data.tags.get("role") != "pretrain"
+            c.data.tags.get("role") == "trial"
             and any(m.step >= 1 for m in client.get_metric_history(c.info.run_id, names.EPOCH))
             for c in children
         )
