@@ -26,6 +26,7 @@ def _smaller_main_job(tmp_path: Path) -> Path:
     study = doc["studies"]["loss-weights"]
     demo = study["profiles"]["demo"]
     demo["pretrain"].update(epochs=3, val_limit=2)
+    demo["repeats"] = 2  # 2 configurations x 2 seeds are enough to check what is logged
     demo["config"].update(epochs=1, fraction=0.15, val_limit=6, n_feats=8,
                           num_res_blocks="1+1+1+1")  # fmt: skip
     path = tmp_path / "experiments.yaml"

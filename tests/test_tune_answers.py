@@ -74,7 +74,11 @@ def test_tradeoff_when_reconstruction_only_is_the_whole_front(tmp_path):
                     _history(24.0, 0.3)),
     ]  # fmt: skip
     text = answers.tradeoff(_data(study, records, tmp_path))
-    assert text.endswith("no weights trade PSNR for a lower val_perceptual: it is the whole front.")
+    assert text.endswith(
+        "no weights trade PSNR for a lower val_perceptual: it is the whole front; per_w=0.01 is "
+        "worse on both: -1.00 dB and 50.0% higher val_perceptual (val_perceptual 0.3000 vs "
+        "0.2000; single seed: spread unknown)."
+    )  # the dominated configuration is still named, with its significance
 
 
 def test_reference_without_extra_modes_says_it_is_not_measured(tmp_path):

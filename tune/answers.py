@@ -212,10 +212,16 @@ def tradeoff(data: ReportData) -> str:
         f"{fmt(r[f'{lo}_mean'], '.4f')}, n={int(r[f'{hi}_n'])}; it "
         f"{bicubic_verdict(r.get(f'{VS_BICUBIC}_mean'))}):"
     )
-    others = front[front[GROUP] != r[GROUP]].sort_values(f"{lo}_mean")
-    if others.empty:
-        return out + f" no weights trade PSNR for a lower {_name(lo)}: it is the whole front."
+    # every other configuration against it: the front's first (they are the trade-offs), then
+    # the dominated ones (worse on both, or no better), each with its significance
+    others = g[g[GROUP] != r[GROUP]]
+    if "pareto" in others:
+        others = others.assign(_front=others["pareto"].astype(bool))
+        others = others.sort_values(["_front", f"{lo}_mean"], ascending=[False, True])
     trades = [_trade(data, row, r, hi, lo) for _, row in others.iterrows()]
+    if bool(front[GROUP].eq(r[GROUP]).all()) and len(front) == 1:
+        whole = f"no weights trade PSNR for a lower {_name(lo)}: it is the whole front"
+        return out + " " + "; ".join([whole, *trades]) + "."
     return out + " " + "; ".join(trades) + f". {on_front}."
 
 
@@ -228,9 +234,9 @@ def _trade(data: ReportData, g: pd.Series, ref: pd.Series, hi: str, lo: str) -> 
     if dy.delta < 0 and dx.delta < 0:
         text_ = f"{who} trades {-dy.delta:.2f} dB PSNR for {_percent(-rel)} lower {what}"
     elif dx.delta < 0:
-        text_ = f"{who} is better on both (+{dy.delta:.2f} dB, {_percent(-rel)} lower {what})"
+        text_ = f"{who} is better on both: +{dy.delta:.2f} dB and {_percent(-rel)} lower {what}"
     elif dy.delta < 0:
-        text_ = f"{who} is worse on both ({dy.delta:.2f} dB, {_percent(rel)} higher {what})"
+        text_ = f"{who} is worse on both: {dy.delta:.2f} dB and {_percent(rel)} higher {what}"
     else:
         text_ = f"{who} gains {dy.delta:.2f} dB PSNR at {_percent(rel)} higher {what}"
     return f"{text_} ({values}; {_certainty(dy, dx)})"

@@ -16,7 +16,7 @@ tune/answers.py), never from its name. Outputs (in ``<experiment dir>/report/``)
   (reference), ``pareto.png`` (tradeoff), ``best_vs_<param>.png`` (scaling),
   ``divergence.png`` (divergence);
 - ``summary.txt`` (the printed summary) and ``report.html`` (everything on one page, with the
-  latest sample grids of the best trials when MLflow is given).
+  kept trial's sample grids before training and at its kept epoch when MLflow is given).
 The answer is also the parent run's MLflow description (``mlflow.note.content``).
 """
 
