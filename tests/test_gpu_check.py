@@ -49,7 +49,7 @@ def test_benchmark_flags_name_real_cases_and_options():
 
 
 @pytest.mark.slow
-def test_the_rehearsal_runs_every_step_on_the_cpu(tmp_path):
+def test_the_rehearsal_runs_every_step_on_the_cpu(tmp_path, figures):
     # As CI runs it: a fresh output folder, the wheels prepared if missing (network), Ray,
     # MLflow and Optuna hidden from every step.
     out = tmp_path / "out"
@@ -66,7 +66,9 @@ def test_the_rehearsal_runs_every_step_on_the_cpu(tmp_path):
     )
     seconds = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert seconds <= REHEARSAL_S, f"the rehearsal took {seconds:.0f} s"
+    # Its length is a figure, not an assertion (a loaded machine is not a failure): 214-225 s
+    # measured on the 2-core dev machine against the 5 minutes (docs/BENCHMARKS.md).
+    figures(f"gpu_check.sh --rehearse: {seconds:.0f} s (aim: <= {REHEARSAL_S} s)")
     for name in ("env", "tests", "train", "resume", "bench", "packed", "ablation", "compile"):
         assert (out / f"{name}.log").is_file(), name
     env_log = (out / "env.log").read_text()
