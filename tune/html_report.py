@@ -29,11 +29,19 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 pre { background: #f8f8f8; padding: .6em; overflow-x: auto; font-size: .85em; }
 figure { display: inline-block; margin: .5em; vertical-align: top; max-width: 100%; }
 figure.plot { width: 48%; } figure.plot img { width: 100%; }
-figcaption { font-size: .8em; color: #555; }
+figcaption, .caption { font-size: .8em; color: #555; }
 img { max-width: 100%; }
 details { margin: .6em 0; } summary { cursor: pointer; font-weight: bold; }
 code { background: #f2f2f2; padding: 0 .2em; }
 """
+
+
+CAPTION = (
+    "Each trial at its kept epoch, mean ± std over a configuration's seeds. PSNR Y: the luma "
+    "PSNR of the paper and the reference code (no border crop); PSNR RGB-c4: MMagic's RGB PSNR "
+    "with a 4-pixel border crop (docs/TRAINING.md). vs best: the difference from the best "
+    "configuration against two standard errors of the seed spread."
+)
 
 
 def write_html(
@@ -63,10 +71,10 @@ def write_html(
         f"<h2>The study</h2><p>{_inline(description)}</p>",
     ]
     if not overview.empty:
-        parts += ["<h2>Configurations</h2>", _table(overview)]
+        parts += ["<h2>Configurations</h2>", _table(overview), f"<p class='caption'>{CAPTION}</p>"]
     parts.append("<h2>Sample grids of the kept model</h2>")
     if grids:
-        parts += [_figure(p, caption) for caption, p in grids]
+        parts += [_figure(p, caption, css="plot") for caption, p in grids]
     else:
         parts.append("<p>None: no MLflow store given, or the kept trial logged no grid.</p>")
     if plots:
