@@ -543,7 +543,7 @@ class MlflowCallback:
 
         values = info.config.to_dict()
         if self.params is None:  # what this run sets: a short list the UI can show whole
-            shown = info.config.model_dump(exclude_defaults=True)
+            shown = info.config.model_dump(exclude_defaults=True, exclude={"out_dir"})
         else:
             shown = {k: values[k] for k in self.params}
         self.tracker.log_params(shown)
