@@ -60,9 +60,11 @@ def trial_naming(values: dict[str, Any], meta: dict[str, Any]) -> tuple[list[str
     params = {k: values[k] for k in varied}
     if repeats:
         params[groups.SEED_KEY] = values.get(groups.SEED_KEY, 0)
-    run_name = groups.trial_label(params) if varied else f"{meta['study']}"
-    if not varied and repeats:
-        run_name += f" · seed {values.get(groups.SEED_KEY, 0)}"
+    if varied:
+        run_name = groups.trial_label(params)
+    else:  # a study that varies nothing is named after itself (and the seed, when seeds vary)
+        seed = params.get(groups.SEED_KEY)
+        run_name = meta["study"] + (f" · seed {seed}" if seed is not None else "")
     return list(params), config_name, run_name
 
 
