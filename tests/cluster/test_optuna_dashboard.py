@@ -1,9 +1,9 @@
 """What a person sees in optuna-dashboard, in headless Chromium: the Optuna study a searched
 study keeps in its RDB storage (written here by the study's own searcher, `tune.tuner.searcher`
-on SQLite, six configurations over two seeds each) is listed, its trials page shows every trial
-with its Tune trial id, and its page draws the parameter importance. Screenshots go to
-test-artifacts/. The dashboard is a real ``optuna-dashboard`` process on 127.0.0.1, stopped by
-PID.
+on SQLite, six configurations over the demo's seeds each) is listed, its trials page shows every
+trial with its Tune trial id and where its MLflow runs are, and its page draws the parameter
+importance with the objectives named. Screenshots go to test-artifacts/. The dashboard is a real
+``optuna-dashboard`` process on 127.0.0.1, stopped by PID.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"
 def _objectives(config: dict) -> dict[str, float]:
     """Made-up results that depend on the weights (mostly on per_w), so importance has signal."""
     psnr = 25.0 - 0.08 * config["per_w"] - 20.0 * config["adv_w"] - 0.1 * config["tpl_w"]
-    return {"val_psnr": psnr, "val_perceptual": 0.5 - 0.002 * config["per_w"]}
+    # the searcher is told each objective at the trial's kept epoch
+    return {"best_val_psnr": psnr, "best_val_perceptual": 0.5 - 0.002 * config["per_w"]}
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,15 @@ def optuna_study(tmp_path_factory) -> str:
     """The storage URL of a finished loss-weights (demo) Optuna study, as its searcher wrote it."""
     url = f"sqlite:///{tmp_path_factory.mktemp('optuna')}/optuna.db"
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
-    limiter = tuner.searcher(study, seed=0, optuna_storage=url, optuna_study=STUDY_NAME)
+    meta = {"tracking_uri": "sqlite:///m.db", "experiment_id": "1", "parent_run_id": "f" * 32}
+    limiter = tuner.searcher(
+        study, seed=0, optuna_storage=url, optuna_study=STUDY_NAME, meta=meta
+    )
     limiter.set_search_properties(None, None, tuner.param_space(study))
     for i in range(CONFIGS):
-        group = [f"t{i}a", f"t{i}b"]  # one configuration, two seeds
-        configs = [limiter.suggest(trial_id) for trial_id in group]
-        for trial_id, config in zip(group, configs, strict=True):
-            limiter.on_trial_complete(trial_id, _objectives(config))
+        for seed in "abc"[: study.repeats]:  # one configuration, its seeds, one at a time
+            trial_id = f"t{i}{seed}"  # (the limiter holds at most max_concurrent at once)
+            limiter.on_trial_complete(trial_id, _objectives(limiter.suggest(trial_id)))
     trials = optuna.load_study(study_name=STUDY_NAME, storage=url).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * CONFIGS
     return url
@@ -105,6 +108,10 @@ def test_dashboard_lists_the_study_and_every_trial(page, dashboard):  # noqa: F8
         page.get_by_text("User Attributes").first.wait_for()
         page.get_by_text(TUNE_TRIAL_ATTR).first.wait_for()
         page.get_by_text("t0a").first.wait_for()
+        # ... and where its MLflow runs are: the config tag they carry, the grouped view
+        page.get_by_text("mlflow_config_tag").first.wait_for()
+        page.get_by_text("per_w=0, tpl_w=0, adv_w=0").first.wait_for()
+        page.get_by_text("mlflow_runs").first.wait_for()
     finally:
         _screenshot(page, "optuna-dashboard-trials.png")
 
@@ -131,6 +138,7 @@ def test_dashboard_draws_parameter_importance(page, dashboard):  # noqa: F811
             if time.monotonic() > deadline:
                 pytest.fail(f"importance chart shows {labels}, {names}; expected {expected}")
             page.wait_for_timeout(500)
-        assert "Objective 0" in chart and "Objective 1" in chart
+        # the objectives are named (they were "Objective 0/1")
+        assert "best_val_psnr (kept epoch)" in chart and "Objective 0" not in chart
     finally:
         _screenshot(page, "optuna-dashboard-importance.png")
