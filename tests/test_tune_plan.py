@@ -81,7 +81,7 @@ def test_list_has_a_line_per_study():
     rows = {line.split()[0]: line for line in text.splitlines()}
     assert set(rows) == set(StudyFile.load(SHIPPED))
     assert rows["resolution"].split()[1:3] == ["scaling", "grid"]
-    assert rows["resolution"].endswith("trials: demo 3, seed 4")
+    assert rows["resolution"].endswith("trials: demo 6, seed 4")  # 3 sizes x 2 seeds
 
 
 def test_the_plan_shows_loader_workers_and_refuses_a_0_worker_gpu_trial(tmp_path):

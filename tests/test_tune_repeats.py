@@ -72,18 +72,21 @@ def test_grid_studies_repeat_over_a_seed_dimension():
     space = param_space(study)
     assert space["seed"] == tune.grid_search([0, 1, 2])
     assert study.num_trials() == 12
-    assert load_study(SHIPPED, "dataset-fraction", "demo").repeats == 1
-    assert "seed" not in param_space(load_study(SHIPPED, "dataset-fraction", "demo"))
+    shipped = load_study(SHIPPED, "dataset-fraction", "demo")
+    assert shipped.repeats == 2 and param_space(shipped)["seed"] == tune.grid_search([0, 1])
+    assert "seed" not in param_space(replace(shipped, repeats=1))
 
 
 def test_searched_study_repeats_in_the_searcher_with_baseline_first(tmp_path):
     study = load_study(SHIPPED, "loss-weights", "demo")
-    assert study.repeats == 2 and study.num_trials() == 4
+    assert study.repeats == 3 and study.num_trials() == 6
     alg = searcher(study, seed=0)
-    assert isinstance(alg.searcher, SeedRepeater) and alg.searcher.repeat == 2
+    assert isinstance(alg.searcher, SeedRepeater) and alg.searcher.repeat == 3
     assert "seed" not in param_space(study)  # the repeater sets the seed, not a grid
     tuner = build_tuner(study, meta={"study": "x"}, storage=str(tmp_path), name="n")
-    assert tuner._local_tuner._tune_config.num_samples == 4  # 2 suggestions x 2 seeds
-    # Optuna's first suggestion is the reconstruction-only baseline (start_points).
-    first = alg.searcher.searcher._points_to_evaluate[0]
+    assert tuner._local_tuner._tune_config.num_samples == 6  # 2 suggestions x 3 seeds
+    # Optuna's first suggestion is the reconstruction-only baseline (start_points), then the
+    # demo's fixed perceptual weighting
+    first, second = alg.searcher.searcher._points_to_evaluate
     assert first == {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0}
+    assert second == {"per_w": 1000.0, "tpl_w": 0.0, "adv_w": 0.0}

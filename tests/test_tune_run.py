@@ -91,8 +91,8 @@ def test_dry_run_overrides(tmp_path):
         tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    # loss-weights repeats every configuration over 2 seeds
-    assert "trials     12 (num_samples 6 × 2 seeds), at most 2 at a time, 2 epoch(s)" in out.stdout
+    # loss-weights (demo) repeats every configuration over 3 seeds
+    assert "trials     18 (num_samples 6 × 3 seeds), at most 2 at a time, 2 epoch(s)" in out.stdout
     assert "0.5 CPU" in out.stdout
 
 
@@ -197,7 +197,7 @@ def test_list_prints_one_line_per_study(tmp_path):
     lines = out.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(load_all(REPO / "experiments.yaml"))
     row = dict(zip([line.split()[0] for line in lines], lines, strict=True))
-    assert "tradeoff" in row["loss-weights"] and "demo 4, seed 24" in row["loss-weights"]
+    assert "tradeoff" in row["loss-weights"] and "demo 6, seed 24" in row["loss-weights"]
     assert "speed" in row["train-time"] and "grid" in row["train-time"]
 
 
