@@ -31,7 +31,7 @@ from ttsr.data import open_dataset, open_dataset_from_config
 from ttsr.data.loading import loader_options
 from ttsr.data.source import inpaint_options
 from ttsr.early_stopping import OutputCollapseMonitor, OutputStats
-from ttsr.metrics import psnr, psnr_rgb, ssim, ssim_rgb, to_y
+from ttsr.metrics import RGB_CROP, SSIM_WINDOW, psnr, psnr_rgb, ssim, ssim_rgb, to_y
 
 if TYPE_CHECKING:
     from ttsr.trainer import Trainer
@@ -166,7 +166,8 @@ class Evaluator:
             sums.add(names.VAL_PSNR, psnr(sr, hr).clamp(max=PSNR_CAP))
             sums.add(names.VAL_SSIM, ssim(sr, hr))
             sums.add(names.VAL_PSNR_RGB_C4, psnr_rgb(sr, hr).clamp(max=PSNR_CAP))
-            sums.add(names.VAL_SSIM_RGB_C4, ssim_rgb(sr, hr))
+            if min(hr.shape[-2:]) - 2 * RGB_CROP >= SSIM_WINDOW:
+                sums.add(names.VAL_SSIM_RGB_C4, ssim_rgb(sr, hr))
             sums.add(names.VAL_LPIPS_PROXY, trainer.distance(sr, hr))
             mask = batch["mask"].to(trainer.device) if self.inpaint else None
             if mask is not None:
@@ -175,4 +176,7 @@ class Evaluator:
             if health is not None:
                 health.update(sr, hr, mask)
             images += hr.shape[0]
-        return {k: v / images for k, v in sums.read().items()}
+        out = {k: v / images for k, v in sums.read().items()}
+        # under 19 px no SSIM window fits the 4-px crop: NaN, as the metric is not defined there
+        out.setdefault(names.VAL_SSIM_RGB_C4, math.nan)
+        return out
