@@ -256,7 +256,8 @@ def test_nan_loss_diverges_at_once_and_keeps_best(tmp_path, monkeypatch):
         return value * math.nan if calls.n == 3 else value
 
     monkeypatch.setattr(step, "reconstruction_loss", poisoned)
-    config = tiny(tmp_path, fraction=0.05, epochs=5)  # 2 steps per epoch: NaN in epoch 2, step 1
+    # 2 steps per epoch: NaN in epoch 2, step 1; min_delta 0: epoch 1's small gain is a best
+    config = tiny(tmp_path, fraction=0.05, epochs=5, min_delta=0.0)
     reports = []
     result = train(config, callbacks=[OnEpochEnd(lambda m, d: reports.append(m))], progress=False)
     assert calls.n == 3  # not a single step after the NaN

@@ -84,7 +84,7 @@ def test_parent_run_owns_params_tags_and_ends_on_every_path(tmp_path):
         assert "metrics.`best_val_psnr`" in view["selectedColumns"]
         assert "metrics.`best_val_perceptual`" in view["selectedColumns"]
         assert run.data.params["set.lr"] == "0.0003" and run.data.params["report"] == "tradeoff"
-        assert run.data.params["repeats"] == "2" and "config.size" in run.data.params
+        assert run.data.params["repeats"] == "3" and "config.size" in run.data.params
         assert parent.info["run_id"] == parent.run_id and parent.info["profile"] == "demo"
         stray = client.create_run(
             parent.experiment_id, tags={parent_run.PARENT_TAG: parent.run_id}
@@ -115,7 +115,7 @@ def test_parent_run_owns_params_tags_and_ends_on_every_path(tmp_path):
             "experiment_id": parent.experiment_id,
             "parent_run_id": parent.run_id,
             "varied": ["per_w", "tpl_w", "adv_w"],
-            "repeats": 2,
+            "repeats": 3,
         }
     assert client.get_run(parent.run_id).info.status == "FINISHED"
 
