@@ -59,6 +59,8 @@ def test_main_job_learns_answers_and_fills_mlflow(tmp_path):
     import pandas as pd
     from mlflow import MlflowClient
 
+    from tune.formatting import short
+
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("loss-weights")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
@@ -79,8 +81,8 @@ def test_main_job_learns_answers_and_fills_mlflow(tmp_path):
     configs = {}
     for run in trials:
         p, tags = run.data.params, run.data.tags
-        config = f"per_w={p['per_w']}, tpl_w={p['tpl_w']}, adv_w={p['adv_w']}"
-        assert tags["config"] == config.replace(".0,", ",").replace("=0.0", "=0"), (tags, p)
+        weights = {f"{k}={short(float(p[k]))}" for k in ("per_w", "tpl_w", "adv_w")}
+        assert set(tags["config"].split(", ")) == weights, (tags, p)
         assert run.info.run_name == f"{tags['config']} · seed {p['seed']}"
         assert set(p) == {"per_w", "tpl_w", "adv_w", "seed"}  # what differs; all in config.json
         configs.setdefault(tags["config"], []).append(run)

@@ -80,7 +80,11 @@ def _train_remotely(study: Study, *, target: str, meta: dict[str, str], cpus: fl
     )
     # Its params: what it sets differently from the trials' fixed config (not the searched
     # keys: their zeros would read like a reconstruction-only trial in the UI's comparison).
-    own = sorted(k for k, v in study.pretrain.items() if study.config.get(k) != v)
+    own = sorted(
+        k
+        for k, v in study.pretrain.items()
+        if k not in study.search and k not in ("out_dir", "extra") and study.config.get(k) != v
+    )
     ref = task.remote(dict(study.pretrain), dict(meta), target, int(max(1, cpus)), own)
     with _EpochProgress(meta, name=_name(target), epochs=int(study.pretrain["epochs"])) as bar:
         while not ray.wait([ref], timeout=2.0)[0]:
