@@ -85,16 +85,14 @@ def best_trial(data: ReportData) -> dict[str, Any]:
     col = objective_column(study.metric)
     if trials.empty or study.report_kind == "speed" or col not in trials or GROUP not in trials:
         return {}
-    g = data.groups
-    if study.multi_objective and "pareto" in g:
-        g = g[g["pareto"].fillna(False).astype(bool)]
-    g = g.dropna(subset=[f"{col}_mean"]) if f"{col}_mean" in g else g.iloc[0:0]
-    if g.empty:
+    group = data.best_group()
+    if group is None:
         return {}
-    pick = (lambda s: s.idxmax()) if study.mode == "max" else (lambda s: s.idxmin())
-    group = g.loc[pick(g[f"{col}_mean"]), GROUP]
-    members = trials[trials[GROUP] == group].dropna(subset=[col])
-    return members.loc[pick(members[col])].to_dict() if not members.empty else {}
+    members = trials[trials[GROUP] == group[GROUP]].dropna(subset=[col])
+    if members.empty:
+        return {}
+    best = members[col].idxmax() if study.mode == "max" else members[col].idxmin()
+    return members.loc[best].to_dict()
 
 
 def build(

@@ -57,8 +57,12 @@ class ReportData:
         return objective_column(hi.metric), objective_column(lo.metric)
 
     def best_group(self) -> pd.Series | None:
+        """The configuration with the best mean of the main objective over its seeds, on the
+        Pareto front of the configuration means when the study has two objectives."""
         col = f"{objective_column(self.study.metric)}_mean"
         g = grouping.complete(self.groups, col)
+        if self.study.multi_objective and "pareto" in g:
+            g = g[g["pareto"].fillna(False).astype(bool)]
         if g.empty:
             return None
         return g.loc[g[col].idxmax() if self.study.mode == "max" else g[col].idxmin()]
