@@ -118,8 +118,8 @@ def test_plan_names_the_storage_and_study_of_a_searched_study_only(tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 def _searcher(url: str, study_name: str):
-    """The shipped loss-weights demo's searcher (multi-objective, its first start point, 2 repeats,
-    at most 2 at a time) on ``url``, as Tune holds it (SearchGenerator around the limiter)."""
+    """The shipped loss-weights demo's searcher (multi-objective, its first start point, set to 2
+    repeats, at most 2 at a time) on ``url``, as Tune holds it (SearchGenerator around the limiter)."""
     from dataclasses import replace
 
     from ray.tune.search import SearchGenerator
@@ -128,7 +128,8 @@ def _searcher(url: str, study_name: str):
     from tune.studies import load_study
 
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
-    study = replace(study, start_points=study.start_points[:1])  # one start point, then Optuna
+    # One start point, then Optuna; two seeds per configuration (the demo ships 3) keep it short.
+    study = replace(study, start_points=study.start_points[:1], repeats=2)
     limiter = tuner.searcher(study, seed=0, optuna_storage=url, optuna_study=study_name)
     generator = SearchGenerator(limiter)
     limiter.set_search_properties(None, None, tuner.param_space(study))
