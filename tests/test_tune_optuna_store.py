@@ -119,7 +119,7 @@ def test_plan_names_the_storage_and_study_of_a_searched_study_only(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def _searcher(url: str, study_name: str):
     """The shipped loss-weights demo's searcher (multi-objective, its first start point, set to 2
-    repeats, at most 2 at a time) on ``url``, as Tune holds it (SearchGenerator around the limiter)."""
+    repeats, at most 2 at a time) on ``url``, as Tune holds it (a SearchGenerator around it)."""
     from dataclasses import replace
 
     from ray.tune.search import SearchGenerator
