@@ -1,12 +1,14 @@
 """A real ``mlflow server`` for tests: 127.0.0.1, a free port, SQLite store, served artifacts,
-one worker, no job execution; started and stopped by PID (``cluster.procs``).
+one worker, no job execution; started and stopped by PID (``cluster.procs``). The one helper for
+every test that needs a server (the UI and browser tests, the outage tests, the test cluster).
 
     with MlflowServer(root) as server:      # server.uri = "http://127.0.0.1:PORT"
-        server.stop(); server.start()       # an outage: the same port, store and artifacts
+        server.kill(); server.start()       # an outage: the same port, store and artifacts
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -17,35 +19,54 @@ UNSET = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 class MlflowServer:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path, *, log_dir: Path | None = None) -> None:
+        self.root = Path(root)  # holds mlflow.db and artifacts/
+        self.log_dir = Path(log_dir) if log_dir is not None else self.root / "logs"
+        self.artifacts_dir = self.root / "artifacts"
         self.port = procs.free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: procs.Started | None = None
         self.starts = 0
 
-    def start(self) -> MlflowServer:
-        (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
-        (self.root / "logs").mkdir(exist_ok=True)
+    def start(self, *, wait: bool = True) -> MlflowServer:
+        """Start (again) on the same port and store; returns once /health answers (``wait``),
+        or at once (then ``wait()``: a caller that starts other things meanwhile)."""
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         argv = [sys.executable, "-m", "mlflow", "server"]
         argv += ["--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}"]
-        argv += ["--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts"]
+        argv += ["--artifacts-destination", str(self.artifacts_dir), "--serve-artifacts"]
         argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         self.proc = procs.start(
             f"mlflow-server-{self.starts}",
             argv,
-            log_dir=self.root / "logs",
+            log_dir=self.log_dir,
             env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             unset=UNSET,
             cwd=self.root,
         )
+        return self.wait() if wait else self
+
+    def wait(self) -> MlflowServer:
+        """Return once /health answers; stop the server and fail if it does not in time."""
+        assert self.proc is not None
         try:
             procs.wait_http(f"{self.uri}/health", timeout=START_TIMEOUT, proc=self.proc)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started: a crash, not a shutdown."""
+        assert self.proc is not None
+        pids = self.proc.pids()
+        procs.signal_pids(pids, signal.SIGKILL)
+        procs.wait_until(
+            lambda: not any(procs.alive(p) for p in pids), timeout=30, what="mlflow server gone"
+        )
+        self.proc.popen.wait(timeout=10)
 
     def stop(self) -> None:
         """Stop the server's processes (by PID); fails if any survives."""
@@ -69,27 +90,12 @@ def train_tiny_run(uri: str, out_dir: Path, *, experiment: str, epochs: int = 3)
     """A tiny training run (the real loop, 32 px, 8 features) logged to ``uri``; returns the
     run id, the TrainResult and the callback."""
     import torch
+    from tiny import tiny_config
 
-    from ttsr.config import TrainConfig
     from ttsr.tracking import MlflowCallback, MlflowTracker
     from ttsr.train import train
 
-    config = TrainConfig.from_dict(
-        dict(
-            size=32,
-            batch_size=2,
-            fraction=0.03,
-            val_limit=1,
-            n_feats=8,
-            num_res_blocks="1+1+1+1",
-            epochs=epochs,
-            patience=None,
-            device="cpu",
-            out_dir=str(out_dir),
-            num_samples_grid=2,
-            seed=0,
-        )
-    )
+    config = tiny_config(out_dir, epochs=epochs, out_dir=str(out_dir))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

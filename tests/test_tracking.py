@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from tiny import tiny_config
 
 from ttsr import names
 from ttsr.checkpoint import load_state
@@ -60,22 +61,7 @@ def status(uri, run_id):
 
 
 def tiny(tmp_path, **changes) -> TrainConfig:
-    values = dict(
-        size=32,
-        batch_size=2,
-        fraction=0.03,
-        val_limit=1,
-        n_feats=8,
-        num_res_blocks="1+1+1+1",
-        epochs=2,
-        patience=None,
-        device="cpu",
-        out_dir=str(tmp_path / "run"),
-        num_samples_grid=1,
-        seed=0,
-    )
-    values.update(changes)
-    return TrainConfig.from_dict(values)
+    return tiny_config(tmp_path, **{"epochs": 2, "num_samples_grid": 1, **changes})
 
 
 def test_flatten_params():

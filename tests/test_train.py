@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_config
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ttsr import evaluate, names, step, trainer
@@ -35,22 +36,7 @@ def one_thread():
 
 def tiny(tmp_path, **changes) -> TrainConfig:
     """3 train items (1 step of 2 per epoch), 1 validation image, 32 px, n_feats 8."""
-    values = dict(
-        size=32,
-        batch_size=2,
-        fraction=0.03,
-        val_limit=1,  # fraction subsets the training split only
-        n_feats=8,
-        num_res_blocks="1+1+1+1",
-        epochs=1,
-        patience=None,
-        device="cpu",
-        out_dir=str(tmp_path / "run"),
-        num_samples_grid=2,
-        seed=0,
-    )
-    values.update(changes)
-    return TrainConfig.from_dict(values)
+    return tiny_config(tmp_path, **changes)
 
 
 def comparable(history):

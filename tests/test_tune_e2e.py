@@ -13,23 +13,21 @@ import time
 from pathlib import Path
 
 import pytest
+import tiny
 import yaml
 from cluster import procs
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
 
+# tests/tiny.py's config with 4-item batches, 2 validation images and a sample grid each epoch
 TINY = {
-    "size": 32,
+    **tiny.TINY,
     "batch_size": 4,
     "fraction": 0.1,
     "val_limit": 2,
     "epochs": 3,
-    "n_feats": 8,
-    "num_res_blocks": "1+1+1+1",
-    "device": "cpu",
     "sample_every": 1,
-    "num_samples_grid": 2,
 }
 
 

@@ -133,3 +133,26 @@ def test_killed_driver_resumes_the_same_optuna_study(tmp_path, ray_temp_dir):
     assert len(parents) == 1 and parents[0].info.run_name == names[0]
     assert parents[0].data.tags["optuna_storage"] == url
     assert parents[0].data.tags["optuna_study"] == names[0]
+
+    # The trial that ended before the kill, trained again from its MLflow run (`--from-run`):
+    # the same curve, epoch by epoch, as a new run tagged with its source.
+    from ttsr import names as metric_names
+    from ttsr.tracking import RERUN_OF_TAG
+    from ttsr.train.cli import main as train_main
+
+    first = min(complete, key=lambda t: t.number)
+    (source,) = [r for r in client.search_runs([exp.experiment_id])
+                 if r.data.tags.get("trial_id") == first.user_attrs[TUNE_TRIAL_ATTR]]  # fmt: skip
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    argv = ["--from-run", f"runs:/{source.info.run_id}", "--mlflow-uri", uri]
+    assert train_main([*argv, "--out", str(tmp_path / "again"), "--no-progress"]) == 0
+    (again,) = [r for r in client.search_runs([exp.experiment_id])
+                if r.data.tags.get(RERUN_OF_TAG) == source.info.run_id]  # fmt: skip
+
+    def curve(run_id: str) -> list[tuple[int, float]]:
+        history = client.get_metric_history(run_id, metric_names.VAL_PSNR)
+        return sorted((m.step, m.value) for m in history)
+
+    before, after = curve(source.info.run_id), curve(again.info.run_id)
+    assert [s for s, _ in before] == [s for s, _ in after] == [0, 1, 2]
+    assert all(abs(a - b) <= 1e-4 for (_, a), (_, b) in zip(before, after, strict=True))

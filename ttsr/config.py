@@ -12,6 +12,7 @@ number, and ``null`` only fits the optional fields. Every error is one ``ConfigE
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
@@ -277,6 +278,27 @@ class TrainConfig(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_set(text: str) -> tuple[str, Any]:
+    """``--set KEY=VALUE``: the value is parsed as YAML (``3``, ``0.5``, ``[other]``, ``null``),
+    and a number YAML 1.1 reads as text (``1e-4``) as that number."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ConfigError(f"--set {text}: use KEY=VALUE, e.g. --set lr=1e-4")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text}: the value is not valid YAML") from None
+    if isinstance(parsed, str) and _EXPONENT_NUMBER.fullmatch(parsed.strip()):
+        return key, float(parsed)  # YAML 1.1 reads 1e-4 (no dot) as text; mean the number
+    return key, parsed
+
+
 def _reject_unknown(values: Mapping[Any, Any]) -> None:
     known = TrainConfig.model_fields
     unknown = sorted(str(key) for key in values if key not in known)

@@ -61,6 +61,7 @@ def summarised(metric: str) -> bool:
     """Whether ``metric`` is one of the quality metrics reported again at the kept epoch."""
     return metric.startswith(SUMMARISED)
 
+
 STOP_PATIENCE = "patience"
 STOP_DIVERGED = "diverged"
 STOP_MAX_EPOCHS = "max_epochs"

@@ -36,6 +36,7 @@ exits 69; a Tune study's driver closes its trials' runs at the end).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -45,7 +46,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,9 @@ MLFLOW_RUN_KEY = "mlflow_run_id"  # a Tune trial reports its run id under this k
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # what the MLflow UI opens an experiment on
 TRAINING_KIND = "custom_model_development"  # its runs table and charts (not the GenAI pages)
 CONFIG_ARTIFACT = "config.json"  # a training run's whole TrainConfig
+GIT_DIFF_ARTIFACT = "git_diff.patch"  # the uncommitted changes the code ran with, if any
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: fills the UI's Source column
+RERUN_OF_TAG = "rerun_of"  # a `--from-run` run: the run it trains again
 IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images
 IMAGE_KEYS = {"train": "samples_train", "test": "samples_test"}  # grid split -> image key
 
@@ -150,6 +154,67 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
         return None
     commit = done.stdout.strip()
     return commit if done.returncode == 0 and commit else None
+
+
+def git_diff(cwd: str | Path | None = None) -> str:
+    """``git diff HEAD`` of ``cwd`` (default: this package's directory): the uncommitted
+    changes to tracked files; "" for a clean tree or no git."""
+    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "diff", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+@contextlib.contextmanager
+def no_download_progress() -> Iterator[None]:
+    """MLflow draws a progress bar on stderr per artifact download; a command that prints
+    its own lines (a report, a one-line error) has no use for it."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as flag
+
+    before = os.environ.get(flag.name)
+    os.environ[flag.name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(flag.name, None)
+        else:
+            os.environ[flag.name] = before
+
+
+def run_config(tracking_uri: str, ref: str) -> tuple[Any, dict[str, Any]]:
+    """(the MLflow run, its ``config.json`` values) of a tracked training or trial run, for
+    ``python -m ttsr.train --from-run``; ``ref`` is ``runs:/RUN_ID`` or the bare id. Anything
+    else is a ConfigError naming ``ref``."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from ttsr.config import ConfigError
+
+    run_id = ref.removeprefix("runs:/").strip("/").split("/")[0]
+    client = MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"--from-run {ref}: no run {run_id!r} at {tracking_uri}") from None
+    with tempfile.TemporaryDirectory() as tmp, no_download_progress():
+        try:
+            path = Path(client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp))
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError):
+            raise ConfigError(
+                f"--from-run {ref}: run {run.info.run_name!r} has no {CONFIG_ARTIFACT} artifact, "
+                "so it is not a training or trial run (a study's parent run?)"
+            ) from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--from-run {ref}: its {CONFIG_ARTIFACT} is not a mapping of fields")
+    return run, values
 
 
 def param_text(value: Any) -> str:
@@ -508,7 +573,8 @@ class MlflowCallback:
     At the start: params (the config values that differ from TrainConfig's defaults, or only
     the keys ``params`` names: a study's trials show what differs between them; MLflow's image
     cards print a run's params above its image, and 60 of them left no room for it), the whole
-    config as the artifact ``config.json``,
+    config as the artifact ``config.json`` (what ``--from-run`` trains again), the uncommitted
+    changes as ``git_diff.patch`` when the code's git tree was not clean,
     tags (device, VGG weights, warnings), the training and validation data as dataset inputs,
     and the system-metrics thread (every
     ``system_metrics_interval`` seconds; default ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
@@ -552,6 +618,11 @@ class MlflowCallback:
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config_file.write_text(json.dumps(values, indent=1, default=str) + "\n", encoding="utf-8")
         self.tracker.log_artifact(config_file)
+        diff = git_diff()
+        if diff:  # the commit tag alone would not say what ran
+            diff_file = Path(info.out_dir) / GIT_DIFF_ARTIFACT
+            diff_file.write_text(diff, encoding="utf-8")
+            self.tracker.log_artifact(diff_file)
         self.tracker.set_tags(info.tags)
         self.tracker.log_inputs(dataset_inputs(info.config))
         self.tracker.start_system_metrics(

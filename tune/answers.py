@@ -329,8 +329,7 @@ def diverged_note(data: ReportData) -> str:
     for _, r in rows.iterrows():
         signal = stop_signal(r["stop_reason"], r[names.STOP_DETAIL], r.get(names.STOP_SIGNAL))
         named.append(
-            f"{r['label']} ({signal} at epoch {r['epochs_run']}, kept epoch "
-            f"{r[names.BEST_EPOCH]})"
+            f"{r['label']} ({signal} at epoch {r['epochs_run']}, kept epoch {r[names.BEST_EPOCH]})"
         )
     return (
         f"Diverged: {'; '.join(named)}. Included in their configurations' means with the kept "

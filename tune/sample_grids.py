@@ -8,15 +8,12 @@ kept epoch side by side, so a reader sees what the training changed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from ttsr.tracking import IMAGE_KEYS
+from ttsr.tracking import IMAGE_KEYS, no_download_progress
 
 TEST_KEY = IMAGE_KEYS["test"]
 # MLflow's file name of a step-indexed image (its .png; a +compressed.webp sits beside it)
@@ -56,7 +53,7 @@ def kept_trial_grids(
     out = []
     for step, what in sorted(wanted.items()):
         try:
-            with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
+            with tempfile.TemporaryDirectory() as tmp, no_download_progress():
                 local = download_artifacts(
                     run_id=run_id, artifact_path=steps[step], dst_path=tmp,
                     tracking_uri=tracking_uri,
@@ -67,19 +64,3 @@ def kept_trial_grids(
             continue
         out.append((f"{label}: epoch {step} ({what})", path))
     return out
-
-
-@contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """MLflow draws a progress bar per download; a report's console has no use for it."""
-    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as flag
-
-    before = os.environ.get(flag.name)
-    os.environ[flag.name] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(flag.name, None)
-        else:
-            os.environ[flag.name] = before

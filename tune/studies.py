@@ -32,7 +32,6 @@ A profile's ``config`` is merged over the study's; its other keys replace the st
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ import yaml
 from pydantic import ValidationError
 
 from ttsr.config import ConfigError, TrainConfig
+from ttsr.config import parse_set as config_parse_set
 from tune.schema import (
     OverrideSpec,
     ProfileSpec,
@@ -56,7 +56,6 @@ RECONSTRUCTION_ONLY = {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0, "init_epochs": 
 REPORT_KINDS_WITH_PARAM = ("speed", "scaling")  # they plot a quantity against the varied key
 # Study fields that ``--set KEY=VALUE`` may override (besides every TrainConfig field).
 OVERRIDABLE = tuple(OverrideSpec.model_fields)
-_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class StudyError(ValueError):
@@ -155,19 +154,11 @@ class Study:
 
 # ------------------------------------------------------------------------------------------------
 def parse_set(text: str) -> tuple[str, Any]:
-    """``--set KEY=VALUE``: the value is parsed as YAML (``3``, ``0.5``, ``[other]``, ``null``),
-    and a number YAML 1.1 reads as text (``1e-4``) as that number."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key.isidentifier():
-        raise StudyError(f"--set {text}: use KEY=VALUE, e.g. --set lr=1e-4")
+    """``--set KEY=VALUE`` as ``ttsr.train`` reads it (`ttsr.config.parse_set`)."""
     try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise StudyError(f"--set {text}: the value is not valid YAML") from None
-    if isinstance(parsed, str) and _EXPONENT_NUMBER.fullmatch(parsed.strip()):
-        return key, float(parsed)  # YAML 1.1 reads 1e-4 (no dot) as text; mean the number
-    return key, parsed
+        return config_parse_set(text)
+    except ConfigError as exc:
+        raise StudyError(str(exc)) from None
 
 
 @dataclass(frozen=True)

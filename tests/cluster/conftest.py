@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mlflow_server import MlflowServer
 
 from . import procs
 
@@ -100,12 +101,6 @@ class RayCluster:
     head_node_id: str
     gpu_node_id: str
     nodes: list[dict[str, Any]]  # the dashboard's node summaries at start
-
-
-@dataclass
-class MlflowServer:
-    uri: str
-    artifacts_dir: Path
 
 
 @dataclass
@@ -188,14 +183,70 @@ def _stop_all(started: list[procs.Started], grace: float = 6.0) -> set[int]:
     return left
 
 
+WORKER_IP = "127.0.0.2"  # the second node's address: another loopback address on this machine
+
+
+@dataclass
+class TwoNodes:
+    address: str  # GCS HOST:PORT
+    head: procs.Started
+    worker: procs.Started
+
+    def worker_raylet(self) -> int:
+        """The worker node's raylet: SIGKILL it and the node is lost."""
+        for pid in self.worker.pids():
+            if any(arg.endswith("/raylet") for arg in procs.cmdline(pid)[:1]):
+                return pid
+        raise AssertionError(f"no raylet among {self.worker.name}'s processes")
+
+
+def start_two_nodes(root: Path, started: list[procs.Started]) -> TwoNodes:
+    """A head (127.0.0.1) and a worker (``WORKER_IP``) node of 1 CPU each, logs in root/logs,
+    Ray's temp dir root/ray; what it starts is appended to ``started`` (for ``_stop_all``) as it
+    starts, so a failure half-way leaves nothing behind. For the reliability tests that lose a
+    node: each builds its own cluster (the session one above is shared)."""
+    logs, ray_tmp = root / "logs", root / "ray"
+    for d in (logs, ray_tmp):
+        d.mkdir(parents=True, exist_ok=True)
+    gcs, dash, client = (procs.free_port() for _ in range(3))
+    node_args = [f"--temp-dir={ray_tmp}", "--disable-usage-stats", "--block"]
+    node_args += ["--object-store-memory=80000000", "--num-cpus=1", "--num-gpus=0"]
+    ray_env = {**_ray_env(), "RAY_worker_niceness": "0"}
+    head = procs.start(
+        "ray-head",
+        ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}"]
+        + ["--include-dashboard=true", "--dashboard-host=127.0.0.1"]
+        + [f"--dashboard-port={dash}", f"--ray-client-server-port={client}", *node_args],
+        log_dir=logs,
+        env=ray_env,
+        unset=UNSET,
+        cwd=root,
+    )
+    started.append(head)
+    dashboard = f"http://127.0.0.1:{dash}"
+    procs.wait_http(f"{dashboard}/api/gcs_healthz", timeout=START_TIMEOUT, proc=head)
+    worker = procs.start(
+        "ray-worker",
+        [sys.executable, "-c", RAY_WORKER_CLI, "start", f"--address=127.0.0.1:{gcs}"]
+        + [f"--node-ip-address={WORKER_IP}", *node_args],
+        log_dir=logs,
+        env=ray_env,
+        unset=UNSET,
+        cwd=root,
+    )
+    started.append(worker)
+    _wait_nodes(dashboard, 2, timeout=START_TIMEOUT, watch=[head, worker])
+    return TwoNodes(address=f"127.0.0.1:{gcs}", head=head, worker=worker)
+
+
 @pytest.fixture(scope="session")
 def services():
     """Ray head (1 CPU, dashboard) + Ray worker (1 CPU, 1 logical GPU) + MLflow server."""
     root = procs.short_tmpdir("rc")
     logs, ray_tmp = root / "logs", root / "ray"
-    for d in (logs, ray_tmp, root / "mlflow" / "artifacts", root / "shared_results"):
+    for d in (logs, ray_tmp, root / "shared_results"):
         d.mkdir(parents=True)
-    gcs_port, dash_port, client_port, mlflow_port = (procs.free_port() for _ in range(4))
+    gcs_port, dash_port, client_port = (procs.free_port() for _ in range(3))
     node_args = [
         f"--temp-dir={ray_tmp}",
         "--disable-usage-stats",
@@ -219,20 +270,9 @@ def services():
             cwd=root,
         )
         started.append(head)
-        server = procs.start(
-            "mlflow-server",
-            ["mlflow", "server"]
-            + ["--backend-store-uri", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"]
-            + ["--artifacts-destination", str(root / "mlflow" / "artifacts"), "--serve-artifacts"]
-            + ["--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
-            log_dir=logs,
-            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            unset=UNSET,
-            cwd=root,
-        )
-        started.append(server)
+        server = MlflowServer(root / "mlflow", log_dir=logs).start(wait=False)
+        started.append(server.proc)
         dashboard = f"http://127.0.0.1:{dash_port}"
-        uri = f"http://127.0.0.1:{mlflow_port}"
         # The worker joins once the head is fully up: a raylet must register with the GCS
         # within 30 s (fixed in Ray), which a GCS busy starting the dashboard can miss on 2 cores.
         procs.wait_http(f"{dashboard}/api/gcs_healthz", timeout=START_TIMEOUT, proc=head)
@@ -259,7 +299,7 @@ def services():
                 if attempt == WORKER_ATTEMPTS or head.popen.poll() is not None:
                     raise
                 assert not worker.stop(grace=3.0), f"{worker.name}: processes survived"
-        procs.wait_http(f"{uri}/health", timeout=START_TIMEOUT, proc=server)
+        server.wait()
         gpu = [n for n in nodes if n["raylet"].get("resourcesTotal", {}).get("GPU", 0) > 0]
         cpu_only = [n for n in nodes if n not in gpu]
         assert len(gpu) == 1 and len(cpu_only) == 1, f"expected one GPU node: {nodes}"
@@ -274,7 +314,7 @@ def services():
         yield Services(
             root=root,
             ray=cluster,
-            mlflow=MlflowServer(uri=uri, artifacts_dir=root / "mlflow" / "artifacts"),
+            mlflow=server,
             started=started,
         )
     finally:

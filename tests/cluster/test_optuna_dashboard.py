@@ -47,9 +47,7 @@ def optuna_study(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('optuna')}/optuna.db"
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
     meta = {"tracking_uri": "sqlite:///m.db", "experiment_id": "1", "parent_run_id": "f" * 32}
-    limiter = tuner.searcher(
-        study, seed=0, optuna_storage=url, optuna_study=STUDY_NAME, meta=meta
-    )
+    limiter = tuner.searcher(study, seed=0, optuna_storage=url, optuna_study=STUDY_NAME, meta=meta)
     limiter.set_search_properties(None, None, tuner.param_space(study))
     for i in range(CONFIGS):
         for seed in "abc"[: study.repeats]:  # one configuration, its seeds, one at a time

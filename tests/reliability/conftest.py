@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny
 import yaml
 from cluster.procs import (  # noqa: F401 - descendants, listening_sockets: for the fault tests
     descendants,
@@ -33,18 +34,16 @@ TRAIN = [sys.executable, "-m", "ttsr.train"]
 INFER = [sys.executable, "-m", "ttsr.infer"]
 DATA = [sys.executable, "-m", "ttsr.data"]
 
-# The real TTSR at 32 px with 4 features and one residual block per stage: ~1 s epochs on a core.
+# tests/tiny.py's config with 4 features, 4-item batches and 2 validation images: ~1 s epochs
+# on a core, in a study's trials.
 TINY = {
-    "size": 32,
+    **tiny.TINY,
     "batch_size": 4,
     "fraction": 0.1,
     "val_limit": 2,
     "epochs": 3,
     "n_feats": 4,
-    "num_res_blocks": "1+1+1+1",
-    "device": "cpu",
     "sample_every": 0,
-    "patience": None,
     # a 4-feature model gains hundredths of a dB: any gain is a new best here, as the tests of
     # kept epochs count on (the default 0.05-dB min_delta is for real runs' plateaus)
     "min_delta": 0.0,

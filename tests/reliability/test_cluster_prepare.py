@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 from cluster import procs
-from cluster.conftest import RAY_WORKER_CLI, START_TIMEOUT, _ray_env, _stop_all, _wait_nodes
+from cluster.conftest import _ray_env, _stop_all, start_two_nodes
 from PIL import Image
 
 from ttsr.data.prepare import prepare
@@ -24,7 +24,6 @@ from .conftest import DATA, env
 
 pytestmark = pytest.mark.slow
 
-WORKER_IP = "127.0.0.2"
 IMAGES = 12  # one chunk each (--files-per-shard 1), plus a broken and a too-small file
 OPTIONS = ["--sizes", "32", "--files-per-shard", "1", "--no-progress"]
 
@@ -45,44 +44,6 @@ def _files(out) -> dict[str, bytes]:
         for p in sorted(out.rglob("*"))
         if p.is_file() and p.name != ".lock"
     }
-
-
-def _raylet(started: procs.Started) -> int:
-    for pid in started.pids():
-        if any(arg.endswith("/raylet") for arg in procs.cmdline(pid)[:1]):
-            return pid
-    raise AssertionError(f"no raylet among {started.name}'s processes")
-
-
-def _start_cluster(root, started: list[procs.Started]) -> str:
-    logs, ray_tmp = root / "logs", root / "ray"
-    gcs, dash, client = (procs.free_port() for _ in range(3))
-    node_args = [f"--temp-dir={ray_tmp}", "--disable-usage-stats", "--block"]
-    node_args += ["--object-store-memory=80000000", "--num-cpus=1", "--num-gpus=0"]
-    ray_env = {**_ray_env(), "RAY_worker_niceness": "0"}
-    head = procs.start(
-        "ray-head",
-        ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}"]
-        + ["--include-dashboard=true", "--dashboard-host=127.0.0.1"]
-        + [f"--dashboard-port={dash}", f"--ray-client-server-port={client}", *node_args],
-        log_dir=logs,
-        env=ray_env,
-        cwd=root,
-    )
-    started.append(head)
-    dashboard = f"http://127.0.0.1:{dash}"
-    procs.wait_http(f"{dashboard}/api/gcs_healthz", timeout=START_TIMEOUT, proc=head)
-    worker = procs.start(
-        "ray-worker",
-        [sys.executable, "-c", RAY_WORKER_CLI, "start", f"--address=127.0.0.1:{gcs}"]
-        + [f"--node-ip-address={WORKER_IP}", *node_args],
-        log_dir=logs,
-        env=ray_env,
-        cwd=root,
-    )
-    started.append(worker)
-    _wait_nodes(dashboard, 2, timeout=START_TIMEOUT, watch=[head, worker])
-    return f"127.0.0.1:{gcs}"
 
 
 # The same as `python -m ttsr.data prepare --address`, plus a callback that SIGKILLs a raylet.
@@ -118,13 +79,12 @@ def _cli(address: str, src, out, root):
 
 def test_two_node_prepare_matches_local_resumes_and_survives_a_lost_node(figures):
     root = procs.short_tmpdir("rp")
-    (root / "logs").mkdir()
-    (root / "ray").mkdir()
     src = root / "src"
     _source(src)
     started: list[procs.Started] = []
     try:
-        address = _start_cluster(root, started)
+        nodes = start_two_nodes(root, started)
+        address = nodes.address
         local = root / "local"
         prepare(src, local, sizes=[32], files_per_shard=1, workers=1, progress=False)
         expected = _files(local)
@@ -146,7 +106,7 @@ def test_two_node_prepare_matches_local_resumes_and_survives_a_lost_node(figures
         # (the callback makes "mid-way" certain), then the same command again.
         lost = root / "lost"
         argv = [sys.executable, "-c", KILLING_DRIVER, address, str(src), str(lost)]
-        raylet = _raylet(started[1])
+        raylet = nodes.worker_raylet()
         killed = subprocess.run(
             [*argv, str(raylet)],
             cwd=root,

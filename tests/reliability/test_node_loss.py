@@ -13,7 +13,7 @@ import sys
 
 import pytest
 from cluster import procs
-from cluster.conftest import RAY_WORKER_CLI, START_TIMEOUT, _ray_env, _stop_all, _wait_nodes
+from cluster.conftest import WORKER_IP, _ray_env, _stop_all, start_two_nodes
 
 from ttsr import names
 from tune import parent_run
@@ -23,51 +23,15 @@ from .conftest import REPO, TINY, mlflow_runs, tiny_study, trial_rows, write_exp
 pytestmark = pytest.mark.slow
 
 EPOCHS = 4
-WORKER_IP = "127.0.0.2"
 STAGING = "session_*/artifacts/*/nodes-*/driver_artifacts"  # the driver's copy of trial dirs
-
-
-def _raylet(started: procs.Started) -> int:
-    for pid in started.pids():
-        if any(arg.endswith("/raylet") for arg in procs.cmdline(pid)[:1]):
-            return pid
-    raise AssertionError(f"no raylet among {started.name}'s processes")
 
 
 def test_lost_node_trial_moves_to_the_other_node_from_its_checkpoint():
     root = procs.short_tmpdir("rn")
-    logs, ray_tmp, storage = root / "logs", root / "ray", root / "results"
-    for d in (logs, ray_tmp):
-        d.mkdir(parents=True)
-    gcs, dash, client = (procs.free_port() for _ in range(3))
-    node_args = [f"--temp-dir={ray_tmp}", "--disable-usage-stats", "--block"]
-    node_args += ["--object-store-memory=80000000", "--num-cpus=1", "--num-gpus=0"]
-    ray_env = {**_ray_env(), "RAY_worker_niceness": "0"}
+    logs, ray_tmp, storage = root / "logs", root / "ray", root / "results"  # the helper's layout
     started: list[procs.Started] = []
     try:
-        head = procs.start(
-            "ray-head",
-            ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}"]
-            + ["--include-dashboard=true", "--dashboard-host=127.0.0.1"]
-            + [f"--dashboard-port={dash}", f"--ray-client-server-port={client}", *node_args],
-            log_dir=logs,
-            env=ray_env,
-            cwd=root,
-        )
-        started.append(head)
-        dashboard = f"http://127.0.0.1:{dash}"
-        procs.wait_http(f"{dashboard}/api/gcs_healthz", timeout=START_TIMEOUT, proc=head)
-        worker = procs.start(
-            "ray-worker",
-            [sys.executable, "-c", RAY_WORKER_CLI, "start", f"--address=127.0.0.1:{gcs}"]
-            + [f"--node-ip-address={WORKER_IP}", *node_args],
-            log_dir=logs,
-            env=ray_env,
-            cwd=root,
-        )
-        started.append(worker)
-        _wait_nodes(dashboard, 2, timeout=START_TIMEOUT, watch=[head, worker])
-
+        nodes = start_two_nodes(root, started)
         study = tiny_study(config={**TINY, "epochs": EPOCHS}, search={"lr": {"grid": [1e-4, 2e-4]}})
         experiments = write_experiments(root / "exp.yaml", {"nodes": study})
         uri = f"sqlite:///{root}/mlflow.db"
@@ -75,9 +39,9 @@ def test_lost_node_trial_moves_to_the_other_node_from_its_checkpoint():
             "driver",
             [sys.executable, str(REPO / "tune" / "run.py"), "--study", "nodes"]
             + ["--experiments", str(experiments), "--profile", "demo", "--no-report"]
-            + ["--address", f"127.0.0.1:{gcs}", "--mlflow-uri", uri, "--storage", str(storage)],
+            + ["--address", nodes.address, "--mlflow-uri", uri, "--storage", str(storage)],
             log_dir=logs,
-            env=ray_env,
+            env={**_ray_env(), "RAY_worker_niceness": "0"},
             cwd=root,
         )
         started.append(driver)
@@ -95,7 +59,7 @@ def test_lost_node_trial_moves_to_the_other_node_from_its_checkpoint():
             return None
 
         moved = procs.wait_until(trial_on_worker, timeout=300, what="a report from the worker")
-        procs.signal_pids({_raylet(worker)}, signal.SIGKILL)  # the node is lost
+        procs.signal_pids({nodes.worker_raylet()}, signal.SIGKILL)  # the node is lost
 
         returncode = driver.popen.wait(timeout=600)
         output = driver.log.read_text(errors="replace")

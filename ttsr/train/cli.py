@@ -1,6 +1,9 @@
 """`python -m ttsr.train`: build a TrainConfig from flags (and an optional YAML), then train.
 
-Precedence: defaults < --config file < --resume checkpoint's config < explicit flags. Bad values
+Precedence: defaults < --config file < --from-run's config or --resume checkpoint's config <
+explicit flags < --set KEY=VALUE. ``--from-run runs:/RUN_ID`` trains a tracked run again: its
+``config.json`` artifact (every field: seed, data subset, warm start) as a new MLflow run in the
+same experiment, tagged ``rerun_of``, writing to runs/rerun-<id> unless --out says. Bad values
 print one line naming the field or flag and exit with code 2; every other error is one line too,
 with the exit codes of `ttsr.cli_errors` (74: a write failed, e.g. the disk is full; 69: the
 MLflow server is unreachable; 130: interrupted).
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsr.cli_errors import DEBUG_HELP, run_cli
-from ttsr.config import ConfigError, TrainConfig
+from ttsr.config import ConfigError, TrainConfig, parse_set
 
 # flag dest -> TrainConfig field (flags default to None: "not given").
 FLAG_FIELDS = {
@@ -102,14 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-images", type=int, help="train on exactly this many images")
     p.add_argument("--log-every-steps", type=int, help="read the loss every N steps (0 = epoch)")
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any TrainConfig field, value as YAML (repeatable; wins over the flags)",
+    )
+    p.add_argument(
         "--resume", type=Path, help="checkpoint folder to continue (e.g. OUT/checkpoints/latest)"
+    )
+    p.add_argument(
+        "--from-run",
+        metavar="runs:/RUN_ID",
+        help="train a tracked run again from its config.json (needs --mlflow-uri or "
+        "$MLFLOW_TRACKING_URI); flags and --set change fields",
     )
     p.add_argument(
         "--mlflow-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI; none = no tracking)",
     )
-    p.add_argument("--experiment", default="ttsr", help="MLflow experiment name")
-    p.add_argument("--run-name", help="MLflow run name")
+    p.add_argument(
+        "--experiment", help="MLflow experiment name (default: ttsr; --from-run: the run's)"
+    )
+    p.add_argument("--run-name", help="MLflow run name (--from-run: re-run of <its name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar / summary lines")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return p
@@ -133,19 +151,55 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return values
 
 
-def config_from_args(
-    args: argparse.Namespace, resumed: dict[str, Any] | None = None
-) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """``base``: a resumed checkpoint's or a --from-run run's config."""
     values: dict[str, Any] = {}
     if args.config is not None:
         values.update(load_yaml(args.config))
-    if resumed is not None:
-        values.update(resumed)
+    if base is not None:
+        values.update(base)
     for dest, name in FLAG_FIELDS.items():
         value = getattr(args, dest)
         if value is not None:
             values[name] = value
+    values.update(parse_set(text) for text in args.set)
     return TrainConfig.from_dict(values)
+
+
+def read_source_run(ref: str, uri: str | None) -> tuple[Any, dict[str, Any]]:
+    """--from-run: (the MLflow run, its config with a fresh out_dir); one line if it is not a
+    training run or its config is from a newer ttsr-tune."""
+    if not uri:
+        raise ConfigError(
+            f"--from-run {ref}: give --mlflow-uri (or set MLFLOW_TRACKING_URI): the tracking "
+            "server or store that holds the run"
+        )
+    from ttsr.tracking import check_server, run_config
+
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    run, values = run_config(uri, ref)
+    unknown = sorted(set(values) - set(TrainConfig.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"--from-run {ref}: its config.json has field(s) {', '.join(unknown)} that this "
+            "ttsr-tune does not know (written by a newer version?): update ttsr-tune"
+        )
+    return run, {**values, "out_dir": f"runs/rerun-{run.info.run_id[:8]}"}
+
+
+def check_reachable(config: TrainConfig, ref: str) -> None:
+    """--from-run: the files the run trained from are here, or one line says which is not."""
+    if config.init_checkpoint is not None and not Path(config.init_checkpoint).exists():
+        raise ConfigError(
+            f"--from-run {ref}: its warm start {config.init_checkpoint} is not here; copy that "
+            "checkpoint here and pass --init-checkpoint PATH"
+        )
+    if config.data is not None and "://" not in config.data and not Path(config.data).exists():
+        raise ConfigError(
+            f"--from-run {ref}: its data {config.data} is not here; pass --data PATH to the "
+            "same prepared data"
+        )
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -163,21 +217,31 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.from_run and args.resume is not None:
+        raise ConfigError("--from-run and --resume: give one (--resume continues a run)")
+    uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     resumed_state = read_resumed_state(args.resume) if args.resume is not None else None
-    config = config_from_args(args, resumed_state["config"] if resumed_state else None)
+    source, base = read_source_run(args.from_run, uri) if args.from_run else (None, None)
+    config = config_from_args(args, resumed_state["config"] if resumed_state else base)
+    if source is not None:
+        check_reachable(config, args.from_run)
     check_out_dir(Path(config.out_dir))
 
     from ttsr.train.loop import train  # torch: only once the flags are valid
 
     tracker, callbacks, extra = None, [], {}
-    uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        from ttsr.tracking import MlflowCallback, MlflowTracker, check_server
+        from ttsr.tracking import RERUN_OF_TAG, MlflowCallback, MlflowTracker, check_server
 
         check_server(uri)  # a server that is down: one line now, not after the retry budget
         run_id = resumed_state.get("tracker_run_id") if resumed_state else None
+        experiment, run_name, tags = args.experiment or "ttsr", args.run_name, {}
+        if source is not None:  # beside the run it trains again, saying so
+            experiment = args.experiment or tracker_experiment(uri, source)
+            run_name = args.run_name or f"re-run of {source.info.run_name}"
+            tags = {RERUN_OF_TAG: source.info.run_id}
         tracker = MlflowTracker(
-            tracking_uri=uri, experiment=args.experiment, run_name=args.run_name, run_id=run_id
+            tracking_uri=uri, experiment=experiment, run_name=run_name, run_id=run_id, tags=tags
         )
         callbacks.append(MlflowCallback(tracker))
         extra["tracker_run_id"] = tracker.run_id
@@ -206,6 +270,13 @@ def _main(argv: list[str] | None) -> int:
             f"ended ({len(tracker.unsent)} logging call(s) not sent); it stays RUNNING there"
         )
     return 0
+
+
+def tracker_experiment(uri: str, run: Any) -> str:
+    """The name of ``run``'s experiment."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri).get_experiment(run.info.experiment_id).name
 
 
 def read_resumed_state(path: Path) -> dict[str, Any]:

@@ -208,7 +208,7 @@ def start_run(
 
 
 def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
-    from ttsr.tracking import git_commit
+    from ttsr.tracking import GIT_COMMIT_TAG, git_commit
 
     device = trainer.device
     tags = {
@@ -219,6 +219,7 @@ def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
+        tags[GIT_COMMIT_TAG] = commit  # MLflow's own name: the runs table's Source column
     if not trainer.vgg_pretrained:
         tags["warning"] = VGG_WARNING
     if trainer.config.init_checkpoint:
