@@ -460,3 +460,16 @@ def test_a_fast_path_fallback_is_a_note_of_the_report(tmp_path):
         "Note: fraction=1 ran without a fast path its self-test switched off: amp (outputs 21.3 "
         "dB apart < 30 dB)"
     ) in report.answer
+
+
+def test_the_kept_model_says_how_to_train_it_again_when_tracked():
+    from ttsr.tracking import MLFLOW_RUN_KEY
+    from tune.report import best_lines
+
+    best = {"label": "per_w=0", "trial_id": "t1", MLFLOW_RUN_KEY: "abc", "best_checkpoint": "/c"}
+    lines = best_lines(best, "sqlite:///m.db")
+    assert lines[-2:] == [
+        "best checkpoint: /c",
+        "train it again: python -m ttsr.train --from-run runs:/abc --mlflow-uri sqlite:///m.db",
+    ]
+    assert not [line for line in best_lines(best) if "again" in line]  # untracked: no command

@@ -125,7 +125,7 @@ def build(
     details = [
         *overview_lines(data, notes),
         *section.lines,
-        *best_lines(best),
+        *best_lines(best, tracking_uri),
         f"report files: {out_dir}",
     ]
     report = Report(trials, epochs, data.groups, files, best, answer=answer, details=details)
@@ -224,7 +224,8 @@ def repeat_lines(data: ReportData) -> list[str]:
     return lines + ["", "configurations (mean ± std over seeds):", table_text(pd.DataFrame(rows))]
 
 
-def best_lines(best: dict[str, Any]) -> list[str]:
+def best_lines(best: dict[str, Any], tracking_uri: str | None = None) -> list[str]:
+    """The kept model, its checkpoint and (tracked) the command that trains it again."""
     if not best:
         return []
     lines = [
@@ -235,6 +236,11 @@ def best_lines(best: dict[str, Any]) -> list[str]:
     ]
     if best.get("best_checkpoint"):
         lines.append(f"best checkpoint: {best['best_checkpoint']}")
+    if tracking_uri and best.get(MLFLOW_RUN_KEY):
+        lines.append(
+            f"train it again: python -m ttsr.train --from-run runs:/{best[MLFLOW_RUN_KEY]} "
+            f"--mlflow-uri {tracking_uri}"
+        )
     return lines
 
 
