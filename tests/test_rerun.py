@@ -14,11 +14,12 @@ import pytest
 import torch
 from tiny import tiny_config
 
-from ttsr import names
+from ttsr import names, tracking
 from ttsr.cli_errors import EXIT_USAGE
 from ttsr.tracking import (
     CONFIG_ARTIFACT,
     GIT_COMMIT_TAG,
+    GIT_DIFF_ARTIFACT,
     RERUN_OF_TAG,
     MlflowCallback,
     MlflowTracker,
@@ -29,26 +30,30 @@ from ttsr.train.cli import main
 
 warnings.filterwarnings("ignore", message="VGG19 ImageNet weights not found")
 EPOCHS = 2
+DIFF = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
 
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory):
-    """A tracked tiny run (2 epochs, a warm start from another tiny run's best checkpoint):
-    (store URI, run id, warm-start path)."""
+    """A tracked tiny run (2 epochs, a warm start from another tiny run's best checkpoint),
+    its code's git tree dirty (``DIFF``): (store URI, run id, warm-start path)."""
     root = tmp_path_factory.mktemp("rerun")
     uri = f"sqlite:///{root}/mlflow.db"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        warm = train(tiny_config(root / "warm", sample_every=0), progress=False)
-        config = tiny_config(
-            root, epochs=EPOCHS, sample_every=0, init_checkpoint=str(warm.best_checkpoint)
-        )
-        tracker = MlflowTracker(tracking_uri=uri, experiment="reruns", run_name="tiny")
-        with tracker:
-            train(config, callbacks=[MlflowCallback(tracker, log_model=False)], progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tracking, "git_diff", lambda: DIFF)
+        try:
+            warm = train(tiny_config(root / "warm", sample_every=0), progress=False)
+            config = tiny_config(
+                root, epochs=EPOCHS, sample_every=0, init_checkpoint=str(warm.best_checkpoint)
+            )
+            tracker = MlflowTracker(tracking_uri=uri, experiment="reruns", run_name="tiny")
+            with tracker:
+                callback = MlflowCallback(tracker, log_model=False)
+                train(config, callbacks=[callback], progress=False)
+        finally:
+            torch.set_num_threads(threads)
     return uri, tracker.run_id, Path(warm.best_checkpoint)
 
 
@@ -82,6 +87,11 @@ def test_a_run_trained_again_gives_the_same_curve_as_a_new_run_beside_it(
         assert abs(a - b) <= 1e-4, (step, a, b)  # the same curve, epoch by epoch
     assert (tmp_path / "runs" / f"rerun-{run_id[:8]}" / "checkpoints").is_dir()  # not its folder
     assert again.data.tags.get(GIT_COMMIT_TAG) == git_commit()  # the UI's Source column
+    # the source run ran from a dirty tree: what was uncommitted is beside its commit
+    patch = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=GIT_DIFF_ARTIFACT, tracking_uri=uri, dst_path=str(tmp_path)
+    )
+    assert Path(patch).read_text() == DIFF
 
 
 def test_set_and_flags_change_fields_of_the_run_trained_again(original, tmp_path, capsys):
@@ -136,3 +146,22 @@ def test_bad_runs_are_one_line_and_nothing_is_written(original, tmp_path, capsys
         moved.rename(warm)
     line = _bad(["--from-run", run_id, "--resume", str(warm), *store], tmp_path, capsys)
     assert "give one" in line
+
+
+def test_git_diff_is_the_uncommitted_change_and_empty_for_a_clean_tree(tmp_path):
+    import subprocess
+
+    from ttsr.tracking import git_diff
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    assert git_diff(tmp_path) == ""  # no repository
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    assert git_diff(tmp_path) == ""  # clean
+    (tmp_path / "a.py").write_text("x = 2\n")
+    diff = git_diff(tmp_path)
+    assert "-x = 1" in diff and "+x = 2" in diff
