@@ -75,10 +75,6 @@ def registered_name(study: str) -> str:
     return f"{REGISTERED_PREFIX}{study}"
 
 
-def is_model_uri(text: str) -> bool:
-    return text.startswith(URI_SCHEMES)
-
-
 def pip_requirements() -> list[str]:
     """Pins of what runs the model here (local version parts such as +cu130 dropped)."""
     out = []

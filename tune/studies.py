@@ -218,10 +218,6 @@ def load_file(path: str | Path) -> StudyFile:
     return StudyFile.load(path)
 
 
-def study_names(path: str | Path) -> list[str]:
-    return list(StudyFile.load(path))
-
-
 def load_study(
     path: str | Path, name: str, profile: str, *, overrides: Mapping[str, Any] | None = None
 ) -> Study:
