@@ -1,4 +1,8 @@
-"""tune/run.py as a command: --dry-run plans for every study; bad input exits 2, starts nothing."""
+"""tune/run.py as a command: --dry-run plans for every study; bad input exits 2, starts nothing.
+
+Most run its ``main`` in this process (the ``cli`` fixture: stdout and stderr captured at the file
+descriptors, so a stray log line still counts); a few run the command itself, which is what they
+are about (another directory, a clean import, CUDA hidden, no cached VGG weights)."""
 
 from __future__ import annotations
 
@@ -31,8 +35,31 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_help_documents_flags(tmp_path):
-    out = _run(["--help"], tmp_path)
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capfd, restore_environ):
+    """``cli(args)``: tune/run.py's ``main`` in this process, in ``tmp_path``, without
+    RAY_ADDRESS or MLFLOW_TRACKING_URI; a CompletedProcess of its exit code and output."""
+    from tune.run import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        capfd.readouterr()
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's --help
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
+def test_help_documents_flags(tmp_path, cli):
+    out = cli(["--help"])
     assert out.returncode == 0
     for flag in (
         "--study",
@@ -53,9 +80,9 @@ def test_help_documents_flags(tmp_path):
         assert flag in out.stdout, flag
 
 
-def test_dry_run_prints_plan_for_every_study(tmp_path):
+def test_dry_run_prints_plan_for_every_study(tmp_path, cli):
     for name in load_all(REPO / "experiments.yaml"):
-        out = _run(["--study", name, "--dry-run", "--storage", str(tmp_path / "rr")], tmp_path)
+        out = cli(["--study", name, "--dry-run", "--storage", str(tmp_path / "rr")])
         assert out.returncode == 0, out.stderr
         assert "profile 'demo' runs: no --data" in out.stdout
         assert f"study      {name}" in out.stdout
@@ -75,8 +102,8 @@ def test_dry_run_seed_profile_without_gpu_explains(tmp_path):
     assert "no GPU" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
-def test_dry_run_overrides(tmp_path):
-    out = _run(
+def test_dry_run_overrides(tmp_path, cli):
+    out = cli(
         [
             "--study",
             "loss-weights",
@@ -87,8 +114,7 @@ def test_dry_run_overrides(tmp_path):
             "2",
             "--cpus-per-trial",
             "0.5",
-        ],
-        tmp_path,
+        ]
     )
     assert out.returncode == 0, out.stderr
     # loss-weights (demo) repeats every configuration over 3 seeds
@@ -113,16 +139,16 @@ def test_dry_run_overrides(tmp_path):
         (["--study", "loss-weights", "--resume"], "--resume: no earlier invocation"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, args, expect):
+def test_bad_input_exits_2_with_one_line(tmp_path, args, expect, cli):
     (tmp_path / "FILE").write_text("a file, not a directory")
-    out = _run([*args, "--dry-run"] if "--resume" not in args else args, tmp_path)
+    out = cli([*args, "--dry-run"] if "--resume" not in args else args)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert expect in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_bad_experiments_file_names_field(tmp_path):
+def test_bad_experiments_file_names_field(tmp_path, cli):
     bad = tmp_path / "exp.yaml"
     bad.write_text(
         yaml.safe_dump(
@@ -136,7 +162,7 @@ def test_bad_experiments_file_names_field(tmp_path):
             }
         )
     )
-    out = _run(["--study", "x", "--experiments", str(bad)], tmp_path)
+    out = cli(["--study", "x", "--experiments", str(bad)])
     assert out.returncode == 2
     assert out.stderr.startswith("error: exp.yaml: study 'x': search.per_w: must be")
     assert not (tmp_path / "ray_results").exists() and not (tmp_path / "mlflow.db").exists()
@@ -160,11 +186,8 @@ def test_preflight_checks(tmp_path):
     # storage helpers (resolve_storage, read/write_json): tests/test_tune_storage.py
 
 
-def test_set_overrides_are_validated_applied_and_printed(tmp_path):
-    out = _run(
-        ["--study", "loss-weights", "--dry-run", "--set", "lr=3e-4", "--set", "repeats=3"],
-        tmp_path,
-    )
+def test_set_overrides_are_validated_applied_and_printed(tmp_path, cli):
+    out = cli(["--study", "loss-weights", "--dry-run", "--set", "lr=3e-4", "--set", "repeats=3"])
     assert out.returncode == 0, out.stderr
     assert "trials     6 (num_samples 2 × 3 seeds)" in out.stdout
     assert "overrides  lr=0.0003, repeats=3" in out.stdout
@@ -182,17 +205,17 @@ def test_set_overrides_are_validated_applied_and_printed(tmp_path):
         (["lr=1", "lr=2"], "--set lr: given twice"),
     ],
 )
-def test_bad_set_exits_2_with_one_line_and_starts_nothing(tmp_path, sets, expect):
+def test_bad_set_exits_2_with_one_line_and_starts_nothing(tmp_path, sets, expect, cli):
     args = ["--study", "loss-weights", "--storage", str(tmp_path / "rr")]
-    out = _run([*args, *[a for s in sets for a in ("--set", s)]], tmp_path)
+    out = cli([*args, *[a for s in sets for a in ("--set", s)]])
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert expect in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert list(tmp_path.iterdir()) == []  # no storage, no mlflow.db
 
 
-def test_list_prints_one_line_per_study(tmp_path):
-    out = _run(["--list"], tmp_path)
+def test_list_prints_one_line_per_study(tmp_path, cli):
+    out = cli(["--list"])
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == list(load_all(REPO / "experiments.yaml"))
