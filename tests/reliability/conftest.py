@@ -74,6 +74,48 @@ def run(argv: list[str], cwd: Path, timeout: float = 240, **extra_env: str):
     )
 
 
+# The CLIs by the argv prefix that runs them, and the module whose ``main(argv)`` they run.
+CLI_MAINS = {
+    tuple(RUN): "tune.run",
+    tuple(TRAIN): "ttsr.train.cli",
+    tuple(INFER): "ttsr.infer",
+    tuple(DATA): "ttsr.data.__main__",
+}
+
+
+@pytest.fixture
+def in_process(monkeypatch, capfd):
+    """``in_process(argv, cwd)``: what ``run(argv, cwd)`` does, through the CLI's ``main`` in
+    this process (the environment ``env()`` gives a subprocess, restored after; output captured
+    at the file descriptors, so a stray log line still counts). For tables of bad input, where
+    a process per case would prove nothing more: each CLI's own process, exit code and one-line
+    error are tested beside them (test_cli_errors.py, tests/test_tune_run.py)."""
+    import importlib
+
+    saved = dict(os.environ)
+
+    def call(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        prefix = next(p for p in CLI_MAINS if tuple(argv[: len(p)]) == p)
+        main = importlib.import_module(CLI_MAINS[prefix]).main
+        monkeypatch.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env())
+        capfd.readouterr()
+        try:
+            code = main(argv[len(prefix) :])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    yield call
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def assert_clean_error(out: subprocess.CompletedProcess, culprit: str) -> str:
     """Non-zero exit; stderr's last line is an ``error:`` line naming ``culprit``; no traceback."""
     assert out.returncode != 0, f"exit 0\nstdout:{out.stdout[-2000:]}\nstderr:{out.stderr[-2000:]}"

@@ -1,5 +1,6 @@
-"""Bad input to the real CLIs, table-driven: each case runs the command in a subprocess and
-checks a non-zero exit, one ``error:`` line naming the culprit as stderr's last line, no
+"""Bad input to the real CLIs, table-driven: each case runs the command's ``main`` in-process
+(``in_process``: the CLIs' own processes are tested in test_cli_errors.py) and checks a non-zero
+exit, one ``error:`` line naming the culprit as stderr's last line, no
 traceback, and no new file or folder anywhere in the test's directory (nothing half-written).
 
 Cases already covered by tests/test_tune_run.py::test_bad_input_exits_2_with_one_line (unknown
@@ -300,11 +301,11 @@ def _workspace(root: Path) -> None:
         for c in CASES
     ],
 )
-def test_bad_input_one_line_nonzero_nothing_written(case: Case, tmp_path: Path):
+def test_bad_input_one_line_nonzero_nothing_written(case: Case, tmp_path: Path, in_process):
     _workspace(tmp_path)
     before = snapshot(tmp_path)
     argv = [a.replace("{T}", str(tmp_path)) for a in case.argv]
-    out = run(argv, cwd=tmp_path, timeout=120)
+    out = in_process(argv, tmp_path)
     assert_clean_error(out, case.culprit.replace("{T}", str(tmp_path)))
     assert snapshot(tmp_path) == before, sorted(snapshot(tmp_path) - before)
     assert not (tmp_path / "pwned").exists()  # a !!python tag never ran
