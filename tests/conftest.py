@@ -4,7 +4,7 @@
   "measured figures" section at the end of the run, so CI's log carries them;
 - the suite runs on pytest-xdist workers (``-n`` in pyproject.toml) in groups: one per test file
   (its module fixtures — servers, browsers, trained models — are set up once) and one for
-  tests/cluster/, whose files share one session cluster.
+  tests/cluster/, whose files share one session cluster; files with slow tests go first.
 """
 
 from __future__ import annotations
@@ -65,7 +65,25 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        path = Path(item.path).resolve().relative_to(ROOT)
-        group = "tests/cluster" if path.parts[:2] == ("tests", "cluster") else path.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Files with slow tests first (the order within a file kept): on xdist workers the long
+    ones start at once and the many short ones fill the gaps at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # a stable sort
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config, log):
+    """Tests go to the workers a file at a time (its module fixtures are set up once), and
+    tests/cluster/ as one (its files share a session cluster), in collection order.
+
+    A scheduler of our own because xdist 3.8's ``--dist loadgroup`` renames items in a way
+    pytest 9 no longer sees (``item._nodeid``), so its groups silently do nothing."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndCluster(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/cluster" if path.startswith("tests/cluster/") else path
+
+    config.option.loadscopereorder = False  # not by test count: slow files first
+    return FilesAndCluster(config, log)
