@@ -143,30 +143,28 @@ def ui_url(
     return url + "?workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
 
 
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The current git commit of ``cwd`` (default: this package's directory), or None."""
+def _git(args: list[str], cwd: str | Path | None, timeout: float) -> str | None:
+    """``git ARGS``'s output in ``cwd`` (default: this package's directory); None when git is
+    missing, fails (not a repository) or takes longer than ``timeout`` seconds."""
     cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The current git commit of ``cwd`` (default: this package's directory), or None."""
+    return (_git(["rev-parse", "HEAD"], cwd, timeout=5) or "").strip() or None
 
 
 def git_diff(cwd: str | Path | None = None) -> str:
     """``git diff HEAD`` of ``cwd`` (default: this package's directory): the uncommitted
     changes to tracked files; "" for a clean tree or no git."""
-    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
-    try:
-        done = subprocess.run(
-            ["git", "diff", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
+    return _git(["diff", "HEAD"], cwd, timeout=10) or ""
 
 
 @contextlib.contextmanager

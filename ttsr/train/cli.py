@@ -174,10 +174,8 @@ def read_source_run(ref: str, uri: str | None) -> tuple[Any, dict[str, Any]]:
             f"--from-run {ref}: give --mlflow-uri (or set MLFLOW_TRACKING_URI): the tracking "
             "server or store that holds the run"
         )
-    from ttsr.tracking import check_server, run_config
+    from ttsr.tracking import run_config
 
-    if uri.startswith(("http://", "https://")):
-        check_server(uri)
     run, values = run_config(uri, ref)
     unknown = sorted(set(values) - set(TrainConfig.model_fields))
     if unknown:
@@ -220,6 +218,10 @@ def _main(argv: list[str] | None) -> int:
     if args.from_run and args.resume is not None:
         raise ConfigError("--from-run and --resume: give one (--resume continues a run)")
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        from ttsr.tracking import check_server
+
+        check_server(uri)  # a server that is down: one line now, not after the retry budget
     resumed_state = read_resumed_state(args.resume) if args.resume is not None else None
     source, base = read_source_run(args.from_run, uri) if args.from_run else (None, None)
     config = config_from_args(args, resumed_state["config"] if resumed_state else base)
@@ -231,9 +233,8 @@ def _main(argv: list[str] | None) -> int:
 
     tracker, callbacks, extra = None, [], {}
     if uri:
-        from ttsr.tracking import RERUN_OF_TAG, MlflowCallback, MlflowTracker, check_server
+        from ttsr.tracking import RERUN_OF_TAG, MlflowCallback, MlflowTracker
 
-        check_server(uri)  # a server that is down: one line now, not after the retry budget
         run_id = resumed_state.get("tracker_run_id") if resumed_state else None
         experiment, run_name, tags = args.experiment or "ttsr", args.run_name, {}
         if source is not None:  # beside the run it trains again, saying so
