@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clis import call_main
 
 from tune import preflight
 from tune.preflight import PreflightError
@@ -46,16 +47,7 @@ def cli(tmp_path, monkeypatch, capfd, restore_environ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
-    def run(args: list[str]) -> subprocess.CompletedProcess:
-        capfd.readouterr()
-        try:
-            code = main(args)
-        except SystemExit as exc:  # argparse's --help
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
+    return lambda args: call_main(main, args, capfd)
 
 
 def test_help_documents_flags(tmp_path, cli):

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import tiny
 import yaml
+from clis import call_main
 from cluster.procs import (  # noqa: F401 - descendants, listening_sockets: for the fault tests
     descendants,
     free_port,
@@ -100,16 +101,12 @@ def in_process(monkeypatch, capfd):
         monkeypatch.chdir(cwd)
         os.environ.clear()
         os.environ.update(env())
-        capfd.readouterr()
         try:
-            code = main(argv[len(prefix) :])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+            done = call_main(main, argv[len(prefix) :], capfd)
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(argv, code, out, err)
+        return subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
 
     yield call
     os.environ.clear()
