@@ -21,6 +21,7 @@ from ttsr.tracking import (
     GIT_COMMIT_TAG,
     GIT_DIFF_ARTIFACT,
     RERUN_OF_TAG,
+    THREADS_TAG,
     MlflowCallback,
     MlflowTracker,
     git_commit,
@@ -68,7 +69,13 @@ def test_a_run_trained_again_gives_the_same_curve_as_a_new_run_beside_it(
     uri, run_id, _ = original
     monkeypatch.chdir(tmp_path)
     argv = ["--from-run", f"runs:/{run_id}", "--mlflow-uri", uri, "--no-progress"]
-    assert main(argv) == 0, capsys.readouterr().err
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the original trained on 1: the re-run takes the run's count
+    try:
+        assert main(argv) == 0, capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
+    assert "1 CPU thread(s), as run" in capsys.readouterr().out
     client = mlflow.MlflowClient(uri)
     source = client.get_run(run_id)
     (again,) = [
@@ -77,6 +84,7 @@ def test_a_run_trained_again_gives_the_same_curve_as_a_new_run_beside_it(
         if r.data.tags.get(RERUN_OF_TAG) == run_id
     ]
     assert again.info.run_name == "re-run of tiny" and again.info.status == "FINISHED"
+    assert source.data.tags[THREADS_TAG] == again.data.tags[THREADS_TAG] == "1"
     before, after = (
         _history(uri, run_id, names.VAL_PSNR),
         _history(uri, again.info.run_id, names.VAL_PSNR),

@@ -62,6 +62,7 @@ CONFIG_ARTIFACT = "config.json"  # a training run's whole TrainConfig
 GIT_DIFF_ARTIFACT = "git_diff.patch"  # the uncommitted changes the code ran with, if any
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: fills the UI's Source column
 RERUN_OF_TAG = "rerun_of"  # a `--from-run` run: the run it trains again
+THREADS_TAG = "torch_threads"  # CPU threads the run trained with: float sums depend on them
 IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images
 IMAGE_KEYS = {"train": "samples_train", "test": "samples_test"}  # grid split -> image key
 

@@ -231,6 +231,9 @@ def _main(argv: list[str] | None) -> int:
 
     from ttsr.train.loop import train  # torch: only once the flags are valid
 
+    if source is not None:
+        use_source_threads(source)
+
     tracker, callbacks, extra = None, [], {}
     if uri:
         from ttsr.tracking import RERUN_OF_TAG, MlflowCallback, MlflowTracker
@@ -271,6 +274,20 @@ def _main(argv: list[str] | None) -> int:
             f"ended ({len(tracker.unsent)} logging call(s) not sent); it stays RUNNING there"
         )
     return 0
+
+
+def use_source_threads(run: Any) -> None:
+    """--from-run: train with the CPU threads the run had (a Ray trial: its ``cpus_per_trial``),
+    since a float sum split over another number of threads rounds differently (measured: a
+    demo trial re-run on 2 threads instead of its 1 was 5e-4 dB off at epoch 1)."""
+    import torch
+
+    from ttsr.tracking import THREADS_TAG
+
+    threads = run.data.tags.get(THREADS_TAG, "")
+    if threads.isdigit() and int(threads) != torch.get_num_threads():
+        torch.set_num_threads(int(threads))
+        print(f"{threads} CPU thread(s), as run {run.info.run_id} had", flush=True)
 
 
 def tracker_experiment(uri: str, run: Any) -> str:

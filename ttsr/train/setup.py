@@ -208,13 +208,14 @@ def start_run(
 
 
 def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
-    from ttsr.tracking import GIT_COMMIT_TAG, git_commit
+    from ttsr.tracking import GIT_COMMIT_TAG, THREADS_TAG, git_commit
 
     device = trainer.device
     tags = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "vgg_pretrained": str(trainer.vgg_pretrained).lower(),
         FAST_PATHS_TAG: paths.tag(),
+        THREADS_TAG: str(torch.get_num_threads()),
     }
     commit = git_commit()
     if commit:
