@@ -94,7 +94,9 @@ def test_a_run_trained_again_gives_the_same_curve_as_a_new_run_beside_it(
     for (step, a), (_, b) in zip(before, after, strict=True):
         assert abs(a - b) <= 1e-4, (step, a, b)  # the same curve, epoch by epoch
     assert (tmp_path / "runs" / f"rerun-{run_id[:8]}" / "checkpoints").is_dir()  # not its folder
-    assert again.data.tags.get(GIT_COMMIT_TAG) == git_commit()  # the UI's Source column
+    # the UI's Source field: the name, the commit beside it
+    assert again.data.tags.get(GIT_COMMIT_TAG) == git_commit()
+    assert again.data.tags["mlflow.source.name"] == "ttsr.train"
     # the source run ran from a dirty tree: what was uncommitted is beside its commit
     patch = mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path=GIT_DIFF_ARTIFACT, tracking_uri=uri, dst_path=str(tmp_path)

@@ -60,7 +60,10 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # what the MLflow UI opens an exp
 TRAINING_KIND = "custom_model_development"  # its runs table and charts (not the GenAI pages)
 CONFIG_ARTIFACT = "config.json"  # a training run's whole TrainConfig
 GIT_DIFF_ARTIFACT = "git_diff.patch"  # the uncommitted changes the code ran with, if any
-GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own: fills the UI's Source column
+# MLflow's own tags: the UI's Source field shows the name, with the commit beside it (the commit
+# alone leaves the field empty)
+SOURCE_TAGS = {"mlflow.source.name": "ttsr.train", "mlflow.source.type": "LOCAL"}
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
 RERUN_OF_TAG = "rerun_of"  # a `--from-run` run: the run it trains again
 THREADS_TAG = "torch_threads"  # CPU threads the run trained with: float sums depend on them
 IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images

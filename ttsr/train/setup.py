@@ -208,7 +208,7 @@ def start_run(
 
 
 def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
-    from ttsr.tracking import GIT_COMMIT_TAG, THREADS_TAG, git_commit
+    from ttsr.tracking import GIT_COMMIT_TAG, SOURCE_TAGS, THREADS_TAG, git_commit
 
     device = trainer.device
     tags = {
@@ -216,11 +216,12 @@ def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
         "vgg_pretrained": str(trainer.vgg_pretrained).lower(),
         FAST_PATHS_TAG: paths.tag(),
         THREADS_TAG: str(torch.get_num_threads()),
+        **SOURCE_TAGS,  # every run trains through ttsr.train's loop, a trial's too
     }
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
-        tags[GIT_COMMIT_TAG] = commit  # MLflow's own name: the runs table's Source column
+        tags[GIT_COMMIT_TAG] = commit
     if not trainer.vgg_pretrained:
         tags["warning"] = VGG_WARNING
     if trainer.config.init_checkpoint:
