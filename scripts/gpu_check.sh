@@ -154,7 +154,7 @@ def present(module):
         return False
 
 
-needed = ("torchvision", "numpy", "PIL", "yaml", "tqdm", "pydantic", "triton")
+needed = ("numpy", "PIL", "yaml", "tqdm", "pydantic", "triton")
 optional = ("pytest", "skimage", "pyarrow", "ray", "mlflow", "optuna")
 for m in needed + optional:
     print(f"  {m:12s}", "yes" if present(m) else "no")

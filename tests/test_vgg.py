@@ -17,11 +17,13 @@ from ttsr.vgg import (
     TORCHVISION_BYTES,
     TORCHVISION_FILE,
     TORCHVISION_SHA256,
+    TORCHVISION_URL,
     VGGWeightsError,
     find_imagenet_weights,
     missing_weights_message,
     random_vgg19_features,
     vgg19_features,
+    vgg19_layers,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,6 +80,29 @@ def test_torchvision_constants_agree_with_torchvision():
     assert VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1] == TORCHVISION_FILE
     assert TORCHVISION_SHA256.startswith(re.search(r"-([0-9a-f]+)\.", TORCHVISION_FILE).group(1))
     assert round(TORCHVISION_BYTES / 2**20, 3) == VGG19_Weights.IMAGENET1K_V1.meta["_file_size"]
+    assert VGG19_Weights.IMAGENET1K_V1.url == TORCHVISION_URL
+
+
+def test_our_vgg19_layers_are_torchvisions():
+    """ttsr builds VGG19's `features` itself (importing torchvision costs ~2 s a process): the
+    same modules in the same order, the same keys and shapes, the same default init."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(3)
+    theirs = make_layers(cfgs["E"], batch_norm=False)  # what vgg19().features is built from
+    torch.manual_seed(3)
+    ours = vgg19_layers()
+    assert [repr(m) for m in ours] == [repr(m) for m in theirs]
+    theirs_state, ours_state = theirs.state_dict(), ours.state_dict()
+    assert list(ours_state) == list(theirs_state)
+    for key, value in theirs_state.items():
+        torch.testing.assert_close(ours_state[key], value, rtol=0, atol=0)
+
+
+def test_ttsr_does_not_import_torchvision():
+    code = "import sys, ttsr.train.loop, ttsr.vgg; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
 def test_random_init_warns_loudly(no_cache, caplog):

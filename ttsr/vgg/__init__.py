@@ -13,10 +13,12 @@ from ttsr.vgg.weights import (
     TORCHVISION_BYTES,
     TORCHVISION_FILE,
     TORCHVISION_SHA256,
+    TORCHVISION_URL,
     VGGWeightsError,
     cache_path,
     find_imagenet_weights,
     missing_weights_message,
+    vgg19_layers,
 )
 
 __all__ = [
@@ -24,10 +26,12 @@ __all__ = [
     "TORCHVISION_BYTES",
     "TORCHVISION_FILE",
     "TORCHVISION_SHA256",
+    "TORCHVISION_URL",
     "VGGWeightsError",
     "cache_path",
     "find_imagenet_weights",
     "missing_weights_message",
     "random_vgg19_features",
     "vgg19_features",
+    "vgg19_layers",
 ]

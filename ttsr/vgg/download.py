@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from ttsr.vgg.weights import TORCHVISION_FILE, TORCHVISION_SHA256, cache_path
+from ttsr.vgg.weights import TORCHVISION_FILE, TORCHVISION_SHA256, TORCHVISION_URL, cache_path
 
 URL_VAR = "TTSR_VGG19_URL"  # test hook
 SHA256_VAR = "TTSR_VGG19_SHA256"  # test hook
@@ -66,21 +66,15 @@ class Downloaded:
     replaced: bool = False  # True: a file with the wrong hash was there and is now replaced
 
 
-def torchvision_url() -> str:
-    from torchvision.models import VGG19_Weights
-
-    return VGG19_Weights.IMAGENET1K_V1.url
-
-
 def source() -> Source:
     """What to fetch and what its hash must be (torchvision's, unless a test hook says else)."""
-    url = os.environ.get(URL_VAR) or torchvision_url()
+    url = os.environ.get(URL_VAR) or TORCHVISION_URL
     sha = os.environ.get(SHA256_VAR)
     if sha is not None:
         sha = sha.strip().lower()
         if not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise DownloadError(f"{SHA256_VAR}: not a sha256 hex digest (got {sha!r})")
-    elif url == torchvision_url():
+    elif url == TORCHVISION_URL:
         sha = TORCHVISION_SHA256
     match = _NAME_HASH.search(Path(urlparse(url).path).name)
     prefix = match.group(1) if match else None

@@ -16,9 +16,15 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
-from ttsr.vgg.weights import DOWNLOAD_COMMAND, ENV_VAR, cache_path, load_features_state, resolve
+from ttsr.vgg.weights import (
+    DOWNLOAD_COMMAND,
+    ENV_VAR,
+    cache_path,
+    load_features_state,
+    resolve,
+    vgg19_layers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ def random_vgg19_features() -> nn.Sequential:
     global RNG is untouched): a perceptual loss or `val_perceptual` measured with random features
     must be the same measure in every trial, whatever the trial's seed.
     """
-    features = make_layers(cfgs["E"], batch_norm=False)
+    features = vgg19_layers()
     generator = torch.Generator().manual_seed(RANDOM_VGG_SEED)
     with torch.no_grad():
         for m in features.modules():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision.models.vgg import cfgs, make_layers
+from torch import nn
 
 ENV_VAR = "TTSR_VGG19_WEIGHTS"
 # The file torchvision's VGG19_Weights.IMAGENET1K_V1 downloads into the hub cache. Its name carries
@@ -31,6 +31,10 @@ ENV_VAR = "TTSR_VGG19_WEIGHTS"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
 TORCHVISION_SHA256 = "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
 TORCHVISION_BYTES = 574_673_361
+TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
+# torchvision's VGG19 (configuration "E") `features`: conv widths, "M" a 2x2 max-pool.
+VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M")
+VGG19_LAYOUT += (512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 
 DOWNLOAD_COMMAND = "python -m ttsr.vgg download"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -100,10 +104,27 @@ def missing_weights_message() -> str:
     )
 
 
+def vgg19_layers() -> nn.Sequential:
+    """torchvision's `vgg19().features`: the same 37 modules, state-dict keys and default init.
+
+    Built here, not imported: `import torchvision` loads torch._dynamo and costs ~2 s in every
+    process (each CLI start, each Ray trial), for a 21-entry layer list.
+    """
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in VGG19_LAYOUT:
+        if width == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = width
+    return nn.Sequential(*layers)
+
+
 def _expected_shapes() -> dict[str, torch.Size]:
     """Keys and shapes of torchvision's `vgg19().features`, built on the meta device (no memory)."""
     with torch.device("meta"):
-        features = make_layers(cfgs["E"], batch_norm=False)
+        features = vgg19_layers()
     return {k: v.shape for k, v in features.state_dict().items()}
 
 
