@@ -117,6 +117,13 @@ def run(args: argparse.Namespace) -> None:
                 " per core"
             )
         print(line, flush=True)
+        item = ds[0]
+        nbytes = sum(v.nbytes for k, v in item.items() if isinstance(v, torch.Tensor))
+        dtypes = sorted({str(v.dtype) for v in item.values() if isinstance(v, torch.Tensor)})
+        print(
+            f"  a batch of {args.batch_size}: {nbytes * args.batch_size / 2**20:.2f} MiB on the "
+            f"host ({', '.join(dtypes)}; the model's floats are made on the device)"
+        )
         for w in args.workers:
             rate = loader_throughput(
                 ds, workers=w, seconds=args.seconds, batch_size=args.batch_size

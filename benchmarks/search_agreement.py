@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ttsr.checkpoint import load_model
 from ttsr.data import open_dataset
+from ttsr.data.items import to_model_range
 from ttsr.search import relevance_search
 
 
@@ -52,8 +53,8 @@ VARIANTS = {
 @torch.no_grad()
 def agreement(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, tuple]:
     """variant -> (agreeing positions, positions, relevance deficits of the others)."""
-    _, _, query = model.LTE((batch["LR_up"] + 1) / 2)
-    _, _, key = model.LTE((batch["Ref_downup"] + 1) / 2)
+    _, _, query = model.LTE((to_model_range(batch["LR_up"]) + 1) / 2)
+    _, _, key = model.LTE((to_model_range(batch["Ref_downup"]) + 1) / 2)
     best, index = relevance_search(query, key, method="chunked")
     q, k = _unit(query), _unit(key)
     out = {}

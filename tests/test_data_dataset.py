@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from ttsr.config import TrainConfig
 from ttsr.data import DataError, ShardDataset, open_dataset, open_dataset_from_config, prepare
-from ttsr.data.items import to_tensor
+from ttsr.data.items import to_model_range, to_tensor
 
 SIZE = 32
 
@@ -35,8 +35,8 @@ def stored(ds: ShardDataset, i: int) -> torch.Tensor:
 
 
 def bicubic_t(t: torch.Tensor, size: int) -> torch.Tensor:
-    """Tensor in [-1, 1] -> PIL bicubic -> tensor (what the reference does to uint8 images)."""
-    arr = np.rint((t.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+    """uint8 (C, H, W) tensor -> PIL bicubic -> tensor (what the reference does to its images)."""
+    arr = np.ascontiguousarray(t.permute(1, 2, 0).numpy())
     return to_tensor(np.asarray(Image.fromarray(arr).resize((size, size), Image.BICUBIC)))
 
 
@@ -59,9 +59,9 @@ def test_item_contents(prepared):
     item = ds[0]
     assert item["LR"].shape == (3, SIZE // 4, SIZE // 4)
     for key in ("LR_up", "HR", "Ref", "Ref_downup"):
-        assert item[key].shape == (3, SIZE, SIZE) and item[key].dtype == torch.float32
+        assert item[key].shape == (3, SIZE, SIZE)
     for key in ("LR", "LR_up", "HR", "Ref", "Ref_downup"):
-        assert item[key].min() >= -1 and item[key].max() <= 1
+        assert item[key].dtype == torch.uint8  # the model's [-1, 1] floats are made on the device
     assert item["index"] == 0 and "mask" not in item
     hr = stored(ds, 0)
     assert torch.equal(item["HR"], hr)  # test split: no augmentation
@@ -146,7 +146,8 @@ def test_ref_mode_gt_augmented(prepared):
         assert torch.equal(item["Ref"], again[i]["Ref"])  # test split: fixed per item
         assert torch.equal(item["Ref_downup"], bicubic_t(bicubic_t(item["Ref"], 8), SIZE))
         # close to the image: same overall colour, well within the jitter range
-        assert (item["Ref"].mean() - item["HR"].mean()).abs() < 0.3
+        ref, hr = to_model_range(item["Ref"]), to_model_range(item["HR"])
+        assert (ref.mean() - hr.mean()).abs() < 0.3
     train = open_dataset(str(prepared), size=SIZE, split="train", ref_mode="gt-augmented")
     r0 = train[0]["Ref"]
     train.set_epoch(1)
@@ -220,3 +221,17 @@ def test_data_seed_fixes_the_images_while_seed_varies_their_draws(tmp_path):
     b.set_epoch(3)
     # different seeds: different augmentation of the same item
     assert any(not torch.equal(a[i]["HR"], b[i]["HR"]) for i in range(len(a)))
+
+
+def test_uint8_items_become_the_references_floats_on_the_device(prepared):
+    """Items stay uint8 to the device; `to_model_range` there gives exactly the reference's
+    float32 x / 127.5 - 1 (computed here in numpy, as the loader did before)."""
+    item = open_dataset(str(prepared), size=SIZE, split="train")[3]
+    for key in ("LR", "HR", "Ref_downup"):
+        pixels = item[key].numpy()
+        expected = pixels.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+        floats = to_model_range(item[key])
+        assert floats.dtype == torch.float32
+        assert torch.equal(floats, torch.from_numpy(expected))
+    floats = torch.rand(2, 3) * 2 - 1
+    assert to_model_range(floats) is floats  # floats pass through (test batches, benchmarks)

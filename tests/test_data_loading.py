@@ -115,5 +115,28 @@ def test_one_training_loader_per_run_with_persistent_workers(tmp_path):
         assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert no_workers == [[], []]
     assert len(workers[0]) == 2 and workers[0] == workers[1]  # the same processes, both rounds
-    for loader in parallel_run.evaluator.sets.values():
-        assert loader.num_workers == 2 and loader.persistent_workers
+    loader = parallel_run.evaluator.loader  # one loader for every reference mode
+    assert loader.num_workers == 2 and loader.persistent_workers
+
+
+def test_validation_reads_every_reference_mode_through_one_worker_pool(tmp_path):
+    """Two reference modes, 2 workers: one loader, one pool of 2 processes serving both modes,
+    across validations; the metrics equal those of loading in the main process."""
+    from ttsr.evaluate import Evaluator
+    from ttsr.trainer import build_trainer
+
+    def evaluator(workers: int) -> Evaluator:
+        config = _config(tmp_path, workers).replace(val_ref_modes=["other"], val_limit=3)
+        return Evaluator(config)
+
+    trainer = build_trainer(_config(tmp_path, 0))
+    serial, parallel = evaluator(0), evaluator(2)
+    assert [mode for mode, _ in parallel.batches()] == ["gt", "gt", "other", "other"]
+    assert [mode for mode, _ in parallel.batches("other")] == ["other", "other"]
+    pools = []
+    for _ in range(2):
+        expected, got = serial(trainer).metrics, parallel(trainer).metrics
+        assert got == expected and "val_psnr_other" in got
+        pools.append([w.pid for w in parallel.loader._iterator._workers])  # private: the pool
+    assert len(pools[0]) == 2 and pools[0] == pools[1]
+    assert parallel.bicubic_psnr(trainer.device) == serial.bicubic_psnr(trainer.device)

@@ -57,7 +57,5 @@ def test_fraction_subsets_training_only_every_fraction_validates_on_the_same_ima
     assert describe(small, "test").profile["fraction"] == 1.0
     other = dict(val_ref_modes=["other"])
     a, b = Evaluator(config(fraction=0.125, **other)), Evaluator(config(fraction=1.0, **other))
-    assert {m: len(s.dataset) for m, s in a.sets.items()} == {
-        m: len(s.dataset) for m, s in b.sets.items()
-    }
-    assert len(a.sets["other"].dataset) == len(open_dataset_from_config(full, "test"))
+    assert {m: len(s) for m, s in a.datasets.items()} == {m: len(s) for m, s in b.datasets.items()}
+    assert len(a.datasets["other"]) == len(open_dataset_from_config(full, "test"))

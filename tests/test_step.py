@@ -248,7 +248,7 @@ def test_a_compiled_trainer_validates_eager(tmp_path, monkeypatch):
 
     trainer = build(tiny(tmp_path, compile=True))
     run = start_run(trainer.config)
-    batch = next(iter(run.evaluator.sets[trainer.config.ref_mode]))
+    _, batch = next(run.evaluator.batches(trainer.config.ref_mode))
     torch._dynamo.reset()
     counters.clear()
     sr = trainer.infer(batch)

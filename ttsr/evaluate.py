@@ -18,16 +18,20 @@ One host sync per pass: sums stay on the device until the end.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate, groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from ttsr import names
 from ttsr.config import TrainConfig
 from ttsr.data import open_dataset, open_dataset_from_config
+from ttsr.data.items import to_model_range
 from ttsr.data.loading import loader_options
 from ttsr.data.source import inpaint_options
 from ttsr.early_stopping import OutputCollapseMonitor, OutputStats
@@ -79,14 +83,47 @@ def _limited(dataset: Dataset, limit: int | None) -> Dataset:
     return Subset(dataset, range(limit)) if limit is not None and limit < len(dataset) else dataset
 
 
+class _SetBatches(Sampler[list[int]]):
+    """Batches over the validation sets laid end to end (a `ConcatDataset`), in order, never
+    crossing from one set into the next; ``only`` restricts an iteration to one set. A sampler
+    is iterated in the main process each time a loader iterator starts, so ``only`` takes effect
+    with persistent workers too."""
+
+    def __init__(self, lengths: list[int], batch_size: int) -> None:
+        self.starts = list(accumulate(lengths, initial=0))
+        self.batch_size = batch_size
+        self.only: int | None = None
+
+    def sets(self) -> list[int]:
+        return list(range(len(self.starts) - 1)) if self.only is None else [self.only]
+
+    def set_of_each_batch(self) -> list[int]:
+        """The set each batch of an iteration comes from, in order."""
+        out = []
+        for k in self.sets():
+            out += [k] * math.ceil((self.starts[k + 1] - self.starts[k]) / self.batch_size)
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for k in self.sets():
+            for first in range(self.starts[k], self.starts[k + 1], self.batch_size):
+                yield list(range(first, min(first + self.batch_size, self.starts[k + 1])))
+
+    def __len__(self) -> int:
+        return len(self.set_of_each_batch())
+
+
 class Evaluator:
-    """The validation sets of a config (its own ref mode first) and the pass over them."""
+    """The validation sets of a config (its own ref mode first) and the pass over them.
+
+    One DataLoader reads every set (`_SetBatches`), so its workers — started once per run when
+    there are any (ttsr.data.loading) — serve every reference mode instead of a pool per mode."""
 
     def __init__(self, config: TrainConfig, *, device: torch.device | None = None) -> None:
         # Workers, pinning and persistence as the training loader's (ttsr.data.loading).
         options = loader_options(config.num_workers, device or torch.device("cpu"))
         self.inpaint = config.inpaint
-        self.sets: dict[str, DataLoader] = {}
+        self.datasets: dict[str, Dataset] = {}
         for mode in (config.ref_mode, *config.val_ref_modes):
             if mode == config.ref_mode:
                 dataset = open_dataset_from_config(config, "test")
@@ -101,13 +138,22 @@ class Evaluator:
                     seed=config.seed,
                     data_seed=config.data_seed,
                 )
-            self.sets[mode] = DataLoader(
-                _limited(dataset, config.val_limit),
-                batch_size=config.batch_size,
-                shuffle=False,
-                **options,
-            )
+            self.datasets[mode] = _limited(dataset, config.val_limit)
+        sets = list(self.datasets.values())
+        self._batches = _SetBatches([len(d) for d in sets], config.batch_size)
+        self.loader = DataLoader(ConcatDataset(sets), batch_sampler=self._batches, **options)
         self.primary = config.ref_mode
+
+    def batches(self, mode: str | None = None) -> Iterator[tuple[str, dict[str, Tensor]]]:
+        """(mode, batch) over every set in order, or over ``mode``'s set alone."""
+        modes = list(self.datasets)
+        self._batches.only = None if mode is None else modes.index(mode)
+        try:
+            sets = self._batches.set_of_each_batch()
+            for k, batch in zip(sets, self.loader, strict=True):
+                yield modes[k], batch
+        finally:
+            self._batches.only = None
 
     def metric_names(self) -> list[str]:
         """Every metric a pass reports (for the NaN placeholders of a diverged epoch)."""
@@ -117,7 +163,7 @@ class Evaluator:
         out = [*base, names.VAL_WHITE_SHARE]
         if self.inpaint:
             out.append(names.VAL_WHITE_SHARE_MASK)
-        for mode in self.sets:
+        for mode in self.datasets:
             if mode != self.primary:
                 out += [names.for_ref_mode(m, mode) for m in base]
         return out
@@ -127,15 +173,16 @@ class Evaluator:
 
     @property
     def images(self) -> int:
-        return len(self.sets[self.primary].dataset)
+        return len(self.datasets[self.primary])
 
     @torch.no_grad()
     def bicubic_psnr(self, device: torch.device) -> float:
         """PSNR of plain bicubic upsampling (LR_up) against HR on the validation images."""
         sums, count = _Sums(), 0
-        for batch in self.sets[self.primary]:
-            hr = batch["HR"].to(device)
-            sums.add("psnr", psnr(batch["LR_up"].to(device), hr).clamp(max=PSNR_CAP))
+        for _, batch in self.batches(self.primary):
+            hr = to_model_range(batch["HR"].to(device))
+            lr_up = to_model_range(batch["LR_up"].to(device))
+            sums.add("psnr", psnr(lr_up, hr).clamp(max=PSNR_CAP))
             count += hr.shape[0]
         return sums.read()["psnr"] / count
 
@@ -144,10 +191,11 @@ class Evaluator:
         """Validate ``trainer`` on every set (eval mode; the caller restores train mode)."""
         metrics: dict[str, float] = {}
         output = OutputStats()
-        for mode, loader in self.sets.items():
+        for mode, group in groupby(self.batches(), key=itemgetter(0)):
             primary = mode == self.primary
             health = OutputCollapseMonitor() if primary else None
-            for key, value in self._pass(trainer, loader, health).items():
+            batches = (batch for _, batch in group)
+            for key, value in self._pass(trainer, batches, health).items():
                 metrics[key if primary else names.for_ref_mode(key, mode)] = value
             if health is not None:
                 output = health.stats()
@@ -157,10 +205,13 @@ class Evaluator:
         return Validation(metrics=metrics, output=output)
 
     def _pass(
-        self, trainer: Trainer, loader: DataLoader, health: OutputCollapseMonitor | None
+        self,
+        trainer: Trainer,
+        batches: Iterable[dict[str, Tensor]],
+        health: OutputCollapseMonitor | None,
     ) -> dict[str, float]:
         sums, images = _Sums(), 0
-        for batch in loader:
+        for batch in batches:
             sr = trainer.infer(batch)
             hr = trainer.prepare(batch["HR"]).float()
             sums.add(names.VAL_PSNR, psnr(sr, hr).clamp(max=PSNR_CAP))

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ttsr.checkpoint import CheckpointError, checkpoint_model_config, load_weights
 from ttsr.config import ConfigError, TrainConfig
+from ttsr.data.items import to_model_range
 from ttsr.discriminator import Discriminator
 from ttsr.losses import PerceptualDistance, PerceptualLoss
 from ttsr.model import TTSR, ModelConfig
@@ -134,7 +135,10 @@ class Trainer:
         return run_steps <= NAN_CANARY_STEPS or epoch_steps % self.check_every == 0
 
     def prepare(self, x: Tensor) -> Tensor:
-        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        """A loader tensor on the device, as the model takes it: uint8 images become float32 in
+        [-1, 1] there (`ttsr.data.items.to_model_range`), after the copy of a quarter the bytes."""
+        x = to_model_range(x.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=self.memory_format)
 
     def autocast(self) -> Any:
         return self.step.autocast()

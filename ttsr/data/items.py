@@ -10,8 +10,11 @@ Shared by the shard and the paired datasets so every source produces identical i
     mask       (1, S, S)      inpainting only: 1 inside the degraded box
     index      int
 
-float32 in [-1, 1] (x / 127.5 - 1 of the uint8 pixels), as the reference. The input's source is
-HR, or in inpainting HR with a box blurred.
+The images are uint8 (the pixels PIL's resizes produce, exactly); `to_model_range` turns them
+into the reference's float32 [-1, 1] (x / 127.5 - 1) where they are used — on the GPU, in
+`Trainer.prepare` — so a loader worker skips the float pass (its main per-item cost after the
+resizes) and a batch crosses the host and the PCIe link at a quarter of the bytes. The mask is
+float32 {0, 1}. The input's source is HR, or in inpainting HR with a box blurred.
 """
 
 from __future__ import annotations
@@ -32,15 +35,18 @@ _STREAM_INPUT_AUG, _STREAM_REF_AUG, _STREAM_BOX, _STREAM_REF_JITTER = range(4)
 
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """(H, W, C) or (H, W) uint8 -> (C, H, W) float32 in [-1, 1]."""
+    """(H, W, C) or (H, W) uint8 -> (C, H, W) uint8, contiguous."""
     if arr.ndim == 2:
         arr = arr[..., None]
-    # one pass to CHW float32 (order="C"), then in place: the loader's main per-item CPU cost
-    # after the resizes. Same float32 arithmetic as the reference's x / 127.5 - 1.
-    out = arr.transpose(2, 0, 1).astype(np.float32, order="C")
-    out /= np.float32(127.5)
-    out -= np.float32(1.0)
-    return torch.from_numpy(out)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [-1, 1], the reference's x / 127.5 - 1 (the same float32
+    arithmetic, so the same numbers on any device); a float tensor is returned as it is."""
+    if x.dtype != torch.uint8:
+        return x
+    return x.to(torch.float32).div_(127.5).sub_(1.0)
 
 
 @dataclass(frozen=True)

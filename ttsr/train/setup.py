@@ -180,7 +180,7 @@ def start_run(
         state.load_state_dict(state_dict)
     if state.bicubic_psnr is None:
         state.bicubic_psnr = evaluator.bicubic_psnr(trainer.device)
-    test_set = evaluator.sets[config.ref_mode].dataset
+    test_set = evaluator.datasets[config.ref_mode]
     schedule = StepSchedule.from_config(config, len(train_set))
     sampler = StepSampler(schedule, seed=config.seed, start=state.step, stop=state.step)
     train_loader = DataLoader(
