@@ -1,4 +1,4 @@
-from ttsr.cli_errors import first_line
+from ttsr.errors import first_line
 
 
 def test_first_line_of_a_message_and_of_a_traceback_inside_one():

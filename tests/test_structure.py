@@ -5,6 +5,7 @@ it. Read from the sources with `ast`; nothing is imported."""
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -110,3 +111,16 @@ def test_the_library_never_imports_ray_tune_or_benchmarks():
             ]
     assert bad == []
     assert not [n for n in MODULES if "bench" in n.split(".")[-1] and n.startswith("ttsr")]
+
+
+def test_no_product_module_reads_an_environment_variable_named_for_tests():
+    """Tests inject faults from outside (fixtures, monkeypatching, tests/faults/): a name like
+    TTSR_TEST_FAIL_ONCE in ttsr/ or tune/ would be a hook inside the product."""
+    bad = []
+    for name, tree in MODULES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+                if re.fullmatch(r"[A-Z][A-Z0-9_]+", text) and "TEST" in text.split("_"):
+                    bad.append(f"{name}: {text}")
+    assert bad == []

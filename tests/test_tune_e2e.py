@@ -71,6 +71,11 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _with_faults() -> str:
+    faults = str(Path(__file__).parent / "faults")
+    return os.pathsep.join(p for p in (faults, os.environ.get("PYTHONPATH", "")) if p)
+
+
 @pytest.fixture
 def ray_temp_dir():
     # Short path: Ray's unix sockets live under it and the path length is limited.
@@ -105,7 +110,9 @@ def test_study_runs_tracks_stops_early_and_retries_a_crashed_trial(tmp_path, ray
     out = subprocess.run(
         [*RUN, *_args(tmp_path, ray_temp_dir)],
         cwd=tmp_path,
-        env=_env(TTSR_TEST_FAIL_ONCE=str(marker)),
+        # tests/faults/sitecustomize.py, loaded by each of the study's processes: the first
+        # trial to report epoch 1 raises once (injected from outside the product)
+        env=_env(FAULT_FAIL_ONCE=str(marker), PYTHONPATH=_with_faults()),
         capture_output=True,
         text=True,
         timeout=840,

@@ -31,6 +31,7 @@ from ttsr.atomic import (
     write_dir_atomically,
     write_file_atomically,
 )
+from ttsr.errors import UsageError, first_line
 from ttsr.model import TTSR, ModelConfig
 
 FORMAT = "ttsr-tune/1"
@@ -40,7 +41,7 @@ _HEAD = "MainNet.SFE.conv_head.weight"
 _BLOCK_LISTS = ("MainNet.SFE.RBs", "MainNet.RB11", "MainNet.RB21", "MainNet.RB31")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError, ValueError):
     """A checkpoint cannot be used; the one-line message names the file or the key."""
 
 
@@ -153,8 +154,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure means "not a usable torch file"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason[:200]})") from None
+        reason = first_line(exc, 200)
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(obj).__name__}")
     return obj

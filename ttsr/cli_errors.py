@@ -8,8 +8,8 @@ code   what
 =====  ==========================================================================================
 0      done
 1      anything else: ``error: <type>: <first line> (run with --debug for the traceback)``
-2      bad input (`USAGE_ERRORS` and the CLI's own): a flag, config, data folder, checkpoint,
-       weight file; the message names it
+2      bad input (`ttsr.errors.UsageError`): a flag, config, data folder, checkpoint, weight
+       file; the message names it
 69     a service is unreachable (the MLflow tracking server)
 74     the operating system refused a read or write: disk full (ENOSPC), not writable, I/O error;
        the message names the file
@@ -28,6 +28,8 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
+from ttsr.errors import UsageError, first_line
+
 DEBUG_ENV = "TTSR_DEBUG"
 DEBUG_FLAG = "--debug"
 DEBUG_HELP = f"show the traceback of an error (also: {DEBUG_ENV}=1)"
@@ -38,17 +40,6 @@ EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE
 EXIT_IO = 74  # sysexits.h EX_IOERR
 EXIT_INTERRUPTED = 130
 
-# Bad-input exceptions of the library, by module and name: looked up only in modules already
-# imported (an exception of a module nobody imported cannot have been raised), so this module
-# imports nothing heavy.
-USAGE_ERRORS = (
-    ("ttsr.config", "ConfigError"),
-    ("ttsr.data.errors", "DataError"),
-    ("ttsr.checkpoint", "CheckpointError"),
-    ("ttsr.vgg.weights", "VGGWeightsError"),
-    ("ttsr.vgg.download", "DownloadError"),
-)
-MAX_LINE = 400
 
 _OS_HINTS = {
     errno.ENOSPC: "the disk is full: free space or choose another location, then run again",
@@ -62,22 +53,6 @@ def debug_requested(argv: Sequence[str] | None = None) -> bool:
     """``--debug`` among the arguments (``sys.argv`` when None) or ``TTSR_DEBUG=1``."""
     args = sys.argv[1:] if argv is None else argv
     return DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of ``str(exc)`` (the type's name when empty), cut short. A
-    message that is itself a formatted traceback (Ray's TuneError) gives its last line: the
-    error it ends with, not "Traceback (most recent call last):"."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    if text.startswith("Traceback (most recent call last)"):
-        text = lines[-1]
-    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
-
-
-def _loaded(pairs: Sequence[tuple[str, str]]) -> tuple[type[BaseException], ...]:
-    found = [getattr(sys.modules[m], n, None) for m, n in pairs if m in sys.modules]
-    return tuple(t for t in found if isinstance(t, type))
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -95,12 +70,12 @@ def _tracking_unavailable(exc: BaseException) -> bool:
     return tracking is not None and tracking.is_unavailable(exc)
 
 
-def describe(exc: BaseException, usage: tuple[type[BaseException], ...] = ()) -> tuple[int, str]:
+def describe(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message without the ``error: `` prefix) for ``exc``."""
     if isinstance(exc, KeyboardInterrupt):
         detail = first_line(exc) if str(exc).strip() else ""
         return EXIT_INTERRUPTED, "interrupted" + (f" ({detail})" if detail else "")
-    if isinstance(exc, usage + _loaded(USAGE_ERRORS)):
+    if isinstance(exc, UsageError):
         return EXIT_USAGE, first_line(exc)
     if _tracking_unavailable(exc):
         if isinstance(exc, ConnectionError):  # ours (ttsr.tracking.TrackingUnavailable): says it
@@ -123,15 +98,9 @@ def short_reason(exc: BaseException) -> str:
     return found or first_line(exc)
 
 
-def run_cli(
-    body: Callable[[], int | None],
-    *,
-    argv: Sequence[str] | None = None,
-    usage: tuple[type[BaseException], ...] = (),
-) -> int:
+def run_cli(body: Callable[[], int | None], *, argv: Sequence[str] | None = None) -> int:
     """Run a CLI's body; what escapes becomes one ``error:`` line and an exit code (see the
-    module docstring). ``usage``: the CLI's own bad-input exception types (exit 2).
-    SystemExit (argparse's usage errors, ``--help``) passes through."""
+    module docstring). SystemExit (argparse's usage errors, ``--help``) passes through."""
     debug = debug_requested(argv)
     try:
         return body() or 0
@@ -140,6 +109,6 @@ def run_cli(
     except BaseException as exc:  # noqa: BLE001 - the point: nothing escapes as a traceback
         if debug:
             raise
-        code, message = describe(exc, usage)
+        code, message = describe(exc)
         print(f"error: {message}", file=sys.stderr, flush=True)
         return code

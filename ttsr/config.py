@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from ttsr import names
+from ttsr.errors import UsageError
 
 REF_MODES = ("gt", "gt-augmented", "other", "paired")
 # Extra validation modes: "paired" needs the data's own pairs, so it is only ever a run's ref_mode.
@@ -50,7 +51,7 @@ DEFAULT_MIN_DELTA_DB = 0.05
 DEFAULT_DIVERGENCE_EPOCHS = 2
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration value is invalid; the message names the field."""
 
 

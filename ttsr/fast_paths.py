@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.adam import adam as adam_step
 
+from ttsr.errors import first_line
 from ttsr.losses import gradient_penalty
 from ttsr.metrics import psnr
 from ttsr.search import choose_method, relevance_search
@@ -261,7 +262,7 @@ def self_test(trainer, batch: dict[str, Tensor], *, checks=CHECKS, log=print):
             try:
                 reason = check.compare(trainer, batch if check.name == "compile" else one)
             except Exception as error:  # noqa: BLE001 - any failure turns the path off
-                reason = f"error: {type(error).__name__}: {error}".splitlines()[0][:120]
+                reason = f"error: {type(error).__name__}: {first_line(error, 100)}"
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize(trainer.device)
             paths.check_seconds[check.name] = time.perf_counter() - began

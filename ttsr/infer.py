@@ -33,13 +33,14 @@ from torch import Tensor
 
 from ttsr.checkpoint import CheckpointError, load_model
 from ttsr.cli_errors import DEBUG_HELP, run_cli
+from ttsr.errors import UsageError
 from ttsr.model import TTSR
 from ttsr.model_uri import URI_SCHEMES as MODEL_URI_SCHEMES  # resolved through MLflow
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-class InferError(Exception):
+class InferError(UsageError):
     """Bad user input; main() prints the one-line message and exits with 2."""
 
 
@@ -222,7 +223,7 @@ def _load(
 
 def main(argv: list[str] | None = None) -> int:
     """Errors are one line and an exit code (`ttsr.cli_errors`); ``--debug`` shows tracebacks."""
-    return run_cli(lambda: _main(argv), argv=argv, usage=(InferError,))
+    return run_cli(lambda: _main(argv), argv=argv)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -47,7 +47,7 @@ from ttsr.model_uri import (  # noqa: F401 - re-exported: the MLflow model's pub
 
 DATA_FILE = "model.pt"
 REGISTERED_PREFIX = "ttsr-"
-REQUIREMENTS = ("torch", "torchvision", "numpy", "pillow", "pydantic")
+REQUIREMENTS = ("torch", "numpy", "pillow", "pydantic")
 # What the pyfunc loader imports (this module, ttsr.checkpoint, ttsr.model, ttsr.infer and
 # theirs): the model's code/ttsr/. Few files, as each is one upload to a tracking server
 # (tests/test_mlflow_model.py loads the pyfunc from these alone).
@@ -57,6 +57,7 @@ CODE_FILES = (
     "checkpoint.py",
     "cli_errors.py",
     "config.py",
+    "errors.py",
     "fused_search.py",
     "infer.py",
     "mlflow_model.py",

@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ttsr.errors import UsageError, first_line
+
 FLAVOR = "ttsr"
 MODEL_NAME = "model"  # the LoggedModel's name within its run (runs:/<run id>/model)
 URI_SCHEMES = ("models:/", "runs:/")
 
 
-class ModelError(Exception):
+class ModelError(UsageError):
     """A model URI that cannot be resolved, or a run without a logged model (one line)."""
 
 
@@ -56,7 +58,7 @@ def local_checkpoint(uri: str, dst: str | Path, *, tracking_uri: str | None = No
     try:
         base = model_location(client, uri)
     except MlflowException as exc:
-        raise ModelError(f"{uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
+        raise ModelError(f"{uri}: not found at {tracking_uri} ({first_line(exc, 200)})") from None
     except ModelError as exc:
         raise ModelError(f"{uri}: {exc}") from None
     meta = _download(f"{base}/MLmodel", dst / "meta", tracking_uri, model_uri=uri)
@@ -103,11 +105,6 @@ def model_location(client: Any, uri: str) -> str:
     return source
 
 
-def _first_line(exc: Any) -> str:
-    lines = str(getattr(exc, "message", exc)).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
-
-
 def _download(uri: str, dst: Path, tracking_uri: str, *, model_uri: str) -> Path:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
@@ -122,4 +119,6 @@ def _download(uri: str, dst: Path, tracking_uri: str, *, model_uri: str) -> Path
             )
         )
     except MlflowException as exc:
-        raise ModelError(f"{model_uri}: not found at {tracking_uri} ({_first_line(exc)})") from None
+        raise ModelError(
+            f"{model_uri}: not found at {tracking_uri} ({first_line(exc, 200)})"
+        ) from None

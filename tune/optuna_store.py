@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ttsr.errors import first_line
 from tune.preflight import PreflightError
 
 FLAG = "--optuna-storage"
@@ -88,8 +89,7 @@ def connect(url: str, study_name: str, *, resuming: bool) -> None:
         storage = optuna.storages.RDBStorage(url)
         names = set(optuna.get_all_study_names(storage))
     except Exception as e:  # noqa: BLE001 - any failure means "cannot use it"
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise PreflightError(f"{FLAG} {url}: cannot open ({first[:200]})") from None
+        raise PreflightError(f"{FLAG} {url}: cannot open ({first_line(e, 200)})") from None
     if study_name in names and not resuming:
         raise PreflightError(f"{FLAG} {url}: an Optuna study named {study_name!r} exists already")
     if study_name not in names and resuming:

@@ -14,8 +14,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ttsr.errors import UsageError
 
-class PreflightError(RuntimeError):
+
+class PreflightError(UsageError, RuntimeError):
     """A flag or environment value cannot work; the message names it."""
 
 

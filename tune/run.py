@@ -26,6 +26,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ttsr.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, run_cli  # noqa: E402
+from ttsr.errors import first_line  # noqa: E402
 from tune import cluster, environment, optuna_store, plan, pretrain, storage  # noqa: E402
 from tune.options import Options, parse_options  # noqa: E402
 from tune.preflight import PreflightError, mlflow_ui_command  # noqa: E402
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     """Every error is one line and an exit code (`ttsr.cli_errors`; bad input: 2, a failed write
     such as a full --storage: 74, an unreachable MLflow server: 69, interrupted: 130, anything
     else: 1); ``--debug`` or ``TTSR_DEBUG=1`` shows the traceback instead."""
-    return run_cli(lambda: _main(argv), argv=argv, usage=(StudyError, PreflightError))
+    return run_cli(lambda: _main(argv), argv=argv)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -217,8 +218,7 @@ def publish_models(out, study_name: str, tracking_uri: str) -> None:
                 f" --mlflow-uri {tracking_uri} ...)"
             )
     except Exception as e:  # noqa: BLE001 - the models are a convenience on top of the results
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"warning: could not log or register the models in MLflow ({first})")
+        print(f"warning: could not log or register the models in MLflow ({first_line(e)})")
 
 
 def open_parent_run(the_plan: plan.Plan, options: Options):

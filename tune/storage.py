@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ttsr.errors import first_line
 from tune.preflight import PreflightError
 
 PARENT_FILE = "mlflow_parent.json"  # in each invocation's Tune experiment directory
@@ -39,8 +40,7 @@ def check_storage(storage: str, *, create: bool = True) -> None:
             fs, path = pyarrow.fs.FileSystem.from_uri(storage)
             fs.create_dir(path, recursive=True)
         except Exception as e:  # noqa: BLE001 - any failure means "cannot use it"
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise PreflightError(f"--storage {storage}: cannot open ({first})") from None
+            raise PreflightError(f"--storage {storage}: cannot open ({first_line(e)})") from None
         return
     path = Path(storage)
     if not create:

@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from ttsr.config import ConfigError, TrainConfig
 from ttsr.config import parse_set as config_parse_set
+from ttsr.errors import UsageError
 from tune.schema import (
     OverrideSpec,
     ProfileSpec,
@@ -58,7 +59,7 @@ REPORT_KINDS_WITH_PARAM = ("speed", "scaling")  # they plot a quantity against t
 OVERRIDABLE = tuple(OverrideSpec.model_fields)
 
 
-class StudyError(ValueError):
+class StudyError(UsageError, ValueError):
     """experiments.yaml is invalid; the message names file, study and field."""
 
 

@@ -3,15 +3,10 @@
 Bridges Tune and the library: merges the study's fixed config with the trial's sampled values,
 picks the device from the resources Ray assigned, reattaches to the trial's MLflow child run,
 resumes from ``tune.get_checkpoint()``, and reports every epoch with its checkpoint.
-
-Test hook: ``TTSR_TEST_FAIL_ONCE=<marker file>`` makes the first trial that finishes epoch 1
-raise once (it creates the marker; with the marker present nothing happens), so tests can check
-that a crashed trial restarts from its checkpoint. Not for normal use.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,12 +24,7 @@ from tune.parent_run import MLFLOW_RUN_KEY
 from tune.repeats import TRIAL_INDEX, seed_for
 from tune.storage import fetch_file
 
-FAIL_ONCE_ENV = "TTSR_TEST_FAIL_ONCE"
 CASE_KEY = "case"  # grid studies: the coupled settings of one grid point (a dict)
-
-
-class InjectedFailure(RuntimeError):
-    """Raised by the TTSR_TEST_FAIL_ONCE test hook."""
 
 
 def trial_values(base: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +120,7 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
         run_id=run_id,
         tags=tags,
     )
-    report = TuneReport(tracker, trial_id, fail_marker=os.environ.get(FAIL_ONCE_ENV))
+    report = TuneReport(tracker, trial_id)
     logger = MlflowCallback(tracker, params=shown)
     checkpoint = tune.get_checkpoint()
     try:
@@ -154,8 +144,8 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
 class TuneReport(Callback):
     """Reports every epoch (with its checkpoint) to Tune."""
 
-    def __init__(self, tracker: MlflowTracker, trial_id: str, *, fail_marker: str | None):
-        self.tracker, self.trial_id, self.fail_marker = tracker, trial_id, fail_marker
+    def __init__(self, tracker: MlflowTracker, trial_id: str):
+        self.tracker, self.trial_id = tracker, trial_id
 
     def on_epoch_end(
         self, metrics: dict[str, Any], checkpoint_dir: Path, images: dict[str, Path]
@@ -172,22 +162,3 @@ class TuneReport(Callback):
                 self.tracker.set_tags({names.STOP_REASON: "scheduler", "stopped_by": "tune"})
             self.tracker.end("KILLED")
             raise
-        if (
-            self.fail_marker
-            and metrics.get(names.EPOCH) == 1
-            and _claim(self.fail_marker, self.trial_id)
-        ):
-            raise InjectedFailure(
-                f"{FAIL_ONCE_ENV}: injected failure after epoch 1 of {self.trial_id}"
-            )
-
-
-def _claim(marker: str, trial_id: str) -> bool:
-    """Create the marker file atomically; True for the one trial that created it."""
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(trial_id)
-    return True

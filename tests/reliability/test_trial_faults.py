@@ -8,7 +8,7 @@
   (epoch 1) is intact, and the study carries on;
 - while it runs, every TCP port the study's processes listen on is bound to 127.0.0.1.
 
-The restart after a Python exception (TTSR_TEST_FAIL_ONCE hook) and a SIGKILLed driver are
+The restart after a Python exception (tests/faults/sitecustomize.py) and a SIGKILLed driver are
 tests/test_tune_e2e.py's; a SIGINTed driver and Optuna's history: test_driver_interrupt.py.
 """
 

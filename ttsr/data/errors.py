@@ -1,9 +1,11 @@
 """The one exception the data package raises for bad input (paths, sizes, modes, splits, files)."""
 
+from ttsr.errors import UsageError
+
 _WORKER_PREFIX = "Caught DataError"  # how torch's DataLoader re-raises a worker's exception
 
 
-class DataError(ValueError):
+class DataError(UsageError, ValueError):
     """A data source or option is unusable; the one-line message names the culprit.
 
     A DataLoader worker's DataError reaches the main process as

@@ -47,6 +47,7 @@ from ttsr.data.manifest import (
 from ttsr.data.remote import is_uri
 from ttsr.data.shards import SHARD_FORMATS, shard_name, write_shard
 from ttsr.data.split import SPLITS, assign_split
+from ttsr.errors import first_line
 
 DEFAULT_SIZES = (160, 256, 384, 512)
 DEFAULT_FORMAT = "png"
@@ -213,7 +214,7 @@ def _source_files(src: Path | str, out: Path) -> list[str]:
         try:
             found = remote.is_folder(src)
         except (OSError, ValueError) as exc:  # a bad URI, unknown bucket, no credentials
-            raise DataError(f"--src {src}: {str(exc).splitlines()[0]}") from exc
+            raise DataError(f"--src {src}: {first_line(exc)}") from exc
         if not found:
             raise DataError(f"--src {src}: no such folder")
         return remote.list_files(src)

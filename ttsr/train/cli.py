@@ -20,6 +20,7 @@ from typing import Any
 
 from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.config import ConfigError, TrainConfig, parse_set
+from ttsr.errors import first_line
 
 # flag dest -> TrainConfig field (flags default to None: "not given").
 FLAG_FIELDS = {
@@ -141,9 +142,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path} ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"--config: {path} is not valid YAML ({str(exc).splitlines()[0]})"
-        ) from None
+        raise ConfigError(f"--config: {path} is not valid YAML ({first_line(exc)})") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -307,9 +306,8 @@ def read_resumed_state(path: Path) -> dict[str, Any]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError) as exc:
         # weights_only=True refuses anything but tensors and primitives: a pickled object is
         # reported, never executed.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"--resume {path}: not a ttsr-tune training checkpoint ({first})"
+            f"--resume {path}: not a ttsr-tune training checkpoint ({first_line(exc)})"
         ) from None
 
 

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
+from ttsr.errors import UsageError
 from ttsr.vgg.weights import TORCHVISION_FILE, TORCHVISION_SHA256, TORCHVISION_URL, cache_path
 
 URL_VAR = "TTSR_VGG19_URL"  # test hook
@@ -39,7 +40,7 @@ TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
 _NAME_HASH = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's rule for the hash part of a file name
 
 
-class DownloadError(Exception):
+class DownloadError(UsageError):
     """The download failed; nothing was written. The message is one line."""
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ttsr.errors import UsageError
+
 ENV_VAR = "TTSR_VGG19_WEIGHTS"
 # The file torchvision's VGG19_Weights.IMAGENET1K_V1 downloads into the hub cache. Its name carries
 # the first 8 hex digits of its sha256 (torchvision's convention); the full digest and size are
@@ -43,7 +45,7 @@ _LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class VGGWeightsError(ValueError):
+class VGGWeightsError(UsageError, ValueError):
     """A VGG19 weights file that is missing or unusable. The message is always one line."""
 
     def __init__(self, message: str) -> None:
