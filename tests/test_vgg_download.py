@@ -20,7 +20,7 @@ import pytest
 
 import ttsr.vgg.__main__ as vgg_cli
 from ttsr.vgg import ENV_VAR, TORCHVISION_FILE, TORCHVISION_SHA256
-from ttsr.vgg.download import SHA256_VAR, URL_VAR, DownloadError, download, source
+from ttsr.vgg.download import DownloadError, download, source
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = os.urandom(3 * 2**20 + 12345)  # a few read chunks; no need for real weights
@@ -74,15 +74,25 @@ def server():
 
 @pytest.fixture
 def hooks(server, monkeypatch, tmp_path):
-    """Point the test hooks at the local server, in this process and for subprocesses."""
+    """The local server as the download's mirror: ``server.path`` (default GOOD) and
+    ``server.sha`` (default SHA) go to ``--url``/``--sha256`` (`_flags`) or to `download`
+    (`_mirror`). No proxy; an empty torch cache."""
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.delenv(ENV_VAR, raising=False)
-    monkeypatch.setenv(URL_VAR, server.url + GOOD)
-    monkeypatch.setenv(SHA256_VAR, SHA)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    server.path, server.sha = GOOD, SHA
     return server
+
+
+def _mirror(server) -> dict[str, str | None]:
+    return {"url": server.url + server.path, "sha256": server.sha}
+
+
+def _flags(server) -> list[str]:
+    sha = ["--sha256", server.sha] if server.sha else []
+    return ["--url", server.url + server.path, *sha]
 
 
 def _cli(*args: str) -> subprocess.Popen:
@@ -118,8 +128,6 @@ def _assert_one_line_error(err: str, *fragments: str) -> None:
 def test_torchvision_is_the_default_source(monkeypatch):
     from torchvision.models import VGG19_Weights
 
-    monkeypatch.delenv(URL_VAR, raising=False)
-    monkeypatch.delenv(SHA256_VAR, raising=False)
     src = source()
     assert src.url == VGG19_Weights.IMAGENET1K_V1.url
     assert src.url.endswith("/" + TORCHVISION_FILE)
@@ -128,7 +136,7 @@ def test_torchvision_is_the_default_source(monkeypatch):
 
 def test_download_cli_success_then_already_present(hooks, tmp_path):
     to = tmp_path / "new" / "weights"
-    rc, out, err = _run_cli("download", "--to", str(to))
+    rc, out, err = _run_cli("download", "--to", str(to), *_flags(hooks))
     assert rc == 0, err
     dest = to / TORCHVISION_FILE
     assert dest.read_bytes() == BODY
@@ -139,14 +147,14 @@ def test_download_cli_success_then_already_present(hooks, tmp_path):
     assert hooks.hits[GOOD] == 1
 
     mtime = dest.stat().st_mtime_ns
-    rc, out, err = _run_cli("download", "--to", str(to))
+    rc, out, err = _run_cli("download", "--to", str(to), *_flags(hooks))
     assert rc == 0, err
     assert f"already present and verified: {dest}" in out
     assert hooks.hits[GOOD] == 1 and dest.stat().st_mtime_ns == mtime
 
 
 def test_default_destination_is_torchvision_cache(hooks, tmp_path, capsys):
-    assert vgg_cli.main(["download", "--no-progress"]) == 0
+    assert vgg_cli.main(["download", "--no-progress", *_flags(hooks)]) == 0
     dest = tmp_path / "torch-home" / "hub" / "checkpoints" / TORCHVISION_FILE
     assert dest.read_bytes() == BODY
     out = capsys.readouterr().out
@@ -158,22 +166,22 @@ def test_a_file_path_destination_and_a_wrong_file_is_replaced(hooks, tmp_path, m
     dest = tmp_path / "mine.pth"
     dest.write_bytes(b"something else")
     monkeypatch.setenv(ENV_VAR, str(dest))  # training will use it: no hint to export
-    assert vgg_cli.main(["download", "--to", str(dest)]) == 0
+    assert vgg_cli.main(["download", "--to", str(dest), *_flags(hooks)]) == 0
     assert dest.read_bytes() == BODY
     out = capsys.readouterr().out
     assert "replacing a file with the wrong sha256" in out and "export" not in out
     assert _everything_under(tmp_path) == ["mine.pth"]
 
     # the cache is not what training uses while $TTSR_VGG19_WEIGHTS names another file
-    assert vgg_cli.main(["download"]) == 0
+    assert vgg_cli.main(["download", *_flags(hooks)]) == 0
     cached = tmp_path / "torch-home" / "hub" / "checkpoints" / TORCHVISION_FILE
     assert f"export {ENV_VAR}={cached}" in capsys.readouterr().out
 
 
 def test_wrong_hash_leaves_nothing(hooks, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(SHA256_VAR, "0" * 64)
+    hooks.sha = "0" * 64
     to = tmp_path / "new"
-    assert vgg_cli.main(["download", "--to", str(to)]) == 2
+    assert vgg_cli.main(["download", "--to", str(to), *_flags(hooks)]) == 2
     err = capsys.readouterr().err
     _assert_one_line_error(err, f"sha256 of {hooks.url + GOOD} is {SHA}, expected {'0' * 64}")
     assert not to.exists()  # nor the folder it made
@@ -182,20 +190,22 @@ def test_wrong_hash_leaves_nothing(hooks, tmp_path, monkeypatch, capsys):
 def test_hash_in_the_file_name_is_checked(hooks, tmp_path, monkeypatch):
     """torchvision's convention alone, when no full sha256 is known."""
     hooks.routes["/vgg19-00000000.pth"] = "ok"
-    monkeypatch.setenv(URL_VAR, hooks.url + "/vgg19-00000000.pth")
-    monkeypatch.delenv(SHA256_VAR)
+    hooks.path, hooks.sha = "/vgg19-00000000.pth", None
     with pytest.raises(DownloadError, match=r"expected 00000000\.\.\.: download discarded"):
-        download(tmp_path)
+        download(tmp_path, **_mirror(hooks))
     assert _everything_under(tmp_path) == []
-    monkeypatch.setenv(URL_VAR, hooks.url + GOOD)
-    assert download(tmp_path).fetched is True
+    hooks.path = GOOD
+    assert download(tmp_path, **_mirror(hooks)).fetched is True
+    hooks.path = "/vgg19-x.pth"  # no hash in the name, none given: refused before any transfer
+    with pytest.raises(DownloadError, match=r"no hash in its file name; give --sha256"):
+        download(tmp_path, **_mirror(hooks))
 
 
 def test_short_transfer_leaves_nothing_and_keeps_the_old_file(hooks, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(URL_VAR, hooks.url + "/short/vgg19-x.pth")
+    hooks.path = "/short/vgg19-x.pth"
     dest = tmp_path / TORCHVISION_FILE
     dest.write_bytes(b"an old file")
-    assert vgg_cli.main(["download", "--to", str(tmp_path)]) == 2
+    assert vgg_cli.main(["download", "--to", str(tmp_path), *_flags(hooks)]) == 2
     err = capsys.readouterr().err
     _assert_one_line_error(err, f"interrupted: got {len(BODY)} of {len(BODY) + 1000} bytes")
     assert _everything_under(tmp_path) == [TORCHVISION_FILE]
@@ -210,7 +220,7 @@ def _wait_for(condition, timeout: float = 120.0) -> None:
 
 
 def test_sigterm_mid_transfer_leaves_nothing(hooks, tmp_path, monkeypatch):
-    monkeypatch.setenv(URL_VAR, hooks.url + "/stall/vgg19-x.pth")
+    hooks.path = "/stall/vgg19-x.pth"
     to = tmp_path / "w"
 
     def receiving() -> bool:
@@ -219,7 +229,7 @@ def test_sigterm_mid_transfer_leaves_nothing(hooks, tmp_path, monkeypatch):
         except FileNotFoundError:
             return False
 
-    proc = _cli("download", "--to", str(to))
+    proc = _cli("download", "--to", str(to), *_flags(hooks))
     try:
         _wait_for(lambda: receiving() or proc.poll() is not None)
         assert proc.poll() is None, proc.communicate()
@@ -238,8 +248,8 @@ def test_offline_is_one_line(hooks, tmp_path, monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/vgg19-x.pth"
-        monkeypatch.setenv(URL_VAR, url)
-        rc, out, err = _run_cli("download", "--to", str(tmp_path / "w"))
+        to = str(tmp_path / "w")
+        rc, out, err = _run_cli("download", "--to", to, "--url", url, "--sha256", SHA)
     assert rc == 2
     _assert_one_line_error(err, f"cannot download {url}: ", "Connection refused")
     assert out == ""
@@ -247,16 +257,16 @@ def test_offline_is_one_line(hooks, tmp_path, monkeypatch):
 
 
 def test_http_error_is_one_line(hooks, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(URL_VAR, hooks.url + "/missing/vgg19-x.pth")
-    assert vgg_cli.main(["download", "--to", str(tmp_path / "w")]) == 2
+    hooks.path = "/missing/vgg19-x.pth"
+    assert vgg_cli.main(["download", "--to", str(tmp_path / "w"), *_flags(hooks)]) == 2
     _assert_one_line_error(capsys.readouterr().err, "HTTP 404")
     assert _everything_under(tmp_path) == []
 
 
-def test_bad_test_hook_is_one_line(hooks, monkeypatch, capsys):
-    monkeypatch.setenv(SHA256_VAR, "abc")
-    assert vgg_cli.main(["download"]) == 2
-    _assert_one_line_error(capsys.readouterr().err, SHA256_VAR)
+def test_bad_sha256_flag_is_one_line(hooks, capsys):
+    hooks.sha = "abc"
+    assert vgg_cli.main(["download", *_flags(hooks)]) == 2
+    _assert_one_line_error(capsys.readouterr().err, "--sha256: not a sha256 hex digest")
 
 
 def test_stale_temporary_file_of_a_dead_process_is_removed(hooks, tmp_path):
@@ -266,5 +276,5 @@ def test_stale_temporary_file_of_a_dead_process_is_removed(hooks, tmp_path):
     stale.write_bytes(b"half")
     alive = tmp_path / f".{TORCHVISION_FILE}.{socket.gethostname()}.{os.getppid()}.part"
     alive.write_bytes(b"someone else's, still running")
-    assert download(tmp_path).fetched is True
+    assert download(tmp_path, **_mirror(hooks)).fetched is True
     assert not stale.exists() and alive.exists()

@@ -52,7 +52,13 @@ def _found_by_lookup(path: Path) -> bool:
 
 def cmd_download(args: argparse.Namespace) -> None:
     progress = sys.stderr.isatty() and not args.no_progress
-    result = download(args.to, progress=progress, notify=lambda text: print(text, flush=True))
+    result = download(
+        args.to,
+        url=args.url,
+        sha256=args.sha256,
+        progress=progress,
+        notify=lambda text: print(text, flush=True),
+    )
     size = _mib(result.path.stat().st_size)
     if not result.fetched:
         print(f"already present and verified: {result.path} ({size}, sha256 {result.sha256})")
@@ -102,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"a folder (the file keeps the name {TORCHVISION_FILE}) or a .pth file path "
         f"(default: {cache_path().parent})",
+    )
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help="a mirror of the file (e.g. an internal server on a cluster without internet); "
+        "default: torchvision's URL",
+    )
+    p.add_argument(
+        "--sha256",
+        metavar="HEX",
+        help="the mirror's full sha256 (default: torchvision's; for another --url, the hash "
+        "in its file name)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)

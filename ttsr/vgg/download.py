@@ -9,9 +9,9 @@ the same host once that process is gone.
 The hash is checked twice, as far as it is known: torchvision's convention (the hex digits between
 "-" and "." in the file name start the file's sha256) and the full sha256 of torchvision's file.
 
-Test hooks, not for users: `TTSR_VGG19_URL` replaces the URL and `TTSR_VGG19_SHA256` the full
-expected sha256, so tests can serve a small generated file from 127.0.0.1. With only the URL
-replaced, only the hash in its file name is checked.
+A mirror (`--url`, e.g. an internal server on a cluster without internet) comes with its
+`--sha256`; without one only the hash in its file name is checked, and a name without one is
+refused.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from tqdm import tqdm
 from ttsr.errors import UsageError
 from ttsr.vgg.weights import TORCHVISION_FILE, TORCHVISION_SHA256, TORCHVISION_URL, cache_path
 
-URL_VAR = "TTSR_VGG19_URL"  # test hook
-SHA256_VAR = "TTSR_VGG19_SHA256"  # test hook
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
 _NAME_HASH = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's rule for the hash part of a file name
@@ -67,20 +65,21 @@ class Downloaded:
     replaced: bool = False  # True: a file with the wrong hash was there and is now replaced
 
 
-def source() -> Source:
-    """What to fetch and what its hash must be (torchvision's, unless a test hook says else)."""
-    url = os.environ.get(URL_VAR) or TORCHVISION_URL
-    sha = os.environ.get(SHA256_VAR)
+def source(url: str | None = None, sha256: str | None = None) -> Source:
+    """What to fetch and what its hash must be: torchvision's file, or a mirror's ``url`` with
+    its ``sha256`` (else the hash in its file name)."""
+    url = url or TORCHVISION_URL
+    sha = sha256
     if sha is not None:
         sha = sha.strip().lower()
         if not re.fullmatch(r"[0-9a-f]{64}", sha):
-            raise DownloadError(f"{SHA256_VAR}: not a sha256 hex digest (got {sha!r})")
+            raise DownloadError(f"--sha256: not a sha256 hex digest (got {sha!r})")
     elif url == TORCHVISION_URL:
         sha = TORCHVISION_SHA256
     match = _NAME_HASH.search(Path(urlparse(url).path).name)
     prefix = match.group(1) if match else None
     if sha is None and prefix is None:
-        raise DownloadError(f"no expected hash for {url}: set {SHA256_VAR}")
+        raise DownloadError(f"--url {url}: no hash in its file name; give --sha256")
     return Source(url, sha, prefix)
 
 
@@ -177,16 +176,19 @@ def _make_folders(folder: Path) -> list[Path]:
 def download(
     to: str | Path | None = None,
     *,
+    url: str | None = None,
+    sha256: str | None = None,
     progress: bool = False,
     notify: Callable[[str], None] | None = None,
 ) -> Downloaded:
     """Put torchvision's ImageNet VGG19 file at `destination(to)` unless a valid one is there.
 
+    `url`/`sha256`: a mirror instead of torchvision's server (`source`).
     `progress`: a tqdm bar on stderr; `notify` receives one line when the server has answered.
     Raises `DownloadError` (one line) on any failure; the destination is then as it was: no
     temporary file is left, nor a folder this call created.
     """
-    src = source()
+    src = source(url, sha256)
     dest = destination(to)
     host = socket.gethostname()
     part = _part_name(dest, host, os.getpid())
