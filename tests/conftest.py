@@ -56,6 +56,16 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+MAX_WORKERS = 5  # the slow tests start Ray clusters and servers: more would crowd a big machine
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker more than cores. Much of a test's time is spent waiting (a
+    process or server starting, a poll, a driver's shutdown) with its core idle; the extra
+    worker fills those gaps (2 cores: 3 workers)."""
+    return min(MAX_WORKERS, (os.cpu_count() or 1) + 1)
+
+
 def pytest_configure(config):
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:  # an xdist worker: torch in this process takes its share of the cores, not all
