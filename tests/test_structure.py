@@ -124,3 +124,18 @@ def test_no_product_module_reads_an_environment_variable_named_for_tests():
                 if re.fullmatch(r"[A-Z][A-Z0-9_]+", text) and "TEST" in text.split("_"):
                     bad.append(f"{name}: {text}")
     assert bad == []
+
+
+def test_rays_tune_and_ours_never_share_a_name_in_one_module():
+    """``from ray import tune`` binds the name our package has: a module that imports Ray's
+    binds it as ``ray_tune``."""
+    bad = []
+    for name, tree in MODULES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "ray":
+                bad += [
+                    f"{name}: from ray import tune"
+                    for a in node.names
+                    if a.name == "tune" and (a.asname or a.name) == "tune"
+                ]
+    assert bad == []

@@ -16,6 +16,7 @@ from ttsr.config import TrainConfig
 from tune import estimate
 from tune.cluster import Cluster
 from tune.estimate import Figure, FigureSet
+from tune.formatting import duration
 from tune.studies import StudyFile, load_study
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,12 +179,12 @@ def test_seed_dry_run_on_a_laptop_prints_the_estimate_from_the_table(tmp_path):
     seconds = train / rec + val / infer
     trials = study.num_trials()
     line = next(x for x in out.stdout.splitlines() if x.startswith("  size 160, batch 8, rec"))
-    assert f"{trials} trial(s) × {estimate.duration(seconds)} = {train:,} train img " in line
+    assert f"{trials} trial(s) × {duration(seconds, coarse=True)} = {train:,} train img " in line
     assert f"at {rec:.3g} img/s (table) + {val:,} val img at {infer:.3g} img/s (table)" in line
     assert "peak 4.8 GiB" in line
     wall = next(x for x in out.stdout.splitlines() if x.startswith("wall time  "))
     slots = min(study.max_concurrent, trials)
-    assert wall.startswith(f"wall time  ≈ {estimate.duration(seconds * trials / slots)}: ")
+    assert wall.startswith(f"wall time  ≈ {duration(seconds * trials / slots, coarse=True)}: ")
     assert f"{trials * seconds / 3600:.1f} GPU-hours ÷ {slots} at a time" in wall
     assert "the cluster at hand has no GPU" in wall
     assert "speed-up over the reference code assumed 1" in out.stdout

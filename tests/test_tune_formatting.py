@@ -25,3 +25,13 @@ def test_words_for_values():
     assert param_phrase("size", 32) == "at 32 px" and param_phrase("lr", 1e-4) == "at lr=0.0001"
     assert mean_std(25.1, 0.1414, 2) == "25.10 ± 0.14 (n=2)"
     assert mean_std(25.1, float("nan"), 1) == "25.10 (n=1)"
+
+
+def test_coarse_durations_for_estimates_and_progress_lines():
+    assert [duration(s, coarse=True) for s in (12.4, 1800, 4 * 3600, 3 * 86400)] == [
+        "12 s",
+        "30 min",
+        "4.0 h",
+        "3.0 days",
+    ]
+    assert duration(None, coarse=True) == "n/a"

@@ -26,6 +26,7 @@ from typing import Any
 
 from ttsr.config import TrainConfig
 from tune.cluster import Cluster
+from tune.formatting import duration
 from tune.studies import Study
 
 FIGURES = Path(__file__).resolve().parent.parent / "benchmarks" / "figures.json"
@@ -338,21 +339,15 @@ def estimate_study(
 
 
 # ------------------------------------------------------------------------------------------------
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def _trial_line(t: TrialEstimate) -> str:
     train_rate = t.train_images / t.train_seconds
     val_rate = t.val_images / t.val_seconds
     peak = "peak memory unknown" if t.peak_gib is None else f"peak {t.peak_gib:.1f} GiB"
-    times = f"{t.count} trial(s) × {duration(t.seconds)}" if t.count > 1 else duration(t.seconds)
+    times = (
+        f"{t.count} trial(s) × {duration(t.seconds, coarse=True)}"
+        if t.count > 1
+        else duration(t.seconds, coarse=True)
+    )
     return (
         f"  {t.label}: {times} = {t.train_images:,} train img at {train_rate:.3g} img/s "
         f"({t.how}) + {t.val_images:,} val img at {val_rate:.3g} img/s ({t.val_how}); {peak}"
@@ -366,9 +361,9 @@ def describe(e: StudyEstimate) -> list[str]:
     lines += [_trial_line(t) for t in e.trials]
     if e.warm_start is not None:
         lines.append(_trial_line(e.warm_start) + " (once, before the trials)")
-    warm = f"warm start {duration(e.warm_start.seconds)} + " if e.warm_start else ""
+    warm = f"warm start {duration(e.warm_start.seconds, coarse=True)} + " if e.warm_start else ""
     lines.append(
-        f"wall time  ≈ {duration(e.wall_seconds)}: {warm}{trials} trials' "
+        f"wall time  ≈ {duration(e.wall_seconds, coarse=True)}: {warm}{trials} trials' "
         f"{e.gpu_seconds / 3600:.1f} GPU-hours ÷ {e.slots} at a time"
         + (f" × {e.share:g} GPU each" if e.share < 1 else "")
         + f", on {e.cluster}"

@@ -1,4 +1,5 @@
-"""How the report writes numbers: missing values, durations, counts, parameter values."""
+"""How the report, the progress lines and the estimate write numbers: missing values, durations,
+counts, parameter values."""
 
 from __future__ import annotations
 
@@ -38,11 +39,21 @@ def count(v: Any) -> str:
     return "n/a" if n is None else f"{round(n):,}"
 
 
-def duration(v: Any) -> str:
+def duration(v: Any, *, coarse: bool = False) -> str:
+    """Seconds for a reader: a table's figures "12.3 s", "30.0 min", "4.00 h"; ``coarse`` for
+    estimates and progress lines: "12 s", "30 min", "4.0 h", "2.1 days"."""
     n = number(v)
     if n is None:
         return "n/a"
-    return f"{n:.1f} s" if n < 120 else (f"{n / 60:.1f} min" if n < 7200 else f"{n / 3600:.2f} h")
+    if not coarse:
+        return (
+            f"{n:.1f} s" if n < 120 else (f"{n / 60:.1f} min" if n < 7200 else f"{n / 3600:.2f} h")
+        )
+    if n < 90:
+        return f"{n:.0f} s"
+    if n < 90 * 60:
+        return f"{n / 60:.0f} min"
+    return f"{n / 3600:.1f} h" if n < 48 * 3600 else f"{n / 86400:.1f} days"
 
 
 def short(v: Any) -> str:

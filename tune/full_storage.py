@@ -1,6 +1,6 @@
 """Stop a study cleanly when its storage is full, instead of retrying trials that cannot save.
 
-A trial whose checkpoint cannot be copied into ``--storage`` (ENOSPC) fails in ``tune.report``;
+A trial whose checkpoint cannot be copied into ``--storage`` (ENOSPC) fails in ``ray_tune.report``;
 Tune would restart it from its last checkpoint (``FailureConfig``), where the next save fails
 again, and start the next trials, which fail the same way. ``StopWhenFull``, a Tune callback,
 interrupts the study at the first trial failure whose error says "No space left on device",
@@ -25,13 +25,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ray import tune
+from ray import tune as ray_tune
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 _seen: list[str] = []  # trial ids whose save failed for want of space, in this driver
 
 
-class StopWhenFull(tune.Callback):
+class StopWhenFull(ray_tune.Callback):
     """Interrupt the study at the first trial that failed because the storage is full."""
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

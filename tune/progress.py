@@ -19,6 +19,7 @@ from typing import Any
 from ray.tune import Callback
 
 from ttsr import names
+from tune.formatting import duration, fmt, number, short
 from tune.repeats import TRIAL_INDEX
 
 FINAL_STATES = ("TERMINATED", "ERROR")
@@ -71,7 +72,7 @@ class ProgressLines(Callback):
         self._print(f"trial {trial.trial_id} started" + (f": {params}" if params else ""))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
-        value = _number(result.get(self.metric))
+        value = number(result.get(self.metric))
         if value is not None and self._better(value):
             self.best = (value, trial.trial_id)
         epoch = result.get(names.EPOCH)
@@ -79,17 +80,19 @@ class ProgressLines(Callback):
             return
         of = f"/{self.max_epochs}" if self.max_epochs else ""
         shown = ", ".join(
-            f"{m} {_fmt(result.get(m))}" for m in self.metrics if _number(result.get(m)) is not None
+            f"{m} {fmt(result.get(m), '.4g')}"
+            for m in self.metrics
+            if number(result.get(m)) is not None
         )
-        secs = _number(result.get(names.EPOCH_SECONDS))
-        took = f" ({_duration(secs)})" if secs is not None else ""
+        secs = number(result.get(names.EPOCH_SECONDS))
+        took = f" ({duration(secs, coarse=True)})" if secs is not None else ""
         self._print(f"trial {trial.trial_id} epoch {epoch}{of}: {shown or 'no metrics'}{took}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         result = trial.last_result or {}
         why = result.get(names.STOP_REASON) or "stopped by the scheduler"
-        value = _number(result.get(self.metric))
-        last = f": {self.metric} {_fmt(value)}" if value is not None else ""
+        value = number(result.get(self.metric))
+        last = f": {self.metric} {fmt(value, '.4g')}" if value is not None else ""
         self._ended(trial, f"ended ({why}){last}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
@@ -111,7 +114,7 @@ class ProgressLines(Callback):
     def status(self) -> str:
         """Best so far, elapsed time and the ETA (what the end-of-trial lines end with)."""
         best = (
-            f"best {self.metric} {_fmt(self.best[0])} ({self.best[1]})"
+            f"best {self.metric} {fmt(self.best[0], '.4g')} ({self.best[1]})"
             if self.best
             else f"no {self.metric} yet"
         )
@@ -120,10 +123,10 @@ class ProgressLines(Callback):
         if left == 0:
             eta = "all trials done"
         elif self.durations:
-            eta = f"ETA {_duration(self.eta(now, left))}"
+            eta = f"ETA {duration(self.eta(now, left), coarse=True)}"
         else:
             eta = "ETA unknown"
-        return f"{best} | {_duration(now - self.started)} elapsed, {eta}"
+        return f"{best} | {duration(now - self.started, coarse=True)} elapsed, {eta}"
 
     def eta(self, now: float, left: int) -> float:
         """Seconds until the last of ``left`` unfinished trials ends (see the module doc)."""
@@ -147,27 +150,6 @@ class ProgressLines(Callback):
 def _label(params: dict[str, Any]) -> str:
     """``per_w=0.01, repeat=2`` (a repeated suggestion's index in its group, 1-based)."""
     return ", ".join(
-        f"repeat={int(v) + 1}" if k == TRIAL_INDEX else f"{k.removeprefix('case/')}={_short(v)}"
+        f"repeat={int(v) + 1}" if k == TRIAL_INDEX else f"{k.removeprefix('case/')}={short(v)}"
         for k, v in params.items()
     )
-
-
-def _short(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
-        return None
-    return float(v)
-
-
-def _fmt(v: Any) -> str:
-    n = _number(v)
-    return "n/a" if n is None else f"{n:.4g}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

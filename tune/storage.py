@@ -117,7 +117,7 @@ def fetch_file(uri: str, local: str | Path) -> Path:
 
 def find_resume_path(resume: str, study_root: str) -> str:
     """The experiment dir to resume: given (must lie inside this study's storage) or latest."""
-    from ray import tune
+    from ray import tune as ray_tune
 
     if resume == "latest":
         if is_remote(study_root):
@@ -135,7 +135,7 @@ def find_resume_path(resume: str, study_root: str) -> str:
         inside = path.startswith(study_root.rstrip("/") + "/")
         if not inside:
             raise PreflightError(f"--resume {resume}: not inside this study's storage {study_root}")
-    if not tune.Tuner.can_restore(path):
+    if not ray_tune.Tuner.can_restore(path):
         raise PreflightError(f"--resume {path}: no Tune experiment state there")
     return path
 

@@ -2,7 +2,7 @@
 
 Bridges Tune and the library: merges the study's fixed config with the trial's sampled values,
 picks the device from the resources Ray assigned, reattaches to the trial's MLflow child run,
-resumes from ``tune.get_checkpoint()``, and reports every epoch with its checkpoint.
+resumes from ``ray_tune.get_checkpoint()``, and reports every epoch with its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray import tune
+from ray import tune as ray_tune
 
 from ttsr import names
 from ttsr.config import TrainConfig
@@ -73,10 +73,10 @@ def pick_device(requested: str, gpu_ids: list, *, cuda_available: bool) -> tuple
 
 def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str, Any]) -> None:
     """Tune entry point. ``base``: the study's fixed TrainConfig values; ``meta``: study, MLflow
-    URI, experiment and parent run id (fixed per invocation, passed with tune.with_parameters)."""
+    URI, experiment and parent run id (fixed per invocation, passed with with_parameters)."""
     from ttsr.train import train  # heavy (torch); imported in the worker only
 
-    ctx = tune.get_context()
+    ctx = ray_tune.get_context()
     trial_id = ctx.get_trial_id()
     values = trial_values(base, config)
     import torch
@@ -122,7 +122,7 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     )
     report = TuneReport(tracker, trial_id)
     logger = MlflowCallback(tracker, params=shown)
-    checkpoint = tune.get_checkpoint()
+    checkpoint = ray_tune.get_checkpoint()
     try:
         with tracker:
             if checkpoint is None:
@@ -153,7 +153,9 @@ class TuneReport(Callback):
         report = dict(metrics)
         report[MLFLOW_RUN_KEY] = self.tracker.run_id
         try:
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+            ray_tune.report(
+                report, checkpoint=ray_tune.Checkpoint.from_directory(str(checkpoint_dir))
+            )
         except SystemExit:
             # Tune ends a trial it stops (ASHA, max_t, or the study interrupted) with SystemExit
             # from report(). Not a failure: KILLED here; the driver sets FINISHED for trials Tune

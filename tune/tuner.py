@@ -1,16 +1,16 @@
 """Turn a resolved study into a Ray Tune ``Tuner`` (search space, searcher, scheduler, configs).
 
 - Grid studies (``cases`` or ``grid`` dimensions) enumerate every point with
-  ``tune.grid_search`` and Tune's default searcher (BasicVariantGenerator).
+  ``ray_tune.grid_search`` and Tune's default searcher (BasicVariantGenerator).
 - Search studies sample with ``OptunaSearch`` (seeded) under a ``ConcurrencyLimiter``; with two
   objectives Optuna runs multi-objective and the report draws the Pareto front. Given a storage
-  URL, the Optuna study lives there under the invocation's name (``tune.stored_search``), so
+  URL, the Optuna study lives there under the invocation's name (``ray_tune.stored_search``), so
   optuna-dashboard shows it and ``--resume`` continues it.
 - ASHA (time_attr ``epoch``) only where the study says ``scheduler: asha`` (single objective).
 - The training loop's own early stopping ends a trial by returning; its last report carries
   ``stop_reason``.
 - Console: Tune's own output is off (``verbose=0``); the callbacks the caller passes (e.g.
-  ``tune.progress.ProgressLines``) print the progress.
+  ``ray_tune.progress.ProgressLines``) print the progress.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ray import tune
+from ray import tune as ray_tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -38,18 +38,18 @@ def param_space(study: Study) -> dict[str, Any]:
     space: dict[str, Any] = {}
     if study.repeats > 1 and (study.is_grid or not study.search):
         base = int(study.config.get("seed", 0))
-        space["seed"] = tune.grid_search([base + i for i in range(study.repeats)])
+        space["seed"] = ray_tune.grid_search([base + i for i in range(study.repeats)])
     if study.cases:
-        space[CASE_KEY] = tune.grid_search([dict(c) for c in study.cases])
+        space[CASE_KEY] = ray_tune.grid_search([dict(c) for c in study.cases])
     for key, dim in study.search.items():
         if dim.kind == "grid":
-            space[key] = tune.grid_search(list(dim.values))
+            space[key] = ray_tune.grid_search(list(dim.values))
         elif dim.kind == "choice":
-            space[key] = tune.choice(list(dim.values))
+            space[key] = ray_tune.choice(list(dim.values))
         elif dim.kind == "uniform":
-            space[key] = tune.uniform(*dim.values)
+            space[key] = ray_tune.uniform(*dim.values)
         elif dim.kind == "loguniform":
-            space[key] = tune.loguniform(*dim.values)
+            space[key] = ray_tune.loguniform(*dim.values)
     return space
 
 
@@ -129,14 +129,14 @@ def scheduler(study: Study) -> AsyncHyperBandScheduler | FIFOScheduler:
 
 def trainable(study: Study, *, meta: dict[str, Any]):
     """The resource-wrapped trainable; rebuilt identically for Tuner.restore."""
-    fn = tune.with_parameters(train_trial, base=dict(study.config), meta=dict(meta))
-    return tune.with_resources(fn, {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial})
+    fn = ray_tune.with_parameters(train_trial, base=dict(study.config), meta=dict(meta))
+    return ray_tune.with_resources(fn, {"cpu": study.cpus_per_trial, "gpu": study.gpus_per_trial})
 
 
 def run_config(
-    study: Study, *, storage: str, name: str, callbacks: Sequence[tune.Callback] = ()
-) -> tune.RunConfig:
-    return tune.RunConfig(
+    study: Study, *, storage: str, name: str, callbacks: Sequence[ray_tune.Callback] = ()
+) -> ray_tune.RunConfig:
+    return ray_tune.RunConfig(
         name=name,
         storage_path=storage,
         verbose=0,
@@ -144,14 +144,14 @@ def run_config(
         # when a node dies: tune/trial_record.py), then the caller's (e.g. progress lines)
         # a full storage interrupts the study instead of failing every trial in turn
         callbacks=[*trial_record.callbacks(), StopWhenFull(), *callbacks],
-        checkpoint_config=tune.CheckpointConfig(
+        checkpoint_config=ray_tune.CheckpointConfig(
             num_to_keep=2,
             # the metric the loop's early stopping watches (val_psnr or val_psnr_<mode>)
             checkpoint_score_attribute=study.config.get("early_stop_metric", names.VAL_PSNR),
             checkpoint_score_order="max",
         ),
         # A crashed trial restarts from its last reported checkpoint.
-        failure_config=tune.FailureConfig(max_failures=2),
+        failure_config=ray_tune.FailureConfig(max_failures=2),
     )
 
 
@@ -162,14 +162,14 @@ def build_tuner(
     storage: str,
     name: str,
     seed: int = 0,
-    callbacks: Sequence[tune.Callback] = (),
+    callbacks: Sequence[ray_tune.Callback] = (),
     optuna_storage: str | None = None,
-) -> tune.Tuner:
+) -> ray_tune.Tuner:
     """The Tuner of a new invocation ``name``; its Optuna study (if any) is named ``name``."""
     search_alg = searcher(
         study, seed=seed, optuna_storage=optuna_storage, optuna_study=name, meta=meta
     )
-    tune_config = tune.TuneConfig(
+    tune_config = ray_tune.TuneConfig(
         search_alg=search_alg,
         scheduler=scheduler(study),
         # a searcher's trials: every suggestion times its repeats; a grid repeats by its seeds
@@ -179,7 +179,7 @@ def build_tuner(
         trial_name_creator=lambda t: f"{study.name}_{t.trial_id}",
         trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
     )
-    return tune.Tuner(
+    return ray_tune.Tuner(
         trainable(study, meta=meta),
         param_space=param_space(study),
         tune_config=tune_config,
@@ -187,9 +187,9 @@ def build_tuner(
     )
 
 
-def restore_tuner(study: Study, *, meta: dict[str, Any], path: str) -> tune.Tuner:
+def restore_tuner(study: Study, *, meta: dict[str, Any], path: str) -> ray_tune.Tuner:
     """Continue a study from its Tune experiment directory (Tune's pickled state, which holds
     the RunConfig and its callbacks too)."""
-    return tune.Tuner.restore(
+    return ray_tune.Tuner.restore(
         path, trainable=trainable(study, meta=meta), resume_errored=True, resume_unfinished=True
     )
