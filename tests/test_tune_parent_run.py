@@ -127,4 +127,6 @@ def test_constants_are_defined_once_in_ttsr_tracking():
     for literal in ('"mlflow.parentRunId"', '"mlflow_run_id"', "6000", "get_experiment_by_name"):
         users = [p.name for p in tune_dir.glob("*.py") if literal in p.read_text()]
         assert users == [], (literal, users)
-    assert len(tracking.param_text("x" * 7000)) == tracking.MAX_PARAM_LENGTH
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    assert len(tracking.param_text("x" * 7000)) == MAX_PARAM_VAL_LENGTH

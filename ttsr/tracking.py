@@ -22,10 +22,10 @@ ends a run that is still open when the interpreter exits, so a run never stays R
 the process ends normally or by exception (only SIGKILL can leave one behind).
 
 Tracking server outages (an HTTP server down, restarting or overloaded): every MLflow request
-is retried by the MLflow client itself, with the budget ``HTTP_RETRIES`` names (MLflow's
-defaults, set explicitly where the environment does not: ``use_http_retries``): 7 retries, backoff
-factor 2 s, jitter 1 s, 120 s per request: a request keeps trying for about 4 minutes (sleeps
-of 0, 4, 8, 16, 32, 64 and 120 s) before it fails. Logging blocks while it waits, so the run's
+is retried by the MLflow client itself, with its own budget (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+and friends in ``mlflow.environment_variables``; by default 7 retries, backoff factor 2 s,
+jitter 1 s, 120 s per request): a request keeps trying for about 4 minutes (sleeps of 0, 4, 8,
+16, 32, 64 and 120 s) before it fails. Logging blocks while it waits, so the run's
 metrics stay in order. A logging call that still fails (``is_unavailable``) does not end the
 run: what it carried (metrics, tags, params, artifacts) is kept in order and sent before the
 next call's, and ``end`` sends what is left. When the server is still unreachable at ``end``
@@ -54,7 +54,6 @@ from ttsr.names import DEFAULT_TRACKING_URI
 
 DEFAULT_EXPERIMENT = "ttsr"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI groups children by it)
-MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MLFLOW_RUN_KEY = "mlflow_run_id"  # a Tune trial reports its run id under this key
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # what the MLflow UI opens an experiment on
 TRAINING_KIND = "custom_model_development"  # its runs table and charts (not the GenAI pages)
@@ -68,22 +67,6 @@ RERUN_OF_TAG = "rerun_of"  # a `--from-run` run: the run it trains again
 THREADS_TAG = "torch_threads"  # CPU threads the run trained with: float sums depend on them
 IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images
 IMAGE_KEYS = {"train": "samples_train", "test": "samples_test"}  # grid split -> image key
-
-
-# The MLflow client's retry budget per HTTP request (MLflow's environment variables; these are
-# its defaults, named so that a study's behaviour under an outage does not change with them).
-HTTP_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "1.0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "120",
-}
-
-
-def use_http_retries() -> None:
-    """Apply ``HTTP_RETRIES`` where the environment does not set them already."""
-    for key, value in HTTP_RETRIES.items():
-        os.environ.setdefault(key, value)
 
 
 class TrackingUnavailable(ConnectionError):
@@ -221,8 +204,10 @@ def run_config(tracking_uri: str, ref: str) -> tuple[Any, dict[str, Any]]:
 
 def param_text(value: Any) -> str:
     """``value`` as an MLflow param value: text, cut to MLflow's length limit."""
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH as limit
+
     text = ",".join(str(v) for v in value) if isinstance(value, tuple | list) else str(value)
-    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -291,7 +276,6 @@ class MlflowTracker:
     ) -> None:
         import mlflow  # imported here: ttsr works without a tracker and mlflow is slow to import
 
-        use_http_retries()  # read by the client at each request
         self.tracking_uri = tracking_uri or DEFAULT_TRACKING_URI
         self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         run_tags = dict(tags or {})
@@ -329,6 +313,7 @@ class MlflowTracker:
         on resume) is recorded as a tag ``param_changed.<name>`` instead.
         """
         from mlflow.entities import Param, RunTag
+        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH as per_batch
 
         flat = flatten_params(params)
         logged = self.client.get_run(self.run_id).data.params
@@ -338,14 +323,15 @@ class MlflowTracker:
             for k, v in flat.items()
             if k in logged and logged[k] != v
         ]
-        for i in range(0, len(new), 100):  # log_batch takes at most 100 params per call
-            self._send("batch", params=new[i : i + 100])
+        for i in range(0, len(new), per_batch):
+            self._send("batch", params=new[i : i + per_batch])
         if changed:
             self._send("batch", tags=changed)
 
     def log_metrics(self, metrics: dict[str, Any], *, step: int) -> None:
         """Numeric entries become metrics at ``step``; strings become tags."""
         from mlflow.entities import Metric, RunTag
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH as per_batch
 
         now = int(time.time() * 1000)  # fixed here: a batch sent twice is stored once
         numeric = [
@@ -354,8 +340,8 @@ class MlflowTracker:
             if isinstance(v, int | float) and not isinstance(v, bool)
         ]
         texts = [RunTag(k, v) for k, v in metrics.items() if isinstance(v, str)]
-        for i in range(0, len(numeric), 1000):
-            self._send("batch", metrics=numeric[i : i + 1000])
+        for i in range(0, len(numeric), per_batch):
+            self._send("batch", metrics=numeric[i : i + per_batch])
         if texts:
             self._send("batch", tags=texts)
 

@@ -10,8 +10,6 @@ import logging
 import os
 from pathlib import Path
 
-from ttsr.tracking import use_http_retries
-
 REPO = Path(__file__).resolve().parent.parent
 
 # Each is a default: a value already in the environment wins.
@@ -50,10 +48,6 @@ def configure(*, local_ray: bool) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
     for key, value in {**DEFAULTS, **(LOCAL_RAY_DEFAULTS if local_ray else {})}.items():
         os.environ.setdefault(key, value)
-    # The MLflow client's retry budget per request (about 4 minutes): the driver's parent-run
-    # calls and, through the inherited environment, the trials' logging ride out a tracking
-    # server that is down or restarting (ttsr/tracking.py says what happens after it).
-    use_http_retries()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 

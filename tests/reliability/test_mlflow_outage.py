@@ -41,8 +41,9 @@ from .conftest import (
 pytestmark = pytest.mark.slow
 
 # Longer than a tiny epoch (1-2 s), so every running trial logs into the outage (the test checks
-# that one ran through it); well inside the client's retry budget (ttsr/tracking.py HTTP_RETRIES:
-# about 4 minutes a request), which is what carries a trial over. 60 s proved nothing more.
+# that one ran through it); well inside the client's retry budget (MLflow's default
+# MLFLOW_HTTP_REQUEST_*: about 4 minutes a request), which carries a trial over. 60 s proved
+# nothing more.
 OUTAGE_S = 20.0
 
 
