@@ -8,7 +8,7 @@ validation reference mode) at validation's images/s; peak memory = GiB per image
 study: the trials' GPU time ÷ the GPUs it keeps busy (at most ``max_concurrent`` trials), never
 less than its longest trial, after the warm start (which runs alone, first).
 
-The figures are a set from ``benchmarks/figures.json`` (the reference code's H200 figures until
+The figures are a set from ``tune/figures.json`` (the reference code's H200 figures until
 a measured GPU set of the optimised path for the trial's model is added; then the optimised
 path's speed-up over the reference is measured, not assumed) or a set timed here on this GPU
 (``tune/measure.py``, ``--measure``). Sizes, losses and validation not in the set are derived
@@ -29,7 +29,7 @@ from tune.cluster import Cluster
 from tune.formatting import duration
 from tune.studies import Study
 
-FIGURES = Path(__file__).resolve().parent.parent / "benchmarks" / "figures.json"
+FIGURES = Path(__file__).resolve().parent / "figures.json"  # package data
 SEED_DATA = (56_000, 14_000)  # train, test images
 SEED_DATA_TEXT = "the seed document's FFHQ (70,000 images, 80/20 train/test split)"
 LOSS_KINDS = ("rec", "all")  # reconstruction only; any of perceptual/transferal/adversarial on
@@ -59,7 +59,7 @@ class FigureSet:
     n_feats: int
     num_res_blocks: str
     rows: tuple[Figure, ...]
-    source: str = f"benchmarks/{FIGURES.name}"
+    source: str = f"tune/{FIGURES.name}"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FigureSet:

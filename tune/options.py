@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --dry-run: estimate the seed profile's trial times and memory from a few "
         "training steps of each trial config on this machine's CUDA GPU, instead of "
-        "benchmarks/figures.json",
+        "tune/figures.json",
     )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)

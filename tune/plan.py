@@ -136,7 +136,7 @@ def _check_cuda(flag: str) -> None:
     if not torch.cuda.is_available():
         raise PreflightError(
             f"{flag}: no CUDA GPU on this machine (the plan's estimate then "
-            "comes from benchmarks/figures.json without it)"
+            "comes from tune/figures.json without it)"
         )
 
 
@@ -276,7 +276,7 @@ def _optuna_notes(study: Study, request: Request, options: Options) -> list[str]
 
 
 def _estimate(study: Study, cluster: Cluster, *, measure: bool) -> StudyEstimate | str | None:
-    """Time and memory of a GPU study's trials: from benchmarks/figures.json, or measured
+    """Time and memory of a GPU study's trials: from tune/figures.json, or measured
     here (--measure)."""
     if study.gpus_per_trial <= 0:
         return None
