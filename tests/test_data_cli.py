@@ -107,7 +107,7 @@ def test_source_the_workers_cannot_see_exit_2_nothing_written(tmp_path, capsys, 
     in tests/reliability/test_cluster_prepare.py)."""
     from contextlib import contextmanager
 
-    from tune import prepare_cluster
+    from tune.execution import prepare_cluster
 
     @contextmanager
     def fake_connect(address, *, src, out):

@@ -59,7 +59,7 @@ def test_main_job_learns_answers_and_fills_mlflow(tmp_path):
     import pandas as pd
     from mlflow import MlflowClient
 
-    from tune.formatting import short
+    from tune.reporting.formatting import short
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("loss-weights")

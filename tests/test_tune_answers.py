@@ -6,10 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from ttsr import names
-from tune import answers
-from tune.report_data import make_data
-from tune.studies import load_study
-from tune.trial_frames import TrialRecord, frames
+from tune.reporting import answers
+from tune.reporting.report_data import make_data
+from tune.reporting.trial_frames import TrialRecord, frames
+from tune.study.studies import load_study
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from ttsr.config import TrainConfig
-from tune import estimate
-from tune.cluster import Cluster
-from tune.estimate import Figure, FigureSet
-from tune.formatting import duration
-from tune.studies import StudyFile, load_study
+from tune.execution.cluster import Cluster
+from tune.reporting.formatting import duration
+from tune.study import estimate
+from tune.study.estimate import Figure, FigureSet
+from tune.study.studies import StudyFile, load_study
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -225,7 +225,7 @@ def test_measure_needs_a_dry_run_and_cuda(tmp_path):
     not __import__("torch").cuda.is_available(), reason="--measure times steps on a CUDA GPU"
 )
 def test_measure_times_the_trial_configs_on_this_gpu(tmp_path):
-    from tune.measure import measure_figures
+    from tune.study.measure import measure_figures
 
     spec = {
         "description": "tiny",

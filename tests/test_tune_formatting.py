@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tune.formatting import count, duration, mean_std, number, param_phrase, short, span
+from tune.reporting.formatting import count, duration, mean_std, number, param_phrase, short, span
 
 
 def test_number_accepts_numpy_and_rejects_missing_values():

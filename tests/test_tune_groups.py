@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from tune.groups import (
+from tune.reporting.groups import (
     ALL_TRIALS,
     Difference,
     config_keys,

@@ -8,7 +8,7 @@ import io
 import matplotlib
 import pandas as pd
 
-from tune.html_report import write_html
+from tune.reporting.html_report import write_html
 
 matplotlib.use("Agg")
 

@@ -19,7 +19,7 @@ from cluster import procs
 from optuna.trial import TrialState
 from test_tune_e2e import RUN, TINY, _env, _kill_leftovers
 
-from tune.stored_search import LOST_ATTR, TUNE_TRIAL_ATTR
+from tune.search.stored_search import LOST_ATTR, TUNE_TRIAL_ATTR
 
 TRIALS = 3
 

@@ -14,8 +14,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tune import optuna_store
-from tune.preflight import PreflightError
+from tune.search import optuna_store
+from tune.study.preflight import PreflightError
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -124,8 +124,8 @@ def _searcher(url: str, study_name: str):
 
     from ray.tune.search import SearchGenerator
 
-    from tune import tuner
-    from tune.studies import load_study
+    from tune.execution import tuner
+    from tune.study.studies import load_study
 
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
     # One start point, then Optuna; two seeds per configuration (the demo ships 3) keep it short.
@@ -142,7 +142,7 @@ def _finish(limiter, *trial_ids: str) -> None:
 
 
 def test_restored_searcher_fails_lost_trials_and_keeps_start_points_once(tmp_path):
-    from tune.stored_search import LOST_ATTR, TUNE_TRIAL_ATTR
+    from tune.search.stored_search import LOST_ATTR, TUNE_TRIAL_ATTR
 
     url, name = f"sqlite:///{tmp_path}/o.db", "loss-weights-x"
     first, limiter = _searcher(url, name)
@@ -177,7 +177,7 @@ def _single(url: str, study_name: str):
     from ray import tune
     from ray.tune.search import SearchGenerator
 
-    from tune.stored_search import StoredOptunaSearch
+    from tune.search.stored_search import StoredOptunaSearch
 
     searcher = StoredOptunaSearch(storage_url=url, study_name=study_name, metric="val_psnr",
                                   mode="max", seed=0)  # fmt: skip
@@ -205,7 +205,7 @@ def test_a_trial_finished_after_the_checkpoint_is_rerun_without_touching_its_sto
     second.restore_from_dir(str(tmp_path))
     assert {k: v.value for k, v in searcher.finished_in_storage().items()} == {"a1": 21.0}
     searcher.on_trial_result("a1", {"val_psnr": 20.5, "training_iteration": 2})  # the rerun
-    with caplog.at_level("WARNING", logger="tune.stored_search"):
+    with caplog.at_level("WARNING", logger="tune.search.stored_search"):
         searcher.on_trial_complete("a1", {"val_psnr": 20.5, "training_iteration": 2})
     assert "keeps val_psnr = 21.0" in caplog.text and "rerun ended at 20.5" in caplog.text
     (trial,) = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
@@ -241,9 +241,9 @@ def test_a_multi_objective_trial_finished_after_the_checkpoint_is_rerun_too(tmp_
 def test_without_a_storage_the_searcher_stays_in_memory():
     from ray.tune.search.optuna import OptunaSearch
 
-    from tune import tuner
-    from tune.stored_search import StoredOptunaSearch
-    from tune.studies import load_study
+    from tune.execution import tuner
+    from tune.search.stored_search import StoredOptunaSearch
+    from tune.study.studies import load_study
 
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
     base = tuner.searcher(study, seed=0).searcher.searcher  # limiter -> repeater -> Optuna
@@ -257,9 +257,9 @@ def test_the_shipped_searcher_is_saved_and_its_trials_point_to_mlflow(tmp_path):
 
     from ray.tune.search import SearchGenerator
 
-    from tune.studies import load_study
-    from tune.tuner import param_space
-    from tune.tuner import searcher as make_searcher
+    from tune.execution.tuner import param_space
+    from tune.execution.tuner import searcher as make_searcher
+    from tune.study.studies import load_study
 
     study = load_study(REPO / "experiments.yaml", "loss-weights", "demo")
     url, name = f"sqlite:///{tmp_path}/o.db", "lw-x"

@@ -12,8 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ttsr import tracking
-from tune import parent_run
-from tune.studies import load_study
+from tune.execution import parent_run
+from tune.study.studies import load_study
 
 
 def test_parent_children_lookup_and_closing(tmp_path):

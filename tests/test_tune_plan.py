@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tune import plan
-from tune.cluster import Cluster
-from tune.options import parse_options
-from tune.preflight import PreflightError
-from tune.studies import StudyError, StudyFile
+from tune.execution.cluster import Cluster
+from tune.study import plan
+from tune.study.options import parse_options
+from tune.study.preflight import PreflightError
+from tune.study.studies import StudyError, StudyFile
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
 

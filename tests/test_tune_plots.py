@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ttsr import names
-from tune.plots import bicubic_baseline
+from tune.reporting.plots import bicubic_baseline
 
 
 def _lines(trials, colours=None):

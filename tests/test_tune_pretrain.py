@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune import pretrain, storage
-from tune.studies import StudyError, load_all, load_study
+from tune.execution import pretrain, storage
+from tune.study.studies import StudyError, load_all, load_study
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
 

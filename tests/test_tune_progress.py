@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from types import SimpleNamespace
 
-from tune.progress import ProgressLines
+from tune.execution.progress import ProgressLines
 
 
 def _trial(trial_id: str, status: str = "RUNNING", **params):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ttsr import names
 from tune.report import TrialRecord, build, frames, pareto_mask
-from tune.studies import load_study
+from tune.study.studies import load_study
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "experiments.yaml"
@@ -378,7 +378,7 @@ def test_divergence_answer_names_each_signal_and_kept_epoch(tmp_path):
 
 
 def test_bicubic_column_verdicts_and_baseline_line(tmp_path, monkeypatch):
-    from tune import plots
+    from tune.reporting import plots
 
     drawn = []
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from ttsr import names
-from tune.report_data import budget_facts, curve_axis, steps_per_round
-from tune.studies import load_study
-from tune.trial_frames import TrialRecord, frames
+from tune.reporting.report_data import budget_facts, curve_axis, steps_per_round
+from tune.reporting.trial_frames import TrialRecord, frames
+from tune.study.studies import load_study
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
 

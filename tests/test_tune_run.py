@@ -16,9 +16,9 @@ import pytest
 import yaml
 from clis import call_main
 
-from tune import preflight
-from tune.preflight import PreflightError
-from tune.studies import load_all
+from tune.study import preflight
+from tune.study.preflight import PreflightError
+from tune.study.studies import load_all
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -246,12 +246,12 @@ def restore_environ():
 
 
 def test_one_invocation_parses_experiments_yaml_once(tmp_path, monkeypatch, restore_environ):
-    import tune.studies
+    import tune.study.studies
     from tune.run import main
 
     calls = []
-    real = tune.studies._read_studies
-    monkeypatch.setattr(tune.studies, "_read_studies", lambda p: calls.append(p) or real(p))
+    real = tune.study.studies._read_studies
+    monkeypatch.setattr(tune.study.studies, "_read_studies", lambda p: calls.append(p) or real(p))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     storage = str(tmp_path / "rr")
     mlflow_uri = f"sqlite:///{tmp_path}/m.db"

@@ -14,7 +14,7 @@ from PIL import Image
 from ttsr import names
 from ttsr.grids import PAD
 from ttsr.tracking import MLFLOW_RUN_KEY, MlflowTracker
-from tune.sample_grids import kept_trial_grids, logged_steps
+from tune.reporting.sample_grids import kept_trial_grids, logged_steps
 
 COLOURS = {0: "red", 1: "green", 2: "blue", 4: "yellow"}  # epoch -> the grid's colour
 
@@ -68,7 +68,7 @@ def test_unknown_run_gives_none(run_with_grids, tmp_path):
 
 def test_report_page_shows_the_kept_trials_grids(run_with_grids, tmp_path):
     from tune.report import TrialRecord, build
-    from tune.studies import load_study
+    from tune.study.studies import load_study
 
     uri, run = run_with_grids
     history = [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tune import storage
-from tune.preflight import PreflightError
+from tune.execution import storage
+from tune.study.preflight import PreflightError
 
 
 def test_resolve_and_json_round_trip(tmp_path):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune import studies as studies_module
-from tune.studies import (
+from tune.study import studies as studies_module
+from tune.study.studies import (
     PROFILES,
     StudyError,
     StudyFile,

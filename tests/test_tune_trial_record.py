@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 from cluster import procs
 
-from tune import trial_record, tuner
+from tune.execution import trial_record, tuner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ import os, sys, tempfile, time
 from pathlib import Path
 import ray
 from ray import tune
-from tune import trial_record
+from tune.execution import trial_record
 
 storage, temp = sys.argv[1], sys.argv[2]
 EPOCHS = 4

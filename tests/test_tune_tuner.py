@@ -9,9 +9,9 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from tune.studies import load_study
-from tune.trainable import pick_device, trial_values
-from tune.tuner import param_space, run_config, scheduler, searcher
+from tune.execution.trainable import pick_device, trial_values
+from tune.execution.tuner import param_space, run_config, scheduler, searcher
+from tune.study.studies import load_study
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
 
@@ -73,7 +73,7 @@ def test_pick_device_records_fallback():
 
 
 def test_trial_naming_names_the_configuration_and_the_seed():
-    from tune.trainable import trial_naming
+    from tune.execution.trainable import trial_naming
 
     meta = {"study": "loss-weights", "varied": ["per_w", "tpl_w", "adv_w"], "repeats": 2}
     values = {"per_w": 30.0, "tpl_w": 3.0, "adv_w": 0.05, "seed": 1, "lr": 1e-4}

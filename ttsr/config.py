@@ -6,7 +6,7 @@ typo in a key is an error (unknown keys are rejected) instead of a loss that sil
 Types are strict in the way YAML, JSON and Tune values need: ints are accepted for floats and
 integral floats (``8.0``) for ints, lists for tuples; a bool is never a number, a string never a
 number, and ``null`` only fits the optional fields. Every error is one ``ConfigError`` line,
-``<field>: <why> (got <value>)``, so that tune/studies.py can prefix the file/study path.
+``<field>: <why> (got <value>)``, so that tune/study/studies.py can prefix the file/study path.
 """
 
 from __future__ import annotations

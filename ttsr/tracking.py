@@ -123,7 +123,8 @@ def ui_url(
     serves it). The link carries ``workflowType=machine_learning``: MLflow 3.17's UI picks the
     page an experiment opens on from its GenAI / Model-training switch (kept per browser,
     GenAI by default), not from the experiment's ``mlflow.experimentKind`` tag. ``view``: the
-    share key of a saved runs-table view (a study's grouped comparison, `tune.parent_run`).
+    share key of a saved runs-table view (a study's grouped comparison,
+    `tune.execution.parent_run`).
     """
     page = f"runs/{run_id}/model-metrics" if run_id else "runs"
     url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/{page}"

@@ -6,8 +6,9 @@ with the study's answer, all logged to the parent run.
 Runs automatically at the end of ``tune/run.py``. Reads Tune's results from storage (the latest
 invocation of the study unless ``--run`` names one) and the MLflow parent run recorded there.
 
-What it draws and answers comes from the study's ``report: {kind, param}`` (tune/sections.py,
-tune/answers.py), never from its name. Outputs (in ``<experiment dir>/report/``):
+What it draws and answers comes from the study's ``report: {kind, param}``
+(tune/reporting/sections.py, tune/reporting/answers.py), never from its name. Outputs (in
+``<experiment dir>/report/``):
 - ``trials.parquet``: one row per trial (parameters, kept-epoch and final metrics, bicubic
   PSNR, stop reason and detail, best checkpoint, MLflow child run id);
 - ``epochs.parquet``: one row per trial-epoch (every reported metric, epoch 0 included);
@@ -38,12 +39,11 @@ import pandas as pd  # noqa: E402
 
 from ttsr import names  # noqa: E402
 from ttsr.tracking import MLFLOW_RUN_KEY  # noqa: E402
-from tune.answers import bicubic_verdict  # noqa: E402
-from tune.formatting import db, mean_std, number, table_text  # noqa: E402
-from tune.groups import GROUP  # noqa: E402
-from tune.report_data import ReportData, make_data  # noqa: E402
-from tune.studies import Study  # noqa: E402
-from tune.trial_frames import (  # noqa: E402
+from tune.reporting.answers import bicubic_verdict  # noqa: E402
+from tune.reporting.formatting import db, mean_std, number, table_text  # noqa: E402
+from tune.reporting.groups import GROUP  # noqa: E402
+from tune.reporting.report_data import ReportData, make_data  # noqa: E402
+from tune.reporting.trial_frames import (  # noqa: E402
     FAST_PATHS,
     VS_BICUBIC,
     TrialRecord,
@@ -52,6 +52,7 @@ from tune.trial_frames import (  # noqa: E402
     objective_column,
     pareto_mask,
 )
+from tune.study.studies import Study  # noqa: E402
 
 __all__ = ["Report", "TrialRecord", "build", "frames", "make_report", "pareto_mask"]
 
@@ -106,7 +107,7 @@ def build(
     """Tables, plots, the HTML page and the summary for one study invocation. ``notes``: what
     the driver wants every reader to know (e.g. random VGG features); ``tracking_uri``: where
     the trials' sample grids are (None: the page has none)."""
-    from tune import answers, plots, sections
+    from tune.reporting import answers, plots, sections
 
     trials, epochs = frames(records, scheduler=study.scheduler)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -245,8 +246,8 @@ def best_lines(best: dict[str, Any], tracking_uri: str | None = None) -> list[st
 
 
 def _write_page(report: Report, data: ReportData, section, notes, tracking_uri) -> Path:
-    from tune import html_report
-    from tune.sample_grids import kept_trial_grids
+    from tune.reporting import html_report
+    from tune.reporting.sample_grids import kept_trial_grids
 
     study = data.study
     folded = {"all trials": _html_trials(data.trials), **section.tables}
@@ -336,7 +337,7 @@ def load_records(experiment_dir: str, study: Study) -> list[TrialRecord]:
     """Tune's results in storage -> TrialRecords (best checkpoint by val_psnr)."""
     from ray.tune import ExperimentAnalysis
 
-    from tune.trainable import CASE_KEY, trial_values
+    from tune.execution.trainable import CASE_KEY, trial_values
 
     analysis = ExperimentAnalysis(experiment_dir)
     frames_by_id = analysis.trial_dataframes
@@ -380,7 +381,7 @@ def make_report(
 ) -> Report:
     """The report of one invocation; logged to the parent run (files under ``report/``, the
     best trial's values, the answer as the run's description) when one is given."""
-    from tune import storage
+    from tune.execution import storage
 
     if storage.is_remote(experiment_dir):
         out_dir = Path.cwd() / "reports" / experiment_dir.rstrip("/").rsplit("/", 1)[-1]
@@ -397,7 +398,7 @@ def log_to_parent(report: Report, study: Study, tracking_uri: str, run_id: str) 
     """Report files, the best trial and the answer (as the description) on the parent run."""
     from mlflow.tracking import MlflowClient
 
-    from tune import parent_run
+    from tune.execution import parent_run
 
     best = report.best
     params = {"trial_id": best.get("trial_id"), **{k: best.get(k) for k in study.varied_keys}}
@@ -427,8 +428,8 @@ def log_to_parent(report: Report, study: Study, tracking_uri: str, run_id: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tune import parent_run, storage
-    from tune.studies import StudyError, load_study
+    from tune.execution import parent_run, storage
+    from tune.study.studies import StudyError, load_study
 
     p = argparse.ArgumentParser(prog="python tune/report.py", description=__doc__.split("\n")[0])
     p.add_argument("--study", required=True)

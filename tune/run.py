@@ -27,10 +27,12 @@ if __name__ == "__main__":
 
 from ttsr.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, run_cli  # noqa: E402
 from ttsr.errors import first_line  # noqa: E402
-from tune import cluster, environment, optuna_store, plan, pretrain, storage  # noqa: E402
-from tune.options import Options, parse_options  # noqa: E402
-from tune.preflight import PreflightError, mlflow_ui_command  # noqa: E402
-from tune.studies import StudyError, StudyFile  # noqa: E402
+from tune.execution import cluster, environment, pretrain, storage  # noqa: E402
+from tune.search import optuna_store
+from tune.study import plan
+from tune.study.options import Options, parse_options  # noqa: E402
+from tune.study.preflight import PreflightError, mlflow_ui_command  # noqa: E402
+from tune.study.studies import StudyError, StudyFile  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +82,9 @@ def run_study(the_plan: plan.Plan, options: Options, started: float) -> int:
     """Fit the Tuner inside the parent run, close the trials' runs, then the report."""
     import ray
 
-    from tune import full_storage, report
-    from tune.parent_run import FINISHED, comparison_url
+    from tune import report
+    from tune.execution import full_storage
+    from tune.execution.parent_run import FINISHED, comparison_url
 
     environment.one_line_ray_logs()
 
@@ -132,7 +135,7 @@ def trial_states(the_plan: plan.Plan) -> dict[str, str]:
     """Tune trial id -> status from the saved experiment state. A study stopped by a full
     storage may not have saved it whole: then none (the parent run closes every child run
     still RUNNING as KILLED)."""
-    from tune import full_storage
+    from tune.execution import full_storage
 
     try:
         return storage.trial_states(the_plan.experiment_dir)
@@ -144,8 +147,8 @@ def trial_states(the_plan: plan.Plan) -> dict[str, str]:
 
 def fit(the_plan: plan.Plan, meta: dict[str, str]) -> None:
     """Build the Tuner (or restore the interrupted one) and run every trial."""
-    from tune import full_storage, tuner
-    from tune.progress import ProgressLines
+    from tune.execution import full_storage, tuner
+    from tune.execution.progress import ProgressLines
 
     environment.quiet_optuna()
     study = the_plan.study
@@ -224,7 +227,7 @@ def publish_models(out, study_name: str, tracking_uri: str) -> None:
 def open_parent_run(the_plan: plan.Plan, options: Options):
     """A new parent run, or the resumed invocation's."""
     from ttsr.tracking import git_commit
-    from tune.parent_run import ParentRun
+    from tune.execution.parent_run import ParentRun
 
     if the_plan.parent_info is not None:
         return ParentRun.reopen(the_plan.parent_info)

@@ -351,7 +351,7 @@ def mlflow_server(services) -> MlflowServer:
 
 # ------------------------------------------------------------------------------------------------
 def write_experiments(path: Path) -> Path:
-    """Two tiny studies in the experiments.yaml schema (tune/studies.py)."""
+    """Two tiny studies in the experiments.yaml schema (tune/study/studies.py)."""
     demo_common = {"cpus_per_trial": 1}
     studies = {
         SPREAD_STUDY: {

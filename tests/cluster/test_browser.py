@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import ARTIFACTS, SPREAD_STUDY, alive_nodes
 

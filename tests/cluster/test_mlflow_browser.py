@@ -125,14 +125,14 @@ def test_image_slider_shows_epoch_1_and_the_last_epoch(page, logged_run):  # noq
 def study_runs(logged_run):
     """A loss-weights invocation's runs as the driver and its trials make them (the parent run
     with its saved view, the warm start, two configurations x two seeds named and tagged by
-    `tune.trainable.trial_naming`), with kept-epoch metrics; no training (the tiny run above
-    covers that)."""
+    `tune.execution.trainable.trial_naming`), with kept-epoch metrics; no training (the tiny
+    run above covers that)."""
     from pathlib import Path
 
     from ttsr.tracking import MlflowTracker
-    from tune import parent_run
-    from tune.studies import load_study
-    from tune.trainable import trial_naming
+    from tune.execution import parent_run
+    from tune.execution.trainable import trial_naming
+    from tune.study.studies import load_study
 
     server, _ = logged_run
     shipped = Path(__file__).resolve().parents[2] / "experiments.yaml"
@@ -169,7 +169,7 @@ def study_runs(logged_run):
 def test_the_study_link_opens_its_trials_grouped_by_configuration(page, study_runs):  # noqa: F811
     import re
 
-    from tune.parent_run import comparison_url
+    from tune.execution.parent_run import comparison_url
 
     server, parent, configs = study_runs
     page.goto(comparison_url(server.uri, parent.experiment_id, parent.run_id))

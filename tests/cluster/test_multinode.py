@@ -18,7 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ttsr import names
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import GPU_STUDY, SPREAD_STUDY, TINY_CONFIG, StudyResult, alive_nodes
 

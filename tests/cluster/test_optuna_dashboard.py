@@ -1,10 +1,9 @@
-"""What a person sees in optuna-dashboard, in headless Chromium: the Optuna study a searched
-study keeps in its RDB storage (written here by the study's own searcher, `tune.tuner.searcher`
+"""What a person sees in optuna-dashboard, in headless Chromium: the Optuna study a searched study
+keeps in its RDB storage (written here by the study's own searcher, `tune.execution.tuner.searcher`
 on SQLite, six configurations over the demo's seeds each) is listed, its trials page shows every
 trial with its Tune trial id and where its MLflow runs are, and its page draws the parameter
 importance with the objectives named. Screenshots go to test-artifacts/. The dashboard is a real
-``optuna-dashboard`` process on 127.0.0.1, stopped by PID.
-"""
+``optuna-dashboard`` process on 127.0.0.1, stopped by PID."""
 
 from __future__ import annotations
 
@@ -19,9 +18,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tune import tuner
-from tune.stored_search import TUNE_TRIAL_ATTR
-from tune.studies import load_study
+from tune.execution import tuner
+from tune.search.stored_search import TUNE_TRIAL_ATTR
+from tune.study.studies import load_study
 
 from . import procs
 from .test_browser import _screenshot, browser, page  # noqa: F401 - fixtures

@@ -5,7 +5,7 @@ imports this module at start-up (Python's ``sitecustomize`` hook).
 ``FAULT_FAIL_ONCE=<marker file>``: the first trial that reports epoch 1 creates the marker and
 raises once (with the marker present nothing happens), as a trial's own Python error would, so
 a test can check that the trial restarts from its checkpoint. Done by wrapping
-``tune.trainable.TuneReport.on_epoch_end`` as that module is imported.
+``tune.execution.trainable.TuneReport.on_epoch_end`` as that module is imported.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import sys
 
 MARKER_ENV = "FAULT_FAIL_ONCE"
-TARGET = "tune.trainable"
+TARGET = "tune.execution.trainable"
 
 
 class InjectedFailure(RuntimeError):

@@ -51,7 +51,7 @@ KILLING_DRIVER = """
 import os, signal, sys
 from pathlib import Path
 from ttsr.data.prepare import prepare
-from tune import prepare_cluster
+from tune.execution import prepare_cluster
 address, src, out, raylet = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 killed = []
 def kill_once(job, node):

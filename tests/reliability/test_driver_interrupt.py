@@ -16,7 +16,7 @@ import time
 import pytest
 
 from ttsr import names
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import (
     RUN,
@@ -40,8 +40,8 @@ SPACE = {"lr": {"loguniform": [1e-5, 1e-3]}}  # continuous: a repeated proposal 
 def _expected_configs(experiments, study_name: str, count: int) -> list[dict]:
     """What the study's own searcher proposes when nothing interrupts it (Optuna's first
     ``n_startup_trials`` proposals do not depend on the results fed back)."""
-    from tune import tuner
-    from tune.studies import load_study
+    from tune.execution import tuner
+    from tune.study.studies import load_study
 
     study = load_study(experiments, study_name, "demo")
     limiter = tuner.searcher(study, seed=0)

@@ -1,12 +1,11 @@
 """A study whose ``--storage`` fills up mid-study (a 30 MiB tmpfs the test mounts; a tiny
 trial's checkpoint is ~11 MiB, so the third save of the first trial runs out of space).
 
-The study stops at the first failed save (``tune/full_storage.py``) instead of retrying every
-trial: one line, exit 74, the parent run FAILED and no child run RUNNING. The failed save left
+The study stops at the first failed save (``tune/execution/full_storage.py``) instead of retrying
+every trial: one line, exit 74, the parent run FAILED and no child run RUNNING. The failed save left
 a half-written checkpoint directory in the storage; once there is space again, ``--resume``
 completes the study from the checkpoints Tune had registered (a resumed trial handed the
-half-written one would fail to load it), every epoch of every trial once in MLflow.
-"""
+half-written one would fail to load it), every epoch of every trial once in MLflow."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import torch
 
 from ttsr import names
 from ttsr.cli_errors import EXIT_IO
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import (
     RUN,
@@ -68,7 +67,7 @@ def test_full_storage_stops_the_study_cleanly_and_resume_completes(
     resize_fs(fs, 200 * 1024)  # space again
     again = run([*RUN, *args, "--resume"], cwd=tmp_path, timeout=400)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    from tune.storage import trial_states
+    from tune.execution.storage import trial_states
 
     (experiment,) = fs.glob("results/full/*/")
     states = trial_states(str(experiment))

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from ttsr import names
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import (
     RUN,

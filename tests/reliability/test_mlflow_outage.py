@@ -21,7 +21,7 @@ from mlflow_server import MlflowServer
 
 from ttsr import names
 from ttsr.cli_errors import EXIT_UNAVAILABLE
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import (
     RUN,

@@ -2,7 +2,7 @@
 127.0.0.2, built with the tests/cluster helpers), the worker node's raylet is SIGKILLed while a
 trial runs there; Tune reschedules that trial on the head node, from its last checkpoint, and
 every epoch of both trials is in Tune's record (result.json) and in the trial's MLflow child run
-exactly once (see tune/trial_record.py and ttsr/tracking.py::MlflowCallback).
+exactly once (see tune/execution/trial_record.py and ttsr/tracking.py::MlflowCallback).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cluster import procs
 from cluster.conftest import WORKER_IP, _ray_env, _stop_all, start_two_nodes
 
 from ttsr import names
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import REPO, TINY, mlflow_runs, tiny_study, trial_rows, write_experiments
 

@@ -15,7 +15,7 @@ import pytest
 from cluster import procs
 
 from ttsr import names
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import (
     RUN,

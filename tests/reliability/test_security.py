@@ -88,7 +88,7 @@ YAML_TAG = "studies: !!python/object/apply:os.mkdir ['{marker}']\n"
 
 
 def test_experiments_yaml_python_tag_is_rejected(tmp_path):
-    from tune.studies import StudyError, load_file
+    from tune.study.studies import StudyError, load_file
 
     marker = tmp_path / "pwned"
     path = tmp_path / "exp.yaml"
@@ -156,8 +156,8 @@ def test_resume_help_says_it_loads_pickled_state(tmp_path):
 
 
 def test_resume_accepts_only_paths_inside_the_study_storage(tmp_path):
-    from tune.preflight import PreflightError
-    from tune.storage import find_resume_path
+    from tune.execution.storage import find_resume_path
+    from tune.study.preflight import PreflightError
 
     study_root = tmp_path / "results" / "s"
     inside = study_root / "s-20260101-000000"
@@ -179,6 +179,6 @@ def test_resume_accepts_only_paths_inside_the_study_storage(tmp_path):
 
 
 def test_mlflow_ui_hint_binds_localhost():
-    from tune.preflight import mlflow_ui_command
+    from tune.study.preflight import mlflow_ui_command
 
     assert "--host 127.0.0.1" in mlflow_ui_command("sqlite:////tmp/x/mlflow.db")

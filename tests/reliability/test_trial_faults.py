@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from ttsr import names
-from tune import parent_run
+from tune.execution import parent_run
 
 from .conftest import (
     RUN,

@@ -14,7 +14,7 @@ from ttsr.data.manifest import read_manifest
 from ttsr.data.remote import is_uri
 
 MAX_LISTED = 50
-CLUSTER_MODULE = "tune.prepare_cluster"  # runs the chunk jobs as Ray tasks (--address)
+CLUSTER_MODULE = "tune.execution.prepare_cluster"  # runs the chunk jobs as Ray tasks (--address)
 
 
 def _human(n: float) -> str:

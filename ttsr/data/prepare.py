@@ -3,8 +3,8 @@
 Work is cut into chunks of ``files_per_shard`` consecutive source files (sorted paths). One job
 decodes each file of its chunk once and writes that chunk's train and test shard for every size
 still missing, then a receipt per size. Jobs run in a process pool sized to the CPUs this process
-may use (`ttsr.cpus`), or through a ``runner`` (`tune.prepare_cluster` runs them as Ray tasks
-across a cluster's nodes); a rerun skips every chunk
+may use (`ttsr.cpus`), or through a ``runner`` (`tune.execution.prepare_cluster` runs them as
+Ray tasks across a cluster's nodes); a rerun skips every chunk
 whose receipt matches, so an interrupted run resumes where it stopped. Shards, receipts and the
 manifest are written to temp names, fsynced and renamed: a killed run leaves either the old
 file, the new file, or an ignored temp file that the next run deletes.

@@ -1,8 +1,8 @@
 """What a caller of `ttsr.train.train` can observe: callbacks, the run's info, its result.
 
 The loop knows nothing of MLflow or Ray Tune: `ttsr.tracking.MlflowCallback` logs to MLflow,
-`tune/trainable.py` reports to Tune, a script can print. A callback implements any of the three
-methods; the others do nothing.
+`tune/execution/trainable.py` reports to Tune, a script can print. A callback implements any
+of the three methods; the others do nothing.
 """
 
 from __future__ import annotations

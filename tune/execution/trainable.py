@@ -19,10 +19,11 @@ from ttsr import names
 from ttsr.config import TrainConfig
 from ttsr.tracking import MlflowCallback, MlflowTracker
 from ttsr.train.callbacks import Callback
-from tune import groups, parent_run
-from tune.parent_run import MLFLOW_RUN_KEY
-from tune.repeats import TRIAL_INDEX, seed_for
-from tune.storage import fetch_file
+from tune.execution import parent_run
+from tune.execution.parent_run import MLFLOW_RUN_KEY
+from tune.execution.storage import fetch_file
+from tune.reporting import groups
+from tune.search.repeats import TRIAL_INDEX, seed_for
 
 CASE_KEY = "case"  # grid studies: the coupled settings of one grid point (a dict)
 

@@ -24,12 +24,12 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
-from tune import trial_record
-from tune.full_storage import StopWhenFull
-from tune.repeats import SeedRepeater
-from tune.stored_search import StoredOptunaSearch
-from tune.studies import Study
-from tune.trainable import CASE_KEY, train_trial
+from tune.execution import trial_record
+from tune.execution.full_storage import StopWhenFull
+from tune.execution.trainable import CASE_KEY, train_trial
+from tune.search.repeats import SeedRepeater
+from tune.search.stored_search import StoredOptunaSearch
+from tune.study.studies import Study
 
 
 def param_space(study: Study) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def mlflow_attrs(meta: dict[str, Any]) -> dict[str, str]:
     its ``mlflow_config_tag``)."""
     if not meta.get("parent_run_id"):
         return {}
-    from tune.parent_run import comparison_url
+    from tune.execution.parent_run import comparison_url
 
     return {
         "mlflow_parent_run_id": meta["parent_run_id"],
@@ -141,7 +141,7 @@ def run_config(
         storage_path=storage,
         verbose=0,
         # result.json / progress.csv keep every epoch once (Tune's own loggers can lose some
-        # when a node dies: tune/trial_record.py), then the caller's (e.g. progress lines)
+        # when a node dies: tune/execution/trial_record.py), then the caller's (e.g. progress lines)
         # a full storage interrupts the study instead of failing every trial in turn
         callbacks=[*trial_record.callbacks(), StopWhenFull(), *callbacks],
         checkpoint_config=ray_tune.CheckpointConfig(

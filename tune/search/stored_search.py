@@ -1,4 +1,4 @@
-"""Ray's ``OptunaSearch`` with its Optuna study in an RDB storage (``tune/optuna_store.py``).
+"""Ray's ``OptunaSearch`` with its Optuna study in an RDB storage (``tune/search/optuna_store.py``).
 
 Ray's searcher already takes ``storage`` (an ``optuna.storages.BaseStorage``) and
 ``study_name`` and creates the study with ``load_if_exists=True``. What it does not do is keep
@@ -99,7 +99,7 @@ class StoredOptunaSearch(OptunaSearch):
             for key, value in self.trial_attrs.items():
                 trial.set_user_attr(key, value)
             if self.label_keys is not None and config is not None:
-                from tune.groups import label
+                from tune.reporting.groups import label
 
                 values = {k: config[k] for k in self.label_keys if k in config}
                 trial.set_user_attr("mlflow_config_tag", label(values))

@@ -1,5 +1,5 @@
 """Checks that run before anything starts: MLflow store, Ray address, resources (storage:
-``tune/storage.py``).
+``tune/execution/storage.py``).
 
 Each check raises ``PreflightError`` with a one-line message naming the flag; ``tune/run.py``
 prints it on stderr and exits 2, so a typo never leaves a half-started study behind.

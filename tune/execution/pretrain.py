@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ttsr.tracking import MLFLOW_RUN_KEY
-from tune import storage
-from tune.studies import Study
+from tune.execution import storage
+from tune.study.studies import Study
 
 PRETRAIN_FILE = "pretrain.json"
 WARM_START_CONFIG = "warm start"  # its `config` tag: never one of the trials' configurations
@@ -122,7 +122,7 @@ class _EpochProgress:
     def poll(self) -> None:
         from mlflow import MlflowClient
 
-        from tune.parent_run import find_child
+        from tune.execution.parent_run import find_child
 
         try:
             uri = self.meta["tracking_uri"]
@@ -158,8 +158,8 @@ def _pretrain_task(
     from ttsr.config import TrainConfig
     from ttsr.tracking import MlflowCallback, MlflowTracker
     from ttsr.train import train
-    from tune.parent_run import CONFIG_TAG, ROLE_TAG, ROLE_WARM_START, TRIAL_ID_TAG
-    from tune.trainable import pick_device
+    from tune.execution.parent_run import CONFIG_TAG, ROLE_TAG, ROLE_WARM_START, TRIAL_ID_TAG
+    from tune.execution.trainable import pick_device
 
     torch.set_num_threads(threads)
     started = time.monotonic()

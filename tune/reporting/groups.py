@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from tune.formatting import fmt, number, short
+from tune.reporting.formatting import fmt, number, short
 
 SEED_KEY = "seed"
 GROUP = "group"  # the trials frame's column naming each trial's configuration

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ttsr.errors import first_line
-from tune.preflight import PreflightError
+from tune.study.preflight import PreflightError
 
 FLAG = "--optuna-storage"
 FILE_NAME = "optuna.db"

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ttsr.errors import first_line
-from tune.preflight import PreflightError
+from tune.study.preflight import PreflightError
 
 PARENT_FILE = "mlflow_parent.json"  # in each invocation's Tune experiment directory
 

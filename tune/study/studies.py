@@ -1,11 +1,11 @@
 """The schema of ``experiments.yaml``: parse, validate, and resolve a study for one profile.
 
 One place validates everything, so a typo fails before Ray starts. The shape of the file (keys,
-types, ranges; unknown keys are errors at every level) is pydantic models (tune/schema.py); the
-training-config part is checked by ``TrainConfig.from_dict`` (the single owner of those rules);
+types, ranges; unknown keys are errors at every level) is pydantic models (tune/study/schema.py);
+the training-config part is checked by ``TrainConfig.from_dict`` (the single owner of those rules);
 the rules that need several fields at once (search kinds, cases, the report's param) are checked
-while a study is resolved for a profile. Every error is one line:
-``experiments.yaml: study 'NAME': FIELD.PATH: why``.
+while a study is resolved for a profile. Every error is one line: ``experiments.yaml: study 'NAME':
+FIELD.PATH: why``.
 
 File layout::
 
@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from ttsr.config import ConfigError, TrainConfig
 from ttsr.config import parse_set as config_parse_set
 from ttsr.errors import UsageError
-from tune.schema import (
+from tune.study.schema import (
     OverrideSpec,
     ProfileSpec,
     ReportSpec,

@@ -1,11 +1,10 @@
 """The report's PNG plots (matplotlib, Agg). Each takes the report's data frames and a path.
 
-Frames (see tune/trial_frames.py, tune/groups.py): ``epochs`` has one row per trial-epoch
-(trial_id, epoch, step, metrics); ``trials`` one row per trial (trial_id, label, parameters,
-kept-epoch and final metrics, bicubic_psnr); ``groups`` one row per configuration (means and
-standard deviations over seeds). Every PSNR axis carries bicubic upsampling as a dashed,
-labelled baseline.
-"""
+Frames (see tune/reporting/trial_frames.py, tune/reporting/groups.py): ``epochs`` has one row per
+trial-epoch (trial_id, epoch, step, metrics); ``trials`` one row per trial (trial_id, label,
+parameters, kept-epoch and final metrics, bicubic_psnr); ``groups`` one row per configuration (means
+and standard deviations over seeds). Every PSNR axis carries bicubic upsampling as a dashed,
+labelled baseline."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ttsr import names  # noqa: E402
-from tune.formatting import short  # noqa: E402
+from tune.reporting.formatting import short  # noqa: E402
 
 BICUBIC_STYLE = {"linestyle": "--", "linewidth": 1.2}
 X_LABELS = {names.EPOCH: "epoch (0 = before training)", names.STEP: "optimiser step"}

@@ -22,12 +22,14 @@ from typing import Any
 
 from ttsr.config import TrainConfig
 from ttsr.data.loading import auto_num_workers
-from tune import optuna_store, preflight, storage
-from tune.cluster import Cluster, local_gpu_count
-from tune.estimate import StudyEstimate, estimate_study
-from tune.options import Options
-from tune.preflight import PreflightError
-from tune.studies import PROFILES, Study, StudyError, StudyFile, choose_profile
+from tune.execution import storage
+from tune.execution.cluster import Cluster, local_gpu_count
+from tune.search import optuna_store
+from tune.study import preflight
+from tune.study.estimate import StudyEstimate, estimate_study
+from tune.study.options import Options
+from tune.study.preflight import PreflightError
+from tune.study.studies import PROFILES, Study, StudyError, StudyFile, choose_profile
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,7 @@ def _estimate(study: Study, cluster: Cluster, *, measure: bool) -> StudyEstimate
         return None
     sets = None
     if measure:
-        from tune.measure import measure_figures
+        from tune.study.measure import measure_figures
 
         sets = [measure_figures(study)]
     return estimate_study(study, cluster, sets=sets)

@@ -25,8 +25,8 @@ from mlflow.tracking import MlflowClient
 from ttsr.tracking import MLFLOW_RUN_KEY as MLFLOW_RUN_KEY  # noqa: F401 - used by trials, tests
 from ttsr.tracking import PARENT_RUN_TAG as PARENT_TAG
 from ttsr.tracking import get_or_create_experiment, param_text
-from tune.storage import PARENT_FILE as PARENT_FILE  # noqa: F401 - report.py, tests
-from tune.studies import Study
+from tune.execution.storage import PARENT_FILE as PARENT_FILE  # noqa: F401 - report.py, tests
+from tune.study.studies import Study
 
 TRIAL_ID_TAG = "trial_id"
 # What a run is, for the MLflow UI's filters and "Group by": role is study (the parent),

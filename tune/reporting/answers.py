@@ -11,10 +11,20 @@ import pandas as pd
 
 from ttsr import names
 from ttsr.config import LOSS_WEIGHTS, TrainConfig
-from tune.formatting import count, db, duration, fmt, number, param_phrase, short, span, text
-from tune.groups import GROUP, Difference, complete, difference
-from tune.report_data import ReportData
-from tune.trial_frames import SPEED_SUMMARY, VS_BICUBIC, kept
+from tune.reporting.formatting import (
+    count,
+    db,
+    duration,
+    fmt,
+    number,
+    param_phrase,
+    short,
+    span,
+    text,
+)
+from tune.reporting.groups import GROUP, Difference, complete, difference
+from tune.reporting.report_data import ReportData
+from tune.reporting.trial_frames import SPEED_SUMMARY, VS_BICUBIC, kept
 
 REF_WORDS = {  # TrainConfig.ref_mode -> (plural noun, adjective)
     "gt": ("ground-truth references", "ground-truth-reference"),

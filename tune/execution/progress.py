@@ -19,8 +19,8 @@ from typing import Any
 from ray.tune import Callback
 
 from ttsr import names
-from tune.formatting import duration, fmt, number, short
-from tune.repeats import TRIAL_INDEX
+from tune.reporting.formatting import duration, fmt, number, short
+from tune.search.repeats import TRIAL_INDEX
 
 FINAL_STATES = ("TERMINATED", "ERROR")
 

@@ -18,8 +18,8 @@ import pandas as pd
 from ttsr import names
 from ttsr.config import VAL_REF_MODES
 from ttsr.tracking import MLFLOW_RUN_KEY
-from tune.formatting import number, text
-from tune.groups import trial_label
+from tune.reporting.formatting import number, text
+from tune.reporting.groups import trial_label
 
 # PSNR/SSIM in both published conventions: the reference code's (Y, no crop), MMagic's (RGB, 4 px)
 YC_AND_RGB_C4 = (names.VAL_PSNR, names.VAL_SSIM, names.VAL_PSNR_RGB_C4, names.VAL_SSIM_RGB_C4)

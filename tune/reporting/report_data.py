@@ -11,10 +11,9 @@ import pandas as pd
 
 from ttsr import names
 from ttsr.config import ConfigError, TrainConfig
-from tune import groups as grouping
-from tune.formatting import count, number, span
-from tune.studies import Study
-from tune.trial_frames import (
+from tune.reporting import groups as grouping
+from tune.reporting.formatting import count, number, span
+from tune.reporting.trial_frames import (
     REF_MODE_METRICS,
     SPEED_SUMMARY,
     VS_BICUBIC,
@@ -22,6 +21,7 @@ from tune.trial_frames import (
     objective_column,
     pareto_mask,
 )
+from tune.study.studies import Study
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class ReportData:
     study: Study
     trials: pd.DataFrame  # one row per trial, with `group` (and `pareto` for two objectives)
     epochs: pd.DataFrame  # one row per trial-epoch
-    groups: pd.DataFrame  # one row per configuration (see tune.groups.group_trials)
+    groups: pd.DataFrame  # one row per configuration (see tune.reporting.groups.group_trials)
     keys: list[str]  # the keys that define a configuration (varied keys but the seed)
     spread: dict[str, float | None]  # trials column -> seed-to-seed spread (None: unknown)
     budget: Budget

@@ -11,7 +11,7 @@ less than its longest trial, after the warm start (which runs alone, first).
 The figures are a set from ``tune/figures.json`` (the reference code's H200 figures until
 a measured GPU set of the optimised path for the trial's model is added; then the optimised
 path's speed-up over the reference is measured, not assumed) or a set timed here on this GPU
-(``tune/measure.py``, ``--measure``). Sizes, losses and validation not in the set are derived
+(``tune/study/measure.py``, ``--measure``). Sizes, losses and validation not in the set are derived
 from it by pixels (`per_image`); every such step is named in the output.
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ttsr.config import TrainConfig
-from tune.cluster import Cluster
-from tune.formatting import duration
-from tune.studies import Study
+from tune.execution.cluster import Cluster
+from tune.reporting.formatting import duration
+from tune.study.studies import Study
 
 FIGURES = Path(__file__).resolve().parent / "figures.json"  # package data
 SEED_DATA = (56_000, 14_000)  # train, test images

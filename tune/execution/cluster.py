@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tune.options import Options
+from tune.study.options import Options
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ def _start_local(options: Options) -> None:
         include_dashboard=not options.no_dashboard,
         dashboard_host="127.0.0.1",
         dashboard_port=options.dashboard_port,
-        log_to_driver=False,  # trial output goes to the trial logs; tune.progress prints lines
+        # trial output goes to the trial logs; tune.execution.progress prints lines
+        log_to_driver=False,
         logging_level="WARNING",
         num_cpus=options.num_cpus,
         _temp_dir=options.ray_temp_dir,

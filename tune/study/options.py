@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ttsr.cli_errors import DEBUG_HELP
-from tune import preflight
-from tune.preflight import PreflightError
-from tune.studies import PROFILES, StudyError, parse_set
+from tune.study import preflight
+from tune.study.preflight import PreflightError
+from tune.study.studies import PROFILES, StudyError, parse_set
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_EXPERIMENTS = REPO / "experiments.yaml"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from ttsr import names
-from tune import answers, plots
-from tune.formatting import db, duration, fmt, mean_std, number, short, table_text
-from tune.groups import GROUP
-from tune.report_data import ReportData
-from tune.trial_frames import SPEED_SUMMARY, VS_BICUBIC, kept
+from tune.reporting import answers, plots
+from tune.reporting.formatting import db, duration, fmt, mean_std, number, short, table_text
+from tune.reporting.groups import GROUP
+from tune.reporting.report_data import ReportData
+from tune.reporting.trial_frames import SPEED_SUMMARY, VS_BICUBIC, kept
 
 
 @dataclass

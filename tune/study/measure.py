@@ -4,7 +4,7 @@ Each distinct trial config of the study (and its warm start) is built by the tra
 and stepped by the loop's per-batch code for a few steps (``benchmarks.timing.run_case``: the
 benchmark's own timing and CUDA peak memory), once training and once validation's forward, so
 the estimate uses the optimised path's real speed on this GPU instead of the reference code's
-H200 table. CUDA only (``tune/plan.py`` refuses ``--measure`` without it).
+H200 table. CUDA only (``tune/study/plan.py`` refuses ``--measure`` without it).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 
 from ttsr.config import TrainConfig
-from tune.estimate import Figure, FigureSet, loss_kind, trial_kinds
-from tune.preflight import PreflightError
-from tune.studies import Study
+from tune.study.estimate import Figure, FigureSet, loss_kind, trial_kinds
+from tune.study.preflight import PreflightError
+from tune.study.studies import Study
 
 WARMUP_STEPS = 2  # untimed (cuDNN autotune, allocator warm-up)
 TIMED_STEPS = 5

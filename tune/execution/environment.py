@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Each is a default: a value already in the environment wins.
 DEFAULTS = {
-    # The classic console engine; with verbose=0 it prints nothing, and tune.progress prints a
-    # line per trial event instead of the periodic table.
+    # The classic console engine; with verbose=0 it prints nothing, and tune.execution.progress
+    # prints a line per trial event instead of the periodic table.
     "RAY_AIR_NEW_OUTPUT": "0",
     # Repeated worker log lines folded.
     "RAY_DEDUP_LOGS": "1",

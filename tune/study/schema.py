@@ -2,7 +2,7 @@
 
 Unknown keys are errors at every level (``extra="forbid"``) and numbers are strict (YAML's
 ``"8"`` or ``true`` is not a count). What needs several fields at once or the training rules
-(TrainConfig) is checked where a study is resolved, in ``tune/studies.py``.
+(TrainConfig) is checked where a study is resolved, in ``tune/study/studies.py``.
 
 ``first_error`` turns pydantic's first error into ``("profiles.demo.num_samples",
 "must be an integer >= 1 (got 0)")`` for the ``FILE: study 'NAME': FIELD: why`` messages.

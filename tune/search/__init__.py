@@ -1,0 +1,1 @@
+"""Searched studies: the Optuna storage, the stored searcher, seed repeats."""
