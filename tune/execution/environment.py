@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Each is a default: a value already in the environment wins.
 DEFAULTS = {

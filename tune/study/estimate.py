@@ -29,7 +29,7 @@ from tune.execution.cluster import Cluster
 from tune.reporting.formatting import duration
 from tune.study.studies import Study
 
-FIGURES = Path(__file__).resolve().parent / "figures.json"  # package data
+FIGURES = Path(__file__).resolve().parents[1] / "figures.json"  # package data
 SEED_DATA = (56_000, 14_000)  # train, test images
 SEED_DATA_TEXT = "the seed document's FFHQ (70,000 images, 80/20 train/test split)"
 LOSS_KINDS = ("rec", "all")  # reconstruction only; any of perceptual/transferal/adversarial on

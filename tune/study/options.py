@@ -18,7 +18,7 @@ from tune.study import preflight
 from tune.study.preflight import PreflightError
 from tune.study.studies import PROFILES, StudyError, parse_set
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_EXPERIMENTS = REPO / "experiments.yaml"
 
 # flag -> the study or TrainConfig key it overrides
