@@ -173,7 +173,10 @@ if [ "$status" -ne 0 ]; then
 fi
 
 if "$PY" -c "import pytest, skimage, PIL, pyarrow" 2>/dev/null; then
-    step tests 90 "$PY" -m pytest -q -rs -p no:cacheprovider -k "$TEST_SELECTION" \
+    # As the GPU machine runs them: without pytest-xdist or pytest-timeout (its image has
+    # neither; the rehearsal's interpreter has both), so no plugins and none of our addopts.
+    step tests 90 env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \
+        "$PY" -m pytest -o addopts= -q -rs -p no:cacheprovider -k "$TEST_SELECTION" \
         tests/test_fused_search.py tests/test_fast_paths.py tests/test_step.py \
         tests/test_optimized_paths.py tests/test_model.py
 else

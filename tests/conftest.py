@@ -59,6 +59,7 @@ def pytest_terminal_summary(terminalreporter):
 MAX_WORKERS = 5  # the slow tests start Ray clusters and servers: more would crowd a big machine
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: pytest without xdist must still run
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker more than cores. Much of a test's time is spent waiting (a
     process or server starting, a poll, a driver's shutdown) with its core idle; the extra

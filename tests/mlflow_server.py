@@ -106,3 +106,29 @@ def train_tiny_run(uri: str, out_dir: Path, *, experiment: str, epochs: int = 3)
     finally:
         torch.set_num_threads(threads)
     return {"run_id": tracker.run_id, "result": result, "callback": callback, "tracker": tracker}
+
+
+_TEMPLATE: list[Path] = []  # this process's migrated, empty SQLite store (made once)
+
+
+def empty_store(db: Path) -> str:
+    """Put an empty MLflow SQLite store, its tables already created, at ``db`` (unless a file
+    is there); -> its URI.
+
+    Creating the tables (MLflow's migrations) costs ~2.5 s of CPU per new store; a test whose
+    subject is a study or a killed driver, not store creation, starts from a copy of one made
+    once per test process. Fresh stores are still created by the tests of ``ttsr.train``'s
+    tracking, the parent run, the servers and the README's main job."""
+    import shutil
+    import tempfile
+
+    if not _TEMPLATE:
+        from mlflow import MlflowClient
+
+        path = Path(tempfile.mkdtemp(prefix="mlflow-template-")) / "mlflow.db"
+        MlflowClient(f"sqlite:///{path}").search_experiments()  # creates the tables
+        _TEMPLATE.append(path)
+    if not db.exists():  # never over a store a test already wrote
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_TEMPLATE[0], db)
+    return f"sqlite:///{db}"

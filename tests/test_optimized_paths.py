@@ -202,7 +202,7 @@ def test_bf16_optimised_output_is_within_40_db_of_fp32_dense(device):
     # Freshly initialised weights make outputs that depend only weakly on the input, so train
     # the reference path a little first and give both paths those weights.
     trained = built(reference(device, 64, SMALL, lr=1e-3))
-    for _ in range(15):
+    for _ in range(8):  # enough to make the output follow the photo (asserted below)
         trained.train_step(x)
     fast_trainer = built(all_on(device, 64, SMALL))
     fast_trainer.model.load_state_dict(trained.model.state_dict())

@@ -16,6 +16,7 @@ import pytest
 import tiny
 import yaml
 from cluster import procs
+from mlflow_server import empty_store
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -55,7 +56,7 @@ def _args(tmp_path: Path, temp_dir: str) -> list[str]:
     return [
         "--study", "tiny",
         "--experiments", str(_experiments(tmp_path)),
-        "--mlflow-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--mlflow-uri", empty_store(tmp_path / "mlflow.db"),
         "--storage", str(tmp_path / "results"),
         "--num-cpus", "2",
         "--no-dashboard",

@@ -16,6 +16,7 @@ import optuna
 import pytest
 import yaml
 from cluster import procs
+from mlflow_server import empty_store
 from optuna.trial import TrialState
 from test_tune_e2e import RUN, TINY, _env, _kill_leftovers
 
@@ -72,7 +73,7 @@ def test_killed_driver_resumes_the_same_optuna_study(tmp_path, ray_temp_dir):
     temp_dir = ray_temp_dir
     url = f"sqlite:///{tmp_path}/optuna.db"  # the default: beside mlflow.db
     args = ["--study", "tiny-search", "--experiments", str(_experiments(tmp_path))]
-    args += ["--mlflow-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage", str(tmp_path / "rr")]
+    args += ["--mlflow-uri", empty_store(tmp_path / "mlflow.db"), "--storage", str(tmp_path / "rr")]
     args += ["--num-cpus", "2", "--no-dashboard", "--ray-temp-dir", temp_dir, "--no-report"]
     driver = subprocess.Popen([*RUN, *args], cwd=tmp_path, env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -28,6 +28,7 @@ from cluster.procs import (  # noqa: F401 - descendants, listening_sockets: for 
     pids_naming,
     signal_pids,
 )
+from mlflow_server import empty_store
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = [sys.executable, str(REPO / "tune" / "run.py")]
@@ -161,7 +162,7 @@ def study_args(
     return flags + [
         "--study", study,
         "--experiments", str(experiments),
-        "--mlflow-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--mlflow-uri", empty_store(tmp_path / "mlflow.db"),
         "--storage", str(tmp_path / "results"),
         "--num-cpus", "2",
         "--ray-temp-dir", ray_temp_dir,
