@@ -28,6 +28,7 @@ LOSS_PER = "loss_per"
 LOSS_TPL = "loss_tpl"
 LOSS_ADV = "loss_adv"
 LOSS_D = "loss_d"
+LOSSES = (LOSS_TOTAL, LOSS_REC, LOSS_PER, LOSS_TPL, LOSS_ADV, LOSS_D)  # an epoch's mean losses
 
 # speed / resources
 EPOCH = "epoch"  # validation round: a pass over the data, or budget / epochs steps

@@ -232,16 +232,7 @@ def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
 def print_summary(metrics: dict[str, Any], epochs: int) -> None:
     """One line per epoch (also in trial logs)."""
     losses = " ".join(
-        f"{k.removeprefix('loss_')} {metrics[k]:.4f}"
-        for k in (
-            names.LOSS_TOTAL,
-            names.LOSS_REC,
-            names.LOSS_PER,
-            names.LOSS_TPL,
-            names.LOSS_ADV,
-            names.LOSS_D,
-        )
-        if metrics.get(k)
+        f"{k.removeprefix('loss_')} {metrics[k]:.4f}" for k in names.LOSSES if metrics.get(k)
     )
     line = (
         f"epoch {metrics[names.EPOCH]}/{epochs} | {losses or 'before training'} | "

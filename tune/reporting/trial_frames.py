@@ -37,14 +37,7 @@ QUALITY = (
     names.VAL_WHITE_SHARE,
     names.VAL_WHITE_SHARE_MASK,
 )
-LOSSES = (
-    names.LOSS_TOTAL,
-    names.LOSS_REC,
-    names.LOSS_PER,
-    names.LOSS_TPL,
-    names.LOSS_ADV,
-    names.LOSS_D,
-)
+LOSSES = names.LOSSES
 SPEED = (names.EPOCH_SECONDS, names.TRAIN_IMAGES_PER_SECOND, names.PEAK_GPU_MEMORY_GIB)
 EPOCH_METRICS = (*QUALITY, names.BICUBIC_PSNR, names.STEP, names.IMAGES_SEEN, *LOSSES, *SPEED)
 # speed metric -> (trials column, how the training epochs are summarised)
