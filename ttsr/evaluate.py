@@ -94,23 +94,20 @@ class _SetBatches(Sampler[list[int]]):
         self.batch_size = batch_size
         self.only: int | None = None
 
-    def sets(self) -> list[int]:
-        return list(range(len(self.starts) - 1)) if self.only is None else [self.only]
-
-    def set_of_each_batch(self) -> list[int]:
-        """The set each batch of an iteration comes from, in order."""
-        out = []
-        for k in self.sets():
-            out += [k] * math.ceil((self.starts[k + 1] - self.starts[k]) / self.batch_size)
-        return out
+    def plan(self) -> list[tuple[int, list[int]]]:
+        """(set, item indices) of each batch of an iteration, in order."""
+        sets = range(len(self.starts) - 1) if self.only is None else [self.only]
+        return [
+            (k, list(range(first, min(first + self.batch_size, self.starts[k + 1]))))
+            for k in sets
+            for first in range(self.starts[k], self.starts[k + 1], self.batch_size)
+        ]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for k in self.sets():
-            for first in range(self.starts[k], self.starts[k + 1], self.batch_size):
-                yield list(range(first, min(first + self.batch_size, self.starts[k + 1])))
+        return (indices for _, indices in self.plan())
 
     def __len__(self) -> int:
-        return len(self.set_of_each_batch())
+        return len(self.plan())
 
 
 class Evaluator:
@@ -149,7 +146,7 @@ class Evaluator:
         modes = list(self.datasets)
         self._batches.only = None if mode is None else modes.index(mode)
         try:
-            sets = self._batches.set_of_each_batch()
+            sets = [k for k, _ in self._batches.plan()]
             for k, batch in zip(sets, self.loader, strict=True):
                 yield modes[k], batch
         finally:
