@@ -214,6 +214,22 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     assert len(resumed.history) == 5  # epochs 0-4
 
 
+def test_a_run_after_another_in_the_same_process_is_unchanged(tmp_path, monkeypatch):
+    # What Tune's reuse_actors relies on (tune/execution/tuner.py): a trial that runs in a
+    # process where another trial ran first (all losses, another seed, more data) trains and
+    # validates exactly as it would in a fresh one.
+    monkeypatch.setattr(trainer, "Discriminator", TinyCritic)
+    first = train(tiny(tmp_path / "a1", epochs=2), progress=False)
+    other = dict(adv_w=0.001, tpl_w=0.01, per_w=0.01, gan_k=1, seed=7, fraction=0.06)
+    train(tiny(tmp_path / "b", epochs=2, **other), progress=False)
+    again = train(tiny(tmp_path / "a2", epochs=2), progress=False)
+    assert comparable(first.history) == comparable(again.history)
+    a = load_state(Path(tiny(tmp_path / "a1").out_dir) / "checkpoints" / "latest")
+    b = load_state(Path(tiny(tmp_path / "a2").out_dir) / "checkpoints" / "latest")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
 def test_the_first_steps_of_a_run_are_a_nan_canary(tmp_path, monkeypatch):
     # Loss reads every 100 steps, but a run's first NAN_CANARY_STEPS steps read every step: the
     # NaN of step 3 (epoch 2, first step) stops the run before step 4.

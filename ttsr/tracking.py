@@ -497,6 +497,7 @@ class MlflowTracker:
         if self.ended:
             return
         self.ended = True
+        atexit.unregister(self._end_at_exit)  # a process that runs many trials keeps none alive
         if self.monitor is not None:
             self.monitor.stop()
         for fn in self._before_end:

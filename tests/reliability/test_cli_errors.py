@@ -164,11 +164,13 @@ def test_train_ctrl_c_is_one_line_exit_130(tmp_path):
 
 # --- a full disk ---------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_train_out_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, small_fs):
+def test_train_out_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, small_fs, in_process):
     """`ttsr.train --out` on a 40 MiB filesystem: epoch 1 checkpoints, then the disk fills; the
     resumed run fails writing epoch 2's checkpoint with one line (exit 74) naming it and the
     checkpoint to resume; that checkpoint is intact (epoch 1, loadable), no temporary is left,
-    the MLflow run is FAILED (not RUNNING); with space again the resume completes."""
+    the MLflow run is FAILED (not RUNNING); with space again the resume completes. The failing
+    run is its own process (the exit code and last line under test); the first run and the
+    final resume, which only set up and confirm, run in this one."""
     from mlflow.tracking import MlflowClient
 
     from ttsr.checkpoint import load_model, load_state
@@ -176,7 +178,7 @@ def test_train_out_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, small_
     fs = small_fs(40 * 1024)
     out_dir, uri = fs / "run", f"sqlite:///{tmp_path}/mlflow.db"
     latest = out_dir / "checkpoints" / "latest"
-    first = run([*TRAIN_1, "--out", str(out_dir), "--mlflow-uri", uri], cwd=tmp_path)
+    first = in_process([*TRAIN_1, "--out", str(out_dir), "--mlflow-uri", uri], cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     before = (latest / "state.pt").read_bytes()
 
@@ -198,7 +200,7 @@ def test_train_out_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path, small_
     assert run_.info.status == "FAILED"
 
     filler.unlink()
-    again = run(resume, cwd=tmp_path)
+    again = in_process(resume, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert load_state(latest)["epoch"] == 2
 

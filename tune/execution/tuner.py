@@ -178,6 +178,11 @@ def build_tuner(
         max_concurrent_trials=None if search_alg is not None else study.max_concurrent,
         trial_name_creator=lambda t: f"{study.name}_{t.trial_id}",
         trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+        # A slot's next trial runs in the process its last one ran in: no new interpreter
+        # importing torch, Ray and MLflow (nor a new CUDA context) per trial. Safe because
+        # ttsr.train sets every process-wide state it reads per run (seeds, backend flags):
+        # tests/test_train.py::test_a_run_after_another_in_the_same_process_is_unchanged.
+        reuse_actors=True,
     )
     return ray_tune.Tuner(
         trainable(study, meta=meta),
