@@ -4,7 +4,7 @@ A case (image size, batch, losses) becomes the `TrainConfig` a study would run f
 (`study_config`: the defaults plus the case, so every speed knob is the default a trial gets);
 the reference-equivalent path is that config with the speed knobs set the way researchmm/TTSR
 runs (`reference_config`); the ablation is a list of cumulative changes from the one to the
-other (`ablation_configs`). Nothing here builds a network: `ttsr.trainer.build_trainer` does,
+other (`ablation_configs`). Nothing here builds a network: `ttsr.train.trainer.build_trainer` does,
 for the benchmark as for `ttsr.train`.
 """
 

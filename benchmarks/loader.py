@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from ttsr.data.dataset import ShardDataset
-from ttsr.data.errors import DataError
 from ttsr.data.images import bicubic
 from ttsr.data.source import open_dataset
+from ttsr.errors import DataError
 
 
 @dataclass(frozen=True)

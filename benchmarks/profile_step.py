@@ -31,7 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import ttsr.model
 import ttsr.search
-import ttsr.step
+import ttsr.train.step
 from benchmarks.configs import PRESETS, reference_config, study_config
 from benchmarks.timing import LoopSteps, build, random_batch
 
@@ -44,8 +44,8 @@ WRAPPED = {  # module-level functions that get a range of their own: (module, na
     (ttsr.model, "transfer"): "transfer",
     (ttsr.model, "dense_transfer"): "transfer",
     (ttsr.model, "_group"): "MainNet residual groups",
-    (ttsr.step, "transferal_perceptual_loss"): "loss: transferal perceptual",
-    (ttsr.step, "gradient_penalty"): "critic: gradient penalty",
+    (ttsr.train.step, "transferal_perceptual_loss"): "loss: transferal perceptual",
+    (ttsr.train.step, "gradient_penalty"): "critic: gradient penalty",
 }
 
 

@@ -16,7 +16,7 @@ import torch
 
 from ttsr.config import TrainConfig
 from ttsr.fast_paths import self_test
-from ttsr.trainer import IMAGE_KEYS, build_trainer
+from ttsr.train.trainer import IMAGE_KEYS, build_trainer
 
 CONFIGS = {
     "default": {},  # on the CPU: fused Adam only; on CUDA: fused search, bf16 + channels_last,

@@ -1,6 +1,6 @@
 """Timing one (case, config): the trainer `ttsr.train` builds, stepped the way its loop steps.
 
-`build(config)` is `ttsr.trainer.build_trainer(config, load_vgg=False)` (speed does not depend
+`build(config)` is `ttsr.train.trainer.build_trainer(config, load_vgg=False)` (speed does not depend
 on the VGG weights; nothing is looked up on disk). `LoopSteps` runs what `ttsr/train/loop.py`
 runs per batch: `Trainer.train_step`, `LossMeter.add`, and every `Trainer.check_every` steps
 `LossMeter.check` (the one host read), so host syncs and checks are the loop's.
@@ -37,9 +37,9 @@ from torch import Tensor
 from benchmarks.configs import Case
 from ttsr import names
 from ttsr.config import TrainConfig
-from ttsr.early_stopping import LossSpikeMonitor
+from ttsr.train.early_stopping import LossSpikeMonitor
 from ttsr.train.loop import LossMeter
-from ttsr.trainer import IMAGE_KEYS, Trainer, build_trainer
+from ttsr.train.trainer import IMAGE_KEYS, Trainer, build_trainer
 
 MIB = 2**20
 

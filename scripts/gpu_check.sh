@@ -2,8 +2,8 @@
 # One GPU session's checks, <= 10 minutes on one H100/H200: the step timeouts add up to 470 s
 # (the steps' own budget: 8 minutes); a failed or timed-out step does not stop the later ones,
 # and every benchmark writes its JSON as it goes, so a step cut short keeps what it measured.
-# Run from the repository root (benchmarks/ is not installed; `python -m benchmarks...` finds it
-# there):
+# Run from the repository root (the GPU machine runs the checkout, not an install; `python -m
+# benchmarks...` finds it there):
 #
 #     OUT=/some/dir bash scripts/gpu_check.sh        # results: $OUT/*.json, *.log, summary.md
 #     OUT=/some/dir bash scripts/gpu_check.sh --rehearse

@@ -14,7 +14,7 @@ from ttsr.checkpoint import (
     load_state_dict_any,
     save_checkpoint,
 )
-from ttsr.model import TTSR, ModelConfig
+from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
 CONFIG = ModelConfig(n_feats=8, num_res_blocks=(2, 1, 3, 1))
 
@@ -22,7 +22,7 @@ CONFIG = ModelConfig(n_feats=8, num_res_blocks=(2, 1, 3, 1))
 @pytest.fixture(scope="module")
 def model() -> TTSR:
     torch.manual_seed(0)
-    return TTSR(CONFIG, load_vgg=False).eval()
+    return TTSR(CONFIG, vgg=RANDOM_VGG).eval()
 
 
 def inputs(seed: int = 0):
@@ -33,7 +33,7 @@ def inputs(seed: int = 0):
 def test_infer_config_from_reference_layout(model):
     state = model.reference_state_dict()
     assert infer_model_config(state) == CONFIG
-    default = TTSR(ModelConfig(), load_vgg=False).reference_state_dict()
+    default = TTSR(ModelConfig(), vgg=RANDOM_VGG).reference_state_dict()
     assert infer_model_config(default) == ModelConfig()
 
 
@@ -73,7 +73,7 @@ def test_own_format_round_trip(model, tmp_path):
 
 def test_own_format_keeps_res_scale(tmp_path):
     config = ModelConfig(n_feats=4, num_res_blocks=(1, 1, 1, 1), res_scale=0.5)
-    m = TTSR(config, load_vgg=False)
+    m = TTSR(config, vgg=RANDOM_VGG)
     save_checkpoint(tmp_path / "c.pt", model_state=m.reference_state_dict(), model_config=config)
     assert load_model(tmp_path / "c.pt").config.res_scale == 0.5
 

@@ -122,8 +122,8 @@ def test_one_training_loader_per_run_with_persistent_workers(tmp_path):
 def test_validation_reads_every_reference_mode_through_one_worker_pool(tmp_path):
     """Two reference modes, 2 workers: one loader, one pool of 2 processes serving both modes,
     across validations; the metrics equal those of loading in the main process."""
-    from ttsr.evaluate import Evaluator
-    from ttsr.trainer import build_trainer
+    from ttsr.train.evaluate import Evaluator
+    from ttsr.train.trainer import build_trainer
 
     def evaluator(workers: int) -> Evaluator:
         config = _config(tmp_path, workers).replace(val_ref_modes=["other"], val_limit=3)

@@ -4,7 +4,7 @@ import pytest
 
 from ttsr.config import TrainConfig
 from ttsr.data import open_dataset_from_config
-from ttsr.dataset_inputs import CONTEXT_TAG, dataset_inputs, describe
+from ttsr.tracking.dataset_inputs import CONTEXT_TAG, dataset_inputs, describe
 
 pytest.importorskip("mlflow")
 
@@ -44,7 +44,7 @@ def test_dataset_inputs_as_mlflow_entities():
 
 def test_fraction_subsets_training_only_every_fraction_validates_on_the_same_images():
     """A dataset-fraction study compares like with like: one validation set for all."""
-    from ttsr.evaluate import Evaluator
+    from ttsr.train.evaluate import Evaluator
 
     small, full = config(fraction=0.125), config(fraction=1.0)
     assert len(open_dataset_from_config(small, "train")) < len(

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from ttsr.discriminator import Discriminator
+from ttsr.train.discriminator import Discriminator
 
 
 def reference_parameter_count(crop: int) -> int:

@@ -5,7 +5,7 @@ import torch
 
 from ttsr import names
 from ttsr.config import DEFAULT_MIN_DELTA_DB, TrainConfig
-from ttsr.early_stopping import (
+from ttsr.train.early_stopping import (
     EarlyStopper,
     LossSpikeMonitor,
     OutputCollapseMonitor,

@@ -10,7 +10,7 @@ from test_train import tiny as train_tiny
 
 from ttsr import fast_paths
 from ttsr.fast_paths import Check, FastPaths, self_test
-from ttsr.trainer import IMAGE_KEYS, build_trainer
+from ttsr.train.trainer import IMAGE_KEYS, build_trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG19 ImageNet weights not found")
 pytest.importorskip("triton")

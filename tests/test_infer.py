@@ -13,7 +13,7 @@ from skimage import data
 
 from ttsr.checkpoint import load_model, save_checkpoint
 from ttsr.infer import main, prepare_pair, super_resolve
-from ttsr.model import TTSR, ModelConfig
+from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ModelConfig(n_feats=8, num_res_blocks=(1, 1, 1, 1))
@@ -24,7 +24,7 @@ def files(tmp_path_factory):
     """A tiny checkpoint, an LR face crop (12×10) and a reference crop (50×42: cropped to 48×40)."""
     root = tmp_path_factory.mktemp("infer")
     torch.manual_seed(0)
-    model = TTSR(CONFIG, load_vgg=False)
+    model = TTSR(CONFIG, vgg=RANDOM_VGG)
     ckpt = root / "ckpt.pt"
     save_checkpoint(ckpt, model_state=model.reference_state_dict(), model_config=CONFIG)
     photo = data.astronaut()  # (512, 512, 3) uint8

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torchvision.models import vgg19
 
-from ttsr import losses
+from ttsr.train import losses
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +113,12 @@ def test_perceptual_distance(features):
 def tiny_model():
     import warnings
 
-    from ttsr.model import TTSR, ModelConfig
+    from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = TTSR(ModelConfig(n_feats=8, num_res_blocks=(1, 1, 1, 1)), load_vgg=False)
+        model = TTSR(ModelConfig(n_feats=8, num_res_blocks=(1, 1, 1, 1)), vgg=RANDOM_VGG)
     return model
 
 
@@ -166,7 +166,7 @@ def test_reconstruction_trains_mainnet_and_lte(tiny_model):
 
 
 def test_perceptual_and_adversarial_reach_mainnet(tiny_model, features):
-    from ttsr.discriminator import Discriminator
+    from ttsr.train.discriminator import Discriminator
 
     out, hr = _forward(tiny_model)
     losses.PerceptualLoss(features=features)(out.sr, hr).backward()

@@ -13,11 +13,10 @@ from PIL import Image
 
 from ttsr.checkpoint import load_model, save_checkpoint
 from ttsr.infer import main, super_resolve
-from ttsr.model import TTSR, ModelConfig
+from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
 mlflow = pytest.importorskip("mlflow")
-from ttsr import mlflow_model  # noqa: E402 - after the importorskip
-from ttsr.tracking import get_or_create_experiment  # noqa: E402
+from ttsr.tracking import get_or_create_experiment, mlflow_model  # noqa: E402 - after it
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ModelConfig(n_feats=8, num_res_blocks=(1, 1, 1, 1))
@@ -29,7 +28,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     uri = f"sqlite:///{root}/mlflow.db"
     torch.manual_seed(0)
-    model = TTSR(CONFIG, load_vgg=False)
+    model = TTSR(CONFIG, vgg=RANDOM_VGG)
     ckpt = root / "model.pt"
     save_checkpoint(
         ckpt, model_state=model.reference_state_dict(), model_config=CONFIG, extra={"epoch": 3}
@@ -75,12 +74,12 @@ def test_model_directory_keeps_our_model_pt_and_explicit_requirements(store, tmp
     conf = mlflow.models.Model.load(str(model_dir / "MLmodel"))
     assert set(conf.flavors) == {"ttsr", "python_function"}
     assert conf.flavors["ttsr"]["n_feats"] == 8
-    assert conf.flavors["python_function"]["loader_module"] == "ttsr.mlflow_model"
+    assert conf.flavors["python_function"]["loader_module"] == "ttsr.tracking.mlflow_model"
     assert conf.signature.inputs.input_names() == ["lr", "ref"]
     requirements = (model_dir / "requirements.txt").read_text().split()
     assert any(r.startswith("torch==") for r in requirements)
     assert any(r.startswith("mlflow==") for r in requirements)
-    assert (model_dir / "code" / "ttsr" / "mlflow_model.py").is_file()
+    assert (model_dir / "code" / "ttsr" / "tracking" / "mlflow_model.py").is_file()
     assert not list(model_dir.rglob("__pycache__"))
 
 
@@ -190,7 +189,7 @@ def test_pyfunc_loads_from_the_models_own_code(store, tmp_path):
     code = (
         "import sys, numpy as np\n"
         f"sys.path.insert(0, {str(Path(model_dir) / 'code')!r})\n"
-        "import ttsr.mlflow_model as m\n"
+        "import ttsr.tracking.mlflow_model as m\n"
         f"p = m._load_pyfunc({str(Path(model_dir) / 'data' / 'model.pt')!r})\n"
         "lr, ref = np.zeros((5, 6, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)\n"
         "sr = p.predict({'lr': lr, 'ref': ref})\n"

@@ -20,8 +20,8 @@ from ttsr import names
 mlflow = pytest.importorskip("mlflow")
 from mlflow_server import MlflowServer, train_tiny_run  # noqa: E402
 
-from ttsr.mlflow_model import register_best_model  # noqa: E402
 from ttsr.tracking import EXPERIMENT_KIND_TAG, TRAINING_KIND, MlflowTracker  # noqa: E402
+from ttsr.tracking.mlflow_model import register_best_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3

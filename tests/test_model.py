@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from ttsr.model import TTSR, ModelConfig, TTSROutput
+from ttsr.model import RANDOM_VGG, TTSR, ModelConfig, TTSROutput
 
 TINY = ModelConfig(n_feats=8, num_res_blocks=(1, 1, 1, 1))
 
 
 def tiny(**kwargs) -> TTSR:
     torch.manual_seed(0)
-    return TTSR(TINY, load_vgg=False, **kwargs).eval()
+    return TTSR(TINY, vgg=RANDOM_VGG, **kwargs).eval()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_config_from_string():
 
 
 def test_default_model_matches_the_reference_layout():
-    model = TTSR(ModelConfig(), load_vgg=False)
+    model = TTSR(ModelConfig(), vgg=RANDOM_VGG)
     state = model.reference_state_dict()
     assert len(state) == 316
     assert sum(k.startswith("MainNet.") for k in state) == 304
@@ -224,7 +224,7 @@ def test_checkpointing_is_off_in_eval_and_without_grad(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="peak memory is measured on CUDA")
 def test_checkpointed_activations_need_less_peak_memory_on_cuda():
-    model = TTSR(ModelConfig(n_feats=32, num_res_blocks=(2, 2, 2, 2)), load_vgg=False).cuda()
+    model = TTSR(ModelConfig(n_feats=32, num_res_blocks=(2, 2, 2, 2)), vgg=RANDOM_VGG).cuda()
     x = [t.cuda() for t in inputs(32, 32, n=2)]
 
     def peak(checkpointed: bool) -> int:

@@ -1,7 +1,7 @@
 """The optimised training path computes what the reference path computes.
 
-Both paths are `TrainConfig` values built by `ttsr.trainer.build_trainer`: the reference one is
-`benchmarks.configs.reference_config` (dense search, fp32, eager, contiguous, plain Adam), the
+Both paths are `TrainConfig` values built by `ttsr.train.trainer.build_trainer`: the reference one
+is `benchmarks.configs.reference_config` (dense search, fp32, eager, contiguous, plain Adam), the
 optimised one what a study runs (the defaults), with bf16 autocast and bf16 search matmuls on top
 where a test says so. Real photographs (scikit-image's astronaut). `build_trainer` ignores the
 CUDA-only knobs on the CPU (channels_last), so on the CPU `built(...,
@@ -29,8 +29,8 @@ from ttsr.data.images import bicubic
 from ttsr.metrics import psnr
 from ttsr.model import TTSROutput
 from ttsr.search import relevance_search
-from ttsr.step import StepLosses
-from ttsr.trainer import IMAGE_KEYS, Trainer, build_trainer
+from ttsr.train.step import StepLosses
+from ttsr.train.trainer import IMAGE_KEYS, Trainer, build_trainer
 
 TINY = {"n_feats": 8, "num_res_blocks": "1+1+1+1"}
 SMALL = {"n_feats": 16, "num_res_blocks": "2+2+2+2"}

@@ -21,7 +21,6 @@ from ttsr.tracking import (
     GIT_COMMIT_TAG,
     GIT_DIFF_ARTIFACT,
     RERUN_OF_TAG,
-    THREADS_TAG,
     MlflowCallback,
     MlflowTracker,
     git_commit,
@@ -84,7 +83,7 @@ def test_a_run_trained_again_gives_the_same_curve_as_a_new_run_beside_it(
         if r.data.tags.get(RERUN_OF_TAG) == run_id
     ]
     assert again.info.run_name == "re-run of tiny" and again.info.status == "FINISHED"
-    assert source.data.tags[THREADS_TAG] == again.data.tags[THREADS_TAG] == "1"
+    assert source.data.tags[names.THREADS_TAG] == again.data.tags[names.THREADS_TAG] == "1"
     before, after = (
         _history(uri, run_id, names.VAL_PSNR),
         _history(uri, again.info.run_id, names.VAL_PSNR),

@@ -1,6 +1,6 @@
-"""The training step (ttsr/step.py, built by ttsr/trainer.py), and the proof that the benchmark
-(`benchmarks/`) times the step `ttsr.train` runs: for one `TrainConfig`, the benchmark's builder
-and the training run's builder give the same modules, dtypes, memory format, compile state,
+"""The training step (ttsr/train/step.py, built by ttsr/train/trainer.py), and the proof that the
+benchmark (`benchmarks/`) times the step `ttsr.train` runs: for one `TrainConfig`, the benchmark's
+builder and the training run's builder give the same modules, dtypes, memory format, compile state,
 optimisers and loss values, and the benchmark's per-batch code gives the loop's losses.
 """
 
@@ -17,10 +17,10 @@ from benchmarks.configs import reference_config
 from benchmarks.timing import LoopSteps, build
 from ttsr import names
 from ttsr.config import TrainConfig
-from ttsr.step import D_BETAS, StepLosses
 from ttsr.train.loop import train
 from ttsr.train.setup import start_run
-from ttsr.trainer import NAN_CHECK_STEPS, Trainer
+from ttsr.train.step import D_BETAS, StepLosses
+from ttsr.train.trainer import NAN_CHECK_STEPS, Trainer
 
 ALL_LOSSES = {"per_w": 0.01, "tpl_w": 0.01, "adv_w": 0.001}
 pytestmark = pytest.mark.filterwarnings("ignore:VGG19 ImageNet weights not found")

@@ -1,11 +1,12 @@
-import stat
+import sys
 import threading
 import time
+import types
 
 import pytest
 
-from ttsr import system_metrics as sm
-from ttsr.system_metrics import GpuWatch, SmiReader, SystemMetricsMonitor, watched_gpus
+from ttsr.tracking import system_metrics as sm
+from ttsr.tracking.system_metrics import GpuWatch, SystemMetricsMonitor, watched_gpus
 
 # Four GPUs on the host, in NVML (PCI bus) order.
 HOST = [(0, "GPU-aaaa0000"), (1, "GPU-bbbb1111"), (2, "GPU-cccc2222"), (3, "GPU-dddd3333")]
@@ -136,21 +137,55 @@ def test_interval_from_mlflow_environment_variable():
         SystemMetricsMonitor(lambda m, s: None, interval=0)
 
 
-def test_nvidia_smi_reader(tmp_path):
-    # A stand-in nvidia-smi that prints what the real one prints for the query.
-    exe = tmp_path / "nvidia-smi"
-    exe.write_text(
-        "#!/bin/sh\n"
-        "echo '0, GPU-aaaa0000, 7, 1024, 81559, 71.50'\n"
-        "echo '1, GPU-bbbb1111, 93, 40960, 81559, [N/A]'\n"
+def _fake_pynvml(gpus):
+    """A stand-in ``pynvml`` answering as the real one does for ``gpus``: (uuid, utilisation %,
+    used bytes, total bytes, power mW or None for a board without a power reading)."""
+
+    class NVMLError(Exception):
+        pass
+
+    def power(handle):
+        if gpus[handle][4] is None:
+            raise NVMLError("Not Supported")
+        return gpus[handle][4]
+
+    return types.SimpleNamespace(
+        NVMLError=NVMLError,
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: len(gpus),
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        # older pynvml releases return bytes
+        nvmlDeviceGetUUID=lambda h: gpus[h][0].encode() if h == 0 else gpus[h][0],
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=gpus[h][1]),
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=gpus[h][2], total=gpus[h][3]),
+        nvmlDeviceGetPowerUsage=power,
     )
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
-    reader = SmiReader(str(exe))
+
+
+def test_nvml_reader(monkeypatch):
+    mib = sm.MIB
+    gpus = [
+        ("GPU-aaaa0000", 7, 1024 * mib, 81559 * mib, 71500),
+        ("GPU-bbbb1111", 93, 40960 * mib, 81559 * mib, None),
+    ]
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(gpus))
+    reader = sm.gpu_reader()
     assert reader.devices() == [(0, "GPU-aaaa0000"), (1, "GPU-bbbb1111")]
     numbers = reader.read([1])
     assert set(numbers) == {1}
     assert numbers[1]["utilization_percentage"] == 93.0
     assert numbers[1]["memory_usage_megabytes"] == 40960.0
     assert numbers[1]["memory_usage_percentage"] == pytest.approx(100 * 40960 / 81559)
-    assert "power_usage_watts" not in numbers[1]  # [N/A]
+    assert "power_usage_watts" not in numbers[1]  # not supported on that board
     assert reader.read([0])[0]["power_usage_watts"] == 71.5
+
+
+def test_no_gpu_reader_where_nvml_cannot_start(monkeypatch):
+    fake = _fake_pynvml([])
+
+    def no_driver():
+        raise fake.NVMLError("NVML Shared Library Not Found")
+
+    fake.nvmlInit = no_driver
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert sm.gpu_reader() is None

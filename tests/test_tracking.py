@@ -302,7 +302,7 @@ def test_dataset_inputs_retry_a_collision_with_a_parallel_trial(uri):
 
 
 def test_system_metrics_of_the_runs_own_gpu(uri, monkeypatch):
-    from ttsr import system_metrics as sm
+    from ttsr.tracking import system_metrics as sm
 
     class Reader:  # a host with 4 GPUs; this run was given NVML device 3
         def devices(self):

@@ -12,13 +12,13 @@ import torch
 from tiny import tiny_config
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from ttsr import evaluate, names, step, trainer
+from ttsr import names
 from ttsr.atomic import write_dir_atomically
 from ttsr.checkpoint import load_model, load_state, resolve_checkpoint_dir
 from ttsr.config import ConfigError, TrainConfig
 from ttsr.model import TTSR
-from ttsr.step import D_BETAS
-from ttsr.train import Callback, train
+from ttsr.train import Callback, evaluate, step, train, trainer
+from ttsr.train.step import D_BETAS
 
 warnings.filterwarnings("ignore", message="VGG19 ImageNet weights not found")
 ROOT = Path(__file__).resolve().parents[1]

@@ -463,7 +463,7 @@ def test_a_fast_path_fallback_is_a_note_of_the_report(tmp_path):
 
 
 def test_the_kept_model_says_how_to_train_it_again_when_tracked():
-    from ttsr.tracking import MLFLOW_RUN_KEY
+    from tune.execution.storage import MLFLOW_RUN_KEY
     from tune.report import best_lines
 
     best = {"label": "per_w=0", "trial_id": "t1", MLFLOW_RUN_KEY: "abc", "best_checkpoint": "/c"}

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ttsr.model import TTSR, ModelConfig, bicubic
+from ttsr.model import RANDOM_VGG, TTSR, ModelConfig, bicubic
 from ttsr.upsample import bicubic_by_convolution, phase_weights
 
 
@@ -54,7 +54,7 @@ def test_model_bicubic_uses_convolutions_only_for_fp32_cpu(monkeypatch):
 
 def test_ttsr_with_fast_kernels_computes_the_same():
     torch.manual_seed(0)
-    model = TTSR(ModelConfig(n_feats=8, num_res_blocks=(1, 2, 1, 2)), load_vgg=False).train()
+    model = TTSR(ModelConfig(n_feats=8, num_res_blocks=(1, 2, 1, 2)), vgg=RANDOM_VGG).train()
     g = torch.Generator().manual_seed(3)
     x = [torch.rand(2, 3, 5, 6, generator=g) * 2 - 1]
     x += [torch.rand(2, 3, 20, 24, generator=g) * 2 - 1 for _ in range(3)]

@@ -32,7 +32,7 @@ from ttsr.atomic import (
     write_file_atomically,
 )
 from ttsr.errors import UsageError, first_line
-from ttsr.model import TTSR, ModelConfig
+from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
 FORMAT = "ttsr-tune/1"
 _RESERVED = ("format", "model_config", "model")
@@ -225,7 +225,7 @@ def load_model(
     False: it describes the initialisation, which a loaded model does not have).
     """
     config = checkpoint_model_config(path)
-    model = TTSR(config, load_vgg=False, search_chunk=search_chunk, search_dtype=search_dtype)
+    model = TTSR(config, vgg=RANDOM_VGG, search_chunk=search_chunk, search_dtype=search_dtype)
     return load_weights(model, path).to(device).eval()
 
 

@@ -42,7 +42,7 @@ SEARCH_METHODS = ("auto", "chunked", "dense", "fused")  # as ttsr.search.SEARCH_
 CRITIC_STRIDE = 32  # the critic halves the image five times; its FC is sized to the crop
 TPL_LOSSES = ("l2", "l1")
 LOSS_WEIGHTS = ("rec_w", "per_w", "tpl_w", "adv_w")
-# Early stopping (ttsr.early_stopping): an epoch must beat the best by more than this to count
+# Early stopping (ttsr.train.early_stopping): an epoch must beat the best by more than this to count
 # as an improvement; a plateau's epoch-to-epoch wiggles (0.02 dB on the demos' 22 validation
 # photos) are below it.
 DEFAULT_MIN_DELTA_DB = 0.05

@@ -35,9 +35,9 @@ from torch import Tensor
 from torch.optim.adam import adam as adam_step
 
 from ttsr.errors import first_line
-from ttsr.losses import gradient_penalty
 from ttsr.metrics import psnr
 from ttsr.search import choose_method, relevance_search
+from ttsr.train.losses import gradient_penalty
 
 SEARCH_ATOL = 2e-2  # bf16 block matmuls round scores to ~3 significant digits; fp32/tf32 far less
 AMP_MIN_PSNR_DB = 30.0  # bf16 vs fp32 SR output of the same weights (random init: ~40-50 dB)
@@ -85,7 +85,7 @@ class Check:
 
 def _rebuilt(trainer, **changes):
     """The trainer built again from its config with ``changes`` (same seed, same weights)."""
-    from ttsr.trainer import build_trainer
+    from ttsr.train.trainer import build_trainer
 
     rebuilt = build_trainer(trainer.config.replace(**changes))
     rebuilt.step.gp_autocast = trainer.step.gp_autocast  # a fallback that is no config field

@@ -35,7 +35,7 @@ from ttsr.checkpoint import CheckpointError, load_model
 from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.errors import UsageError
 from ttsr.model import TTSR
-from ttsr.model_uri import URI_SCHEMES as MODEL_URI_SCHEMES  # resolved through MLflow
+from ttsr.tracking.model_uri import URI_SCHEMES as MODEL_URI_SCHEMES  # resolved through MLflow
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -208,7 +208,7 @@ def _load(
                 raise InferError(f"checkpoint not found: {checkpoint}")
             return load_model(path, device=device, search_chunk=search_chunk)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        from ttsr.model_uri import ModelError, local_checkpoint
+        from ttsr.tracking.model_uri import ModelError, local_checkpoint
 
         uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
         with tempfile.TemporaryDirectory(prefix="ttsr-infer-") as tmp:

@@ -424,6 +424,9 @@ def _check_inputs(lr: Tensor, lr_up: Tensor, ref: Tensor, ref_downup: Tensor) ->
         )
 
 
+RANDOM_VGG = "random"  # TTSR(vgg=RANDOM_VGG): random VGG features, no lookup
+
+
 class TTSR(nn.Module):
     """Texture Transformer for super-resolution (×4).
 
@@ -432,10 +435,11 @@ class TTSR(nn.Module):
     of lr_up, as in the reference's test mode). `lr_up` = bicubic ×4 of lr and `ref_downup` =
     bicubic ÷4 then ×4 of ref, both made by the data pipeline with PIL.
 
-    vgg_weights: where to find ImageNet VGG19 (see `ttsr.vgg.vgg19_features`); load_vgg=False
-    skips the lookup (random LTE init, no warning) for callers that load a checkpoint right away;
-    vgg=(features, pretrained) hands in `vgg19().features` the caller loaded (the LTE takes
-    its modules, so pass a copy you don't share with a frozen loss network).
+    vgg, the LTE's VGG19 features: None (the reference's choice) = ImageNet VGG19 where
+    `ttsr.vgg.vgg19_features` finds it (random, with a warning, where not); a weights file;
+    `RANDOM_VGG` = random init without a lookup, for callers that load a checkpoint right away;
+    or (features, pretrained) the caller loaded (the LTE takes its modules, so pass a copy you
+    don't share with a frozen loss network).
     search_chunk / search_dtype / search_method: see `ttsr.search.relevance_search`.
     """
 
@@ -443,24 +447,22 @@ class TTSR(nn.Module):
         self,
         config: ModelConfig,
         *,
-        vgg_weights: str | Path | None = None,
+        vgg: str | Path | tuple[nn.Sequential, bool] | None = None,
         search_chunk: int | None = None,
         search_dtype: torch.dtype | None = None,
         search_method: str = "auto",
-        load_vgg: bool = True,
-        vgg: tuple[nn.Sequential, bool] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.MainNet = MainNet(
             num_res_blocks=config.num_res_blocks, n_feats=config.n_feats, res_scale=config.res_scale
         )
-        if vgg is not None:  # (features, pretrained) the caller already has; used as they are
+        if isinstance(vgg, tuple):  # (features, pretrained) the caller has; used as they are
             features, self.pretrained_vgg = vgg
-        elif load_vgg:
-            features, self.pretrained_vgg = vgg19_features(vgg_weights)
-        else:
+        elif vgg == RANDOM_VGG:
             features, self.pretrained_vgg = random_vgg19_features(), False
+        else:
+            features, self.pretrained_vgg = vgg19_features(vgg)
         self.LTE = LTE(features, requires_grad=True)
         # Frozen copy for the transferal perceptual loss; refreshed from LTE before every use.
         self.LTE_copy = LTE(copy.deepcopy(features), requires_grad=False)

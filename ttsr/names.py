@@ -78,3 +78,4 @@ DIVERGENCE_SIGNALS = (
 )
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow store when none is given
+THREADS_TAG = "torch_threads"  # CPU threads the run trained with: float sums depend on them

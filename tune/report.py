@@ -38,7 +38,7 @@ if __name__ == "__main__":
 import pandas as pd  # noqa: E402
 
 from ttsr import names  # noqa: E402
-from ttsr.tracking import MLFLOW_RUN_KEY  # noqa: E402
+from tune.execution.storage import MLFLOW_RUN_KEY  # noqa: E402
 from tune.reporting.answers import bicubic_verdict  # noqa: E402
 from tune.reporting.formatting import db, mean_std, number, table_text  # noqa: E402
 from tune.reporting.groups import GROUP  # noqa: E402

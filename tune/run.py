@@ -186,13 +186,13 @@ def publish_models(out, study_name: str, tracking_uri: str) -> None:
     """Every trial's best checkpoint as an MLflow model (a trial Tune stopped early could not log
     its own), and the study's best trial registered as ``ttsr-<study>``. A failure here (e.g.
     the tracking server is down) is reported in one line; the study's results stand."""
-    from ttsr.mlflow_model import (
+    from ttsr.tracking.mlflow_model import (
         BEST_ALIAS,
         log_missing_models,
         register_best_model,
         registered_name,
     )
-    from ttsr.tracking import MLFLOW_RUN_KEY
+    from tune.execution.storage import MLFLOW_RUN_KEY
 
     trials = out.trials
     if trials.empty or MLFLOW_RUN_KEY not in trials:

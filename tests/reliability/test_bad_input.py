@@ -277,11 +277,11 @@ def _workspace(root: Path) -> None:
         {"conv.weight": torch.zeros(8, 3, 3, 3), "fc.bias": torch.zeros(10)}, root / "other.pt"
     )
     from ttsr.checkpoint import save_checkpoint
-    from ttsr.model import TTSR, ModelConfig
+    from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
     torch.manual_seed(0)
     config = ModelConfig(n_feats=4, num_res_blocks=(1, 1, 1, 1))
-    model = TTSR(config, load_vgg=False)
+    model = TTSR(config, vgg=RANDOM_VGG)
     save_checkpoint(root / "ttsr.pt", model_state=model.reference_state_dict(), model_config=config)
     Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / "lr.png")
     Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "ref.png")

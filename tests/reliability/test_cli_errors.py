@@ -40,11 +40,11 @@ TRAIN_1 = [*TRAIN, *TINY_FLAGS, "--epochs", "1"]
 
 def _tiny_checkpoint(path: Path) -> Path:
     from ttsr.checkpoint import save_checkpoint
-    from ttsr.model import TTSR, ModelConfig
+    from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
     torch.manual_seed(0)
     config = ModelConfig(n_feats=4, num_res_blocks=(1, 1, 1, 1))
-    model = TTSR(config, load_vgg=False)
+    model = TTSR(config, vgg=RANDOM_VGG)
     return save_checkpoint(path, model_state=model.reference_state_dict(), model_config=config)
 
 

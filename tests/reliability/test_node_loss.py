@@ -2,7 +2,7 @@
 127.0.0.2, built with the tests/cluster helpers), the worker node's raylet is SIGKILLed while a
 trial runs there; Tune reschedules that trial on the head node, from its last checkpoint, and
 every epoch of both trials is in Tune's record (result.json) and in the trial's MLflow child run
-exactly once (see tune/execution/trial_record.py and ttsr/tracking.py::MlflowCallback).
+exactly once (see tune/execution/trial_record.py and ttsr/tracking/__init__.py::MlflowCallback).
 """
 
 from __future__ import annotations

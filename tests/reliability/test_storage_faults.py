@@ -17,11 +17,11 @@ from .conftest import env
 
 
 def _model_and_config():
-    from ttsr.model import TTSR, ModelConfig
+    from ttsr.model import RANDOM_VGG, TTSR, ModelConfig
 
     torch.manual_seed(0)
     config = ModelConfig(n_feats=4, num_res_blocks=(1, 1, 1, 1))
-    return TTSR(config, load_vgg=False), config
+    return TTSR(config, vgg=RANDOM_VGG), config
 
 
 def _files(directory: Path) -> dict[str, bytes]:

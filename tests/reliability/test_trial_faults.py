@@ -146,7 +146,7 @@ def test_killed_trial_worker_resumes_and_diverged_trial_stops(tmp_path, ray_temp
     div_run = by_trial[div_id]
     assert div_run.data.tags[names.STOP_REASON] == names.STOP_DIVERGED
     from ttsr.checkpoint import load_checkpoint, load_model
-    from ttsr.mlflow_model import local_checkpoint
+    from ttsr.tracking.mlflow_model import local_checkpoint
 
     best = local_checkpoint(f"runs:/{div_run.info.run_id}/model", tmp_path, tracking_uri=uri)
     ckpt = load_checkpoint(best)

@@ -6,11 +6,11 @@ See docs/DATA.md for formats, commands and measured throughput.
 
 from ttsr.data.cufed import PairedDataset
 from ttsr.data.dataset import ShardDataset
-from ttsr.data.errors import DataError
 from ttsr.data.inpaint import InpaintOptions
 from ttsr.data.prepare import PrepareResult, prepare
 from ttsr.data.sample import sample_dataset_dir
 from ttsr.data.source import REF_MODES, inpaint_options, open_dataset, open_dataset_from_config
+from ttsr.errors import DataError
 
 __all__ = [
     "REF_MODES",

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from ttsr.cli_errors import DEBUG_HELP, run_cli
-from ttsr.data.errors import DataError
 from ttsr.data.manifest import read_manifest
 from ttsr.data.remote import is_uri
+from ttsr.errors import DataError
 
 MAX_LISTED = 50
 CLUSTER_MODULE = "tune.execution.prepare_cluster"  # runs the chunk jobs as Ray tasks (--address)

@@ -19,11 +19,11 @@ from pathlib import Path
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ttsr.data.errors import DataError
 from ttsr.data.images import IMAGE_EXTENSIONS, UnusableImage, decode_rgb_square, resize_to
 from ttsr.data.inpaint import InpaintOptions
 from ttsr.data.items import ItemBuilder
-from ttsr.data.split import SPLITS, take_fraction
+from ttsr.data.manifest import SPLITS, take_fraction
+from ttsr.errors import DataError
 
 _CUFED5_INPUT = re.compile(r"^(\d+)_0\.png$")
 

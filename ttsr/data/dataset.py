@@ -8,14 +8,13 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ttsr.data.errors import DataError
 from ttsr.data.images import decode_png
 from ttsr.data.inpaint import InpaintOptions
 from ttsr.data.items import ItemBuilder
-from ttsr.data.manifest import available_sizes, read_manifest, size_dir
+from ttsr.data.manifest import SPLITS, available_sizes, read_manifest, size_dir, take_fraction
 from ttsr.data.references import NON_PAIRED_MODES, other_partner
 from ttsr.data.shards import ShardReader, unusable_shard
-from ttsr.data.split import SPLITS, take_fraction
+from ttsr.errors import DataError
 
 
 class ShardDataset(Dataset):

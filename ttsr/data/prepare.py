@@ -28,7 +28,6 @@ from tqdm import tqdm
 from ttsr.atomic import TMP_MARKER
 from ttsr.cpus import usable_cpus
 from ttsr.data import remote
-from ttsr.data.errors import DataError
 from ttsr.data.images import (
     IMAGE_EXTENSIONS,
     UnusableImage,
@@ -37,6 +36,8 @@ from ttsr.data.images import (
     resize_to,
 )
 from ttsr.data.manifest import (
+    SPLITS,
+    assign_split,
     check_params,
     chunk_done,
     merge_receipts,
@@ -46,8 +47,7 @@ from ttsr.data.manifest import (
 )
 from ttsr.data.remote import is_uri
 from ttsr.data.shards import SHARD_FORMATS, shard_name, write_shard
-from ttsr.data.split import SPLITS, assign_split
-from ttsr.errors import first_line
+from ttsr.errors import DataError, first_line
 
 DEFAULT_SIZES = (160, 256, 384, 512)
 DEFAULT_FORMAT = "png"

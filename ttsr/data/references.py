@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ttsr.data.augment import FlipRotate
-from ttsr.data.split import fraction_order
+from ttsr.data.manifest import fraction_order
 
 NON_PAIRED_MODES = ("gt", "gt-augmented", "other")
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ttsr.atomic import named_os_error, replace_atomically, tmp_path_for
-from ttsr.data.errors import DataError
+from ttsr.errors import DataError
 
 SHARD_FORMATS = ("png", "raw")
 # Small row groups make reading one random image cheap (a row group is the unit of I/O); the

@@ -10,10 +10,10 @@ from torch.utils.data import Dataset
 from ttsr.config import REF_MODES
 from ttsr.data.cufed import PairedDataset, is_paired_dir
 from ttsr.data.dataset import ShardDataset
-from ttsr.data.errors import DataError
 from ttsr.data.inpaint import InpaintOptions
 from ttsr.data.manifest import MANIFEST_NAME
 from ttsr.data.sample import sample_dataset_dir
+from ttsr.errors import DataError
 
 if TYPE_CHECKING:
     from ttsr.config import TrainConfig

@@ -18,6 +18,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from ttsr import names
 from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.config import ConfigError, TrainConfig, parse_set
 from ttsr.errors import first_line
@@ -281,9 +282,7 @@ def use_source_threads(run: Any) -> None:
     demo trial re-run on 2 threads instead of its 1 was 5e-4 dB off at epoch 1)."""
     import torch
 
-    from ttsr.tracking import THREADS_TAG
-
-    threads = run.data.tags.get(THREADS_TAG, "")
+    threads = run.data.tags.get(names.THREADS_TAG, "")
     if threads.isdigit() and int(threads) != torch.get_num_threads():
         torch.set_num_threads(int(threads))
         print(f"{threads} CPU thread(s), as run {run.info.run_id} had", flush=True)

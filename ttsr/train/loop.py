@@ -1,16 +1,16 @@
 """The TTSR training loop: `train(config)` for the CLI, tests and Ray trials.
 
 One epoch, top to bottom in `train`: order the data (the round's steps, a function of
-(seed, step)), run the steps (`ttsr.step.TrainStep` through `ttsr.trainer.Trainer`: the
+(seed, step)), run the steps (`ttsr.train.step.TrainStep` through `ttsr.train.trainer.Trainer`: the
 critic's WGAN-GP update `gan_k` times, then the generator update — the step the benchmark
 times), validate, decide (early stopping and divergence), checkpoint, log, call the callbacks.
 Epoch 0 validates the model before training: the baseline every divergence check compares with.
 
 No host syncs in the hot loop: losses are summed as device tensors and read every
 ``Trainer.check_every`` steps (every step on the CPU, where a sync costs nothing; on CUDA
-every `log_every_steps` or `ttsr.trainer.NAN_CHECK_STEPS`, but every step for a run's first
-`ttsr.trainer.NAN_CANARY_STEPS`) to catch non-finite losses and loss spikes (a NaN stays in the
-sum, so none is missed; at most that many steps run on bad weights).
+every `log_every_steps` or `ttsr.train.trainer.NAN_CHECK_STEPS`, but every step for a run's first
+`ttsr.train.trainer.NAN_CANARY_STEPS`) to catch non-finite losses and loss spikes (a NaN stays in
+the sum, so none is missed; at most that many steps run on bad weights).
 
 Exact resume: everything that decides the future (weights, optimisers, RNG states, step count,
 stopper) is in `checkpoints/latest/state.pt`; a run resumed from it continues as if it had
@@ -30,12 +30,12 @@ from tqdm import tqdm
 
 from ttsr import names
 from ttsr.config import TrainConfig
-from ttsr.early_stopping import LossSpikeMonitor, collapse_reason, whitening_reason
-from ttsr.evaluate import Validation
 from ttsr.fast_paths import FAST_PATHS_TAG
-from ttsr.step import StepLosses
 from ttsr.train.callbacks import Callback, TrainResult
+from ttsr.train.early_stopping import LossSpikeMonitor, collapse_reason, whitening_reason
+from ttsr.train.evaluate import Validation
 from ttsr.train.setup import Run, print_summary, start_run
+from ttsr.train.step import StepLosses
 
 LOSS_KEYS = (names.LOSS_TOTAL, names.LOSS_REC, names.LOSS_PER, names.LOSS_TPL, names.LOSS_ADV)
 

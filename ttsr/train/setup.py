@@ -25,14 +25,14 @@ from ttsr.checkpoint import (
 from ttsr.config import TrainConfig
 from ttsr.data import open_dataset_from_config
 from ttsr.data.loading import loader_options
-from ttsr.early_stopping import EarlyStopper, LossSpikeMonitor
-from ttsr.evaluate import Evaluator
 from ttsr.fast_paths import FAST_PATHS_TAG, FastPaths, self_test
 from ttsr.grids import save_sample_grid
 from ttsr.train.batches import PassItems, StepSampler, StepSchedule
 from ttsr.train.callbacks import RunInfo, TrainResult
+from ttsr.train.early_stopping import EarlyStopper, LossSpikeMonitor
+from ttsr.train.evaluate import Evaluator
 from ttsr.train.state import TrainingState
-from ttsr.trainer import IMAGE_KEYS, Trainer, build_trainer
+from ttsr.train.trainer import IMAGE_KEYS, Trainer, build_trainer
 
 VGG_WARNING = (
     "VGG19 ImageNet weights not found: LTE, perceptual loss and val_perceptual use random weights"
@@ -208,20 +208,14 @@ def start_run(
 
 
 def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
-    from ttsr.tracking import GIT_COMMIT_TAG, SOURCE_TAGS, THREADS_TAG, git_commit
-
+    """What the run ran on; a tracker adds its own (ttsr.tracking: source, commit, diff)."""
     device = trainer.device
     tags = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "vgg_pretrained": str(trainer.vgg_pretrained).lower(),
         FAST_PATHS_TAG: paths.tag(),
-        THREADS_TAG: str(torch.get_num_threads()),
-        **SOURCE_TAGS,  # every run trains through ttsr.train's loop, a trial's too
+        names.THREADS_TAG: str(torch.get_num_threads()),
     }
-    commit = git_commit()
-    if commit:
-        tags["git_commit"] = commit
-        tags[GIT_COMMIT_TAG] = commit
     if not trainer.vgg_pretrained:
         tags["warning"] = VGG_WARNING
     if trainer.config.init_checkpoint:

@@ -15,8 +15,8 @@ from typing import Any
 
 from ttsr import names
 from ttsr.checkpoint import rng_state, set_rng_state
-from ttsr.early_stopping import EarlyStopper, LossSpikeMonitor, OutputStats
-from ttsr.trainer import Trainer
+from ttsr.train.early_stopping import EarlyStopper, LossSpikeMonitor, OutputStats
+from ttsr.train.trainer import Trainer
 
 
 @dataclass

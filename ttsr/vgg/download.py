@@ -1,40 +1,39 @@
 """Fetch torchvision's ImageNet VGG19 file: the URL torchvision uses, hash-checked, atomic.
 
-The file is streamed into a hidden temporary file next to its destination and renamed over it
-only once its sha256 is right, so the destination never holds a partial or wrong file, whatever
-fails (network, a short transfer, a wrong hash, a full disk, Ctrl-C or SIGTERM in the CLI). A
-temporary file left by a killed process (SIGKILL, power loss) is removed by the next download on
-the same host once that process is gone.
+The transfer is ``torch.hub.download_url_to_file``: it streams into a temporary file next to the
+destination, checks the sha256 and only then moves it over the destination, so the destination
+never holds a partial or wrong file, and its ``finally`` removes the temporary file whatever
+fails (network, a short transfer, a wrong hash, a full disk, Ctrl-C or SIGTERM in the CLI). Here
+around it: which URL and hash, one-line errors, a socket timeout (torch.hub sets none), the
+folders this call made removed again on failure, and the temporary files of killed downloads
+(SIGKILL, power loss) removed once stale.
 
-The hash is checked twice, as far as it is known: torchvision's convention (the hex digits between
-"-" and "." in the file name start the file's sha256) and the full sha256 of torchvision's file.
-
-A mirror (`--url`, e.g. an internal server on a cluster without internet) comes with its
-`--sha256`; without one only the hash in its file name is checked, and a name without one is
-refused.
+The hash is torchvision's full sha256 of its file, a mirror's ``--sha256``, or else
+torchvision's convention (the hex digits between "-" and "." in the file name start the file's
+sha256); a mirror (`--url`, e.g. an internal server on a cluster without internet) whose file
+name has none needs ``--sha256``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import re
 import socket
+import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tqdm import tqdm
-
-from ttsr.errors import UsageError
+from ttsr.errors import UsageError, first_line
 from ttsr.vgg.weights import TORCHVISION_FILE, TORCHVISION_SHA256, TORCHVISION_URL, cache_path
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
+# A download writes at least every TIMEOUT_S: a temporary file untouched this long is stale.
+STALE_S = 600.0
 _NAME_HASH = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's rule for the hash part of a file name
 
 
@@ -49,12 +48,11 @@ class Source:
     name_prefix: str | None  # torchvision's convention: the hash part of the file name
 
     def matches(self, digest: str) -> bool:
-        return (self.sha256 is None or digest == self.sha256) and (
-            self.name_prefix is None or digest.startswith(self.name_prefix)
-        )
+        return digest.startswith(self.expected())
 
     def expected(self) -> str:
-        return self.sha256 or f"{self.name_prefix}..."
+        """The full digest, or else the start of it that the file name gives."""
+        return self.sha256 or self.name_prefix or ""
 
 
 @dataclass(frozen=True)
@@ -102,68 +100,15 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _part_name(dest: Path, host: str, pid: int) -> Path:
-    return dest.with_name(f".{dest.name}.{host}.{pid}.part")
-
-
-def _remove_stale_parts(dest: Path, host: str) -> None:
-    """Temporary files of processes on this host that no longer run (killed mid-transfer)."""
-    for part in dest.parent.glob(f".{dest.name}.{host}.*.part"):
-        pid = part.name.rsplit(".", 2)[1]
-        if not pid.isdigit():
-            continue
+def _remove_stale_parts(dest: Path) -> None:
+    """torch.hub's temporary files for ``dest`` (``<dest>.<hex>.partial``) that no download has
+    written to for ``STALE_S``: left by a killed process."""
+    for part in dest.parent.glob(f"{dest.name}.*.partial"):
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            part.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, someone else's
-
-
-def _open(url: str) -> http.client.HTTPResponse:
-    request = urllib.request.Request(url, headers={"User-Agent": "ttsr-tune"})
-    try:
-        return urllib.request.urlopen(request, timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise DownloadError(f"cannot download {url}: {exc.reason}") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"cannot download {url}: {exc or type(exc).__name__}") from None
-
-
-def _save(response: http.client.HTTPResponse, url: str, part: Path, *, progress: bool) -> str:
-    """Stream the body into `part` (created here); return the sha256 of what was received."""
-    length = response.headers.get("Content-Length")
-    total = int(length) if length and length.isdigit() else None
-    h, got = hashlib.sha256(), 0
-    # 0o644 minus the umask, like any file the user writes (not mkstemp's 0o600): a cache that an
-    # image or a shared volume provides must be readable by the users who train.
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with (
-        os.fdopen(fd, "wb") as f,
-        tqdm(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress
-        ) as bar,
-    ):
-        while True:
-            try:
-                chunk = response.read(CHUNK)
-            except (OSError, http.client.HTTPException) as exc:
-                why = str(exc) or type(exc).__name__
-                raise DownloadError(f"transfer of {url} failed after {got} bytes ({why})") from None
-            if not chunk:
-                break
-            f.write(chunk)
-            h.update(chunk)
-            got += len(chunk)
-            bar.update(len(chunk))
-        f.flush()
-        os.fsync(f.fileno())
-    # http.client returns a short body without an error when the server closes early.
-    if total is not None and got != total:
-        raise DownloadError(f"transfer of {url} interrupted: got {got} of {total} bytes")
-    return h.hexdigest()
+            if time.time() - part.stat().st_mtime > STALE_S:
+                part.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _make_folders(folder: Path) -> list[Path]:
@@ -184,44 +129,48 @@ def download(
     """Put torchvision's ImageNet VGG19 file at `destination(to)` unless a valid one is there.
 
     `url`/`sha256`: a mirror instead of torchvision's server (`source`).
-    `progress`: a tqdm bar on stderr; `notify` receives one line when the server has answered.
+    `progress`: torch.hub's tqdm bar on stderr; `notify` receives one line before the transfer.
     Raises `DownloadError` (one line) on any failure; the destination is then as it was: no
     temporary file is left, nor a folder this call created.
     """
+    from torch.hub import download_url_to_file
+
     src = source(url, sha256)
     dest = destination(to)
-    host = socket.gethostname()
-    part = _part_name(dest, host, os.getpid())
     replaced, made, done = False, [], False
+    timeout = socket.getdefaulttimeout()
     try:
         if dest.is_file():
             digest = sha256_of(dest)
             if src.matches(digest):
                 return Downloaded(dest, digest, fetched=False)
             replaced = True
-        with _open(src.url) as response:
-            if notify is not None:
-                length = response.headers.get("Content-Length")
-                size = f" ({int(length) / 2**20:.0f} MiB)" if length and length.isdigit() else ""
-                notify(f"downloading {src.url}{size} to {dest}")
-            made = _make_folders(dest.parent)
-            _remove_stale_parts(dest, host)
-            part.unlink(missing_ok=True)  # ours by name: a killed process had our pid
-            digest = _save(response, src.url, part, progress=progress)
-        if not src.matches(digest):
-            raise DownloadError(
-                f"sha256 of {src.url} is {digest}, expected {src.expected()}: download discarded"
-            )
-        os.replace(part, dest)
+        made = _make_folders(dest.parent)
+        _remove_stale_parts(dest)
+        if notify is not None:
+            notify(f"downloading {src.url} to {dest}")
+        socket.setdefaulttimeout(TIMEOUT_S)
+        download_url_to_file(src.url, str(dest), hash_prefix=src.expected(), progress=progress)
         done = True
-    except OSError as exc:  # local files: permissions, a full disk, a read-only file system
-        where = exc.filename or dest
-        raise DownloadError(f"{where}: {exc.strerror or exc}") from None
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"cannot download {src.url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"cannot download {src.url}: {exc.reason}") from None
+    except http.client.HTTPException as exc:  # a malformed answer
+        raise DownloadError(f"cannot download {src.url}: {first_line(exc)}") from None
+    except RuntimeError as exc:  # torch.hub: "invalid hash value (expected ..., got ...)"
+        raise DownloadError(
+            f"{src.url}: {first_line(exc)}: a short or damaged transfer, or a wrong --sha256; "
+            "download discarded"
+        ) from None
+    except OSError as exc:  # local files (permissions, a full disk), or the connection dropped
+        where = exc.filename or src.url
+        raise DownloadError(f"{where}: {exc.strerror or first_line(exc)}") from None
     finally:
-        part.unlink(missing_ok=True)  # gone already after a successful rename
+        socket.setdefaulttimeout(timeout)
         for folder in made if not done else ():
             try:
                 folder.rmdir()
             except OSError:
                 break  # not empty (someone else's files): keep it and its parents
-    return Downloaded(dest, digest, fetched=True, replaced=replaced)
+    return Downloaded(dest, sha256_of(dest), fetched=True, replaced=replaced)

@@ -22,9 +22,9 @@ from typing import Any
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from ttsr.tracking import MLFLOW_RUN_KEY as MLFLOW_RUN_KEY  # noqa: F401 - used by trials, tests
 from ttsr.tracking import PARENT_RUN_TAG as PARENT_TAG
 from ttsr.tracking import get_or_create_experiment, param_text
+from tune.execution.storage import MLFLOW_RUN_KEY as MLFLOW_RUN_KEY  # noqa: F401 - trials, tests
 from tune.execution.storage import PARENT_FILE as PARENT_FILE  # noqa: F401 - report.py, tests
 from tune.study.studies import Study
 

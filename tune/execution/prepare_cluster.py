@@ -25,9 +25,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from ttsr.data import remote
-from ttsr.data.errors import DataError
 from ttsr.data.prepare import ChunkJob, process_chunk
-from ttsr.errors import first_line
+from ttsr.errors import DataError, first_line
 
 CONNECT_TIMEOUT_S = 10.0  # a TCP answer from the head's GCS port before ray.init is tried
 TASK_RETRIES = 3  # a chunk's task is rerun this often when its worker or node dies

@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ttsr.tracking import MLFLOW_RUN_KEY
 from tune.execution import storage
+from tune.execution.storage import MLFLOW_RUN_KEY
 from tune.study.studies import Study
 
 PRETRAIN_FILE = "pretrain.json"

@@ -16,6 +16,7 @@ from ttsr.errors import first_line
 from tune.study.preflight import PreflightError
 
 PARENT_FILE = "mlflow_parent.json"  # in each invocation's Tune experiment directory
+MLFLOW_RUN_KEY = "mlflow_run_id"  # a trial's MLflow run id, in each of its result rows
 
 
 def is_remote(path: str) -> bool:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ttsr import names
 from ttsr.config import VAL_REF_MODES
-from ttsr.tracking import MLFLOW_RUN_KEY
+from tune.execution.storage import MLFLOW_RUN_KEY
 from tune.reporting.formatting import number, text
 from tune.reporting.groups import trial_label
 

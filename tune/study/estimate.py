@@ -158,8 +158,8 @@ def loss_kind(config: TrainConfig) -> str:
 def dataset_counts(data: str | None, size: int) -> tuple[int, int, str]:
     """(train, test) images at ``size``: the prepared folder's manifest when there is one,
     else the seed document's; and where they came from."""
-    from ttsr.data.errors import DataError
     from ttsr.data.manifest import MANIFEST_NAME, read_manifest
+    from ttsr.errors import DataError
 
     if data is None or "://" in data or not (Path(data) / MANIFEST_NAME).is_file():
         why = f"no {MANIFEST_NAME} readable here in {data}" if data else "no prepared data given"

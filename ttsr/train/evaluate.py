@@ -8,8 +8,8 @@ same metrics named with `names.for_ref_mode` (e.g. `val_psnr_other`, an unseen r
 study can measure how much of the quality comes from copying the reference.
 
 The primary pass also measures the output's health for the divergence checks
-(`ttsr.early_stopping`): the share of SR values saturated at +-1, the per-image spread, and the
-share of white pixels overall and inside the inpainting box, next to the same shares of the
+(`ttsr.train.early_stopping`): the share of SR values saturated at +-1, the per-image spread, and
+the share of white pixels overall and inside the inpainting box, next to the same shares of the
 targets (the baseline a healthy model may reach).
 
 One host sync per pass: sums stay on the device until the end.
@@ -34,11 +34,11 @@ from ttsr.data import open_dataset, open_dataset_from_config
 from ttsr.data.items import to_model_range
 from ttsr.data.loading import loader_options
 from ttsr.data.source import inpaint_options
-from ttsr.early_stopping import OutputCollapseMonitor, OutputStats
 from ttsr.metrics import RGB_CROP, SSIM_WINDOW, psnr, psnr_rgb, ssim, ssim_rgb, to_y
+from ttsr.train.early_stopping import OutputCollapseMonitor, OutputStats
 
 if TYPE_CHECKING:
-    from ttsr.trainer import Trainer
+    from ttsr.train.trainer import Trainer
 
 RGB_C4 = (names.VAL_PSNR_RGB_C4, names.VAL_SSIM_RGB_C4)  # the literature's second convention
 PSNR_CAP = 100.0  # identical images have infinite PSNR; cap per image so means stay finite

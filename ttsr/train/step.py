@@ -21,14 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from ttsr import names
-from ttsr.losses import (
+from ttsr.model import TTSR
+from ttsr.train.losses import (
     discriminator_wgan_loss,
     generator_adversarial_loss,
     gradient_penalty,
     reconstruction_loss,
     transferal_perceptual_loss,
 )
-from ttsr.model import TTSR
 
 D_BETAS = (0.0, 0.9)  # the reference's critic Adam betas; floats: its int 0 crashes PyTorch 2.x
 
@@ -96,7 +96,7 @@ class TrainStep:
         self.d_optimizer = d_optimizer
         # The WGAN-GP double backward under bf16 autocast; `ttsr.fast_paths` may switch it off.
         self.gp_autocast = True
-        # Looked up when the step is built, so a test can swap `ttsr.step.reconstruction_loss`.
+        # Looked up when the step is built: a test can swap `ttsr.train.step.reconstruction_loss`.
         self.rec_loss = rec_loss if rec_loss is not None else reconstruction_loss
         fp16 = amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(device_type, enabled=fp16)

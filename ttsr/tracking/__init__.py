@@ -9,10 +9,10 @@ MLflow's, ``./mlruns`` next to a SQLite store). Every experiment made or reused 
 as a model-training one (``mlflow.experimentKind``), so MLflow's UI opens it on its runs table.
 
 What a training run records (`MlflowCallback`): params and tags; the data as two dataset inputs
-(`ttsr.dataset_inputs`); metrics per epoch at step = epoch; the sample grids as step-indexed
-images (the run page's image slider); ``system/...`` metrics from a background thread
-(`ttsr.system_metrics`); and at the end the best checkpoint as an MLflow model
-(`ttsr.mlflow_model`), also when Tune stops the trial early.
+(`ttsr.tracking.dataset_inputs`); metrics per epoch at step = epoch; the sample grids as
+step-indexed images (the run page's image slider); ``system/...`` metrics from a background thread
+(`ttsr.tracking.system_metrics`); and at the end the best checkpoint as an MLflow model
+(`ttsr.tracking.mlflow_model`), also when Tune stops the trial early.
 
 Lifecycle: ``MlflowTracker(...)`` creates (or, given ``run_id``, re-opens) the run. Use it as a
 context manager (``train`` does): leaving the block ends the run FINISHED, FAILED on an
@@ -54,7 +54,6 @@ from ttsr.names import DEFAULT_TRACKING_URI
 
 DEFAULT_EXPERIMENT = "ttsr"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag (the UI groups children by it)
-MLFLOW_RUN_KEY = "mlflow_run_id"  # a Tune trial reports its run id under this key
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # what the MLflow UI opens an experiment on
 TRAINING_KIND = "custom_model_development"  # its runs table and charts (not the GenAI pages)
 CONFIG_ARTIFACT = "config.json"  # a training run's whole TrainConfig
@@ -64,7 +63,6 @@ GIT_DIFF_ARTIFACT = "git_diff.patch"  # the uncommitted changes the code ran wit
 SOURCE_TAGS = {"mlflow.source.name": "ttsr.train", "mlflow.source.type": "LOCAL"}
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 RERUN_OF_TAG = "rerun_of"  # a `--from-run` run: the run it trains again
-THREADS_TAG = "torch_threads"  # CPU threads the run trained with: float sums depend on them
 IMAGE_ROWS = 4  # sample-grid rows kept in the step-indexed images
 IMAGE_KEYS = {"train": "samples_train", "test": "samples_test"}  # grid split -> image key
 
@@ -297,7 +295,7 @@ class MlflowTracker:
         self.run_id: str = run.info.run_id
         self.experiment_id: str = run.info.experiment_id
         self.ended = False
-        self.monitor: Any = None  # a ttsr.system_metrics.SystemMetricsMonitor once started
+        self.monitor: Any = None  # a ttsr.tracking.system_metrics.SystemMetricsMonitor once started
         self._before_end: list[Callable[[str], None]] = []
         self.complete = True  # False once the run could not be ended on the server
         self.unsent: list[tuple[str, dict[str, Any]]] = []  # kept through an outage, in order
@@ -368,7 +366,7 @@ class MlflowTracker:
         self._send("image", image=grid, key=key, step=step)
 
     def log_inputs(self, datasets: list[Any]) -> None:
-        """`mlflow.entities.DatasetInput`s (see `ttsr.dataset_inputs`).
+        """`mlflow.entities.DatasetInput`s (see `ttsr.tracking.dataset_inputs`).
 
         Parallel trials log the same datasets into one experiment; a SQL store checks for an
         existing dataset before inserting it, so two trials at once can collide on its unique
@@ -390,14 +388,14 @@ class MlflowTracker:
 
     def start_system_metrics(self, *, interval: float | None = None, gpu: bool = False) -> Any:
         """Sample ``system/...`` metrics in a background thread until the run ends; ``gpu``:
-        also this process's own GPUs (see `ttsr.system_metrics`). Returns the monitor."""
+        also this process's own GPUs (see `ttsr.tracking.system_metrics`). Returns the monitor."""
         import mlflow
 
-        from ttsr import system_metrics as sm
+        from ttsr.tracking import system_metrics as sm
 
         if self.monitor is not None:
             return self.monitor
-        reader, gpus, why = None, [], "none readable (no pynvml or nvidia-smi)"
+        reader, gpus, why = None, [], "none readable (NVML could not start)"
         if gpu:
             try:
                 reader = sm.gpu_reader()
@@ -570,10 +568,10 @@ class MlflowCallback:
     ``system_metrics_interval`` seconds; default ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
     or 10; GPUs when the run trains on one). Every epoch: its metrics at step = epoch and its
     sample grids as images at that step. At the end: the best checkpoint as the run's MLflow
-    model (`ttsr.mlflow_model`) and the stop reason. A run that ends without reaching
+    model (`ttsr.tracking.mlflow_model`) and the stop reason. A run that ends without reaching
     ``on_train_end`` (Tune stopped the trial, or it failed) logs the best checkpoint written so
     far as it ends; Tune may end a stopped trial's process before that is done, which is why the
-    driver calls `ttsr.mlflow_model.log_missing_models`. The tracker's owner enters it
+    driver calls `ttsr.tracking.mlflow_model.log_missing_models`. The tracker's owner enters it
     (``with tracker:``) so the run's status follows the call that trains.
     """
 
@@ -595,7 +593,7 @@ class MlflowCallback:
         self.model_seconds: float | None = None  # what logging it took
 
     def on_train_start(self, info: Any) -> None:
-        from ttsr.dataset_inputs import dataset_inputs
+        from ttsr.tracking.dataset_inputs import dataset_inputs
 
         values = info.config.to_dict()
         if self.params is None:  # what this run sets: a short list the UI can show whole
@@ -613,7 +611,12 @@ class MlflowCallback:
             diff_file = Path(info.out_dir) / GIT_DIFF_ARTIFACT
             diff_file.write_text(diff, encoding="utf-8")
             self.tracker.log_artifact(diff_file)
-        self.tracker.set_tags(info.tags)
+        # every run trains through ttsr.train's loop, a trial's too
+        tags = {**info.tags, **SOURCE_TAGS}
+        commit = git_commit()
+        if commit:
+            tags.update({"git_commit": commit, GIT_COMMIT_TAG: commit})
+        self.tracker.set_tags(tags)
         self.tracker.log_inputs(dataset_inputs(info.config))
         self.tracker.start_system_metrics(
             interval=self.system_metrics_interval, gpu=info.tags.get("device", "cpu") != "cpu"
@@ -672,7 +675,7 @@ class MlflowCallback:
     def log_best_model(self) -> str | None:
         """Log the best checkpoint as the run's model (once); None when there is none yet."""
         from ttsr.checkpoint import resolve_checkpoint_dir
-        from ttsr.mlflow_model import log_checkpoint
+        from ttsr.tracking.mlflow_model import log_checkpoint
 
         if self.model_id is not None or self.best_dir is None:
             return self.model_id

@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ttsr.model_uri import (  # noqa: F401 - re-exported: the MLflow model's public API
+from ttsr.tracking.model_uri import (  # noqa: F401 - re-exported: the MLflow model's public API
     FLAVOR,
     MODEL_NAME,
     URI_SCHEMES,
@@ -60,11 +60,12 @@ CODE_FILES = (
     "errors.py",
     "fused_search.py",
     "infer.py",
-    "mlflow_model.py",
     "model.py",
-    "model_uri.py",
     "names.py",
     "search.py",
+    "tracking/__init__.py",
+    "tracking/mlflow_model.py",
+    "tracking/model_uri.py",
     "upsample.py",
     "vgg/__init__.py",
     "vgg/features.py",
@@ -122,7 +123,7 @@ def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = 
     path.mkdir(parents=True, exist_ok=False)
     (path / "data").mkdir()
     shutil.copyfile(checkpoint, path / "data" / DATA_FILE)
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # ttsr/
     for name in CODE_FILES:
         (path / "code" / "ttsr" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(package / name, path / "code" / "ttsr" / name)
@@ -161,7 +162,7 @@ def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = 
     )
     mlflow.pyfunc.add_to_model(
         model,
-        loader_module="ttsr.mlflow_model",
+        loader_module="ttsr.tracking.mlflow_model",
         data=f"data/{DATA_FILE}",
         code="code",
         conda_env="conda.yaml",
@@ -373,5 +374,5 @@ class TTSRPredictor:
 
 
 def _load_pyfunc(data_path: str) -> TTSRPredictor:
-    """MLflow's pyfunc loader hook (``loader_module: ttsr.mlflow_model``)."""
+    """MLflow's pyfunc loader hook (``loader_module: ttsr.tracking.mlflow_model``)."""
     return TTSRPredictor(data_path)

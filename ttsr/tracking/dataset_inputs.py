@@ -47,7 +47,7 @@ def describe(config: TrainConfig, split: str) -> DatasetInfo:
     dataset = open_dataset_from_config(config, split)
     keys = list(dataset.keys)
     if split == "test" and config.val_limit is not None:
-        keys = keys[: config.val_limit]  # what ttsr.evaluate validates on
+        keys = keys[: config.val_limit]  # what ttsr.train.evaluate validates on
     if config.data is None:
         root, base, kind = sample_dataset_dir(config.size), "sample", "sample set"
     else:

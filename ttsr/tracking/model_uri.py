@@ -1,7 +1,7 @@
 """From an MLflow model URI (``models:/...``, ``runs:/...``) to a local TTSR checkpoint file.
 
-`python -m ttsr.infer` imports only this (not the flavour in `ttsr.mlflow_model`, which saves
-and logs models); mlflow is imported inside the functions.
+`python -m ttsr.infer` imports only this (not the flavour in `ttsr.tracking.mlflow_model`, which
+saves and logs models); mlflow is imported inside the functions.
 """
 
 from __future__ import annotations

@@ -37,10 +37,10 @@ from torch import Tensor, nn
 from ttsr.checkpoint import CheckpointError, checkpoint_model_config, load_weights
 from ttsr.config import ConfigError, TrainConfig
 from ttsr.data.items import to_model_range
-from ttsr.discriminator import Discriminator
-from ttsr.losses import PerceptualDistance, PerceptualLoss
 from ttsr.model import TTSR, ModelConfig
-from ttsr.step import D_BETAS, LossWeights, StepLosses, TrainStep
+from ttsr.train.discriminator import Discriminator
+from ttsr.train.losses import PerceptualDistance, PerceptualLoss
+from ttsr.train.step import D_BETAS, LossWeights, StepLosses, TrainStep
 from ttsr.vgg import random_vgg19_features, vgg19_features
 
 IMAGE_KEYS = ("LR", "LR_up", "HR", "Ref", "Ref_downup")

@@ -8,8 +8,8 @@ Which GPUs: the CUDA devices this process sees when ``CUDA_VISIBLE_DEVICES`` is 
 to the GPUs it assigned the trial), otherwise only the current CUDA device; never every GPU on
 the host. A CUDA index is matched to its NVML device by UUID (torch reports it), so the CUDA
 device order does not matter; without UUIDs the ``CUDA_VISIBLE_DEVICES`` entries are read as NVML
-indices or UUID prefixes. GPU numbers come from NVML (``pynvml``, package nvidia-ml-py) when it is
-installed, else from ``nvidia-smi``; with neither, the run gets CPU and memory only.
+indices or UUID prefixes. GPU numbers come from NVML through ``pynvml`` (nvidia-ml-py, as
+MLflow's own monitor reads them); where NVML cannot start, the run gets CPU and memory only.
 
 Why not MLflow's built-in monitor: it samples every GPU NVML sees (on a shared node, the other
 trials' GPUs too) and follows the fluent active run, which Tune workers do not use.
@@ -22,8 +22,6 @@ the thread takes one when stopped, however short the run was.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -139,62 +137,12 @@ class NvmlReader:
         return out
 
 
-class SmiReader:
-    """GPU numbers from ``nvidia-smi`` (one short subprocess per sample)."""
-
-    QUERY = "index,uuid,utilization.gpu,memory.used,memory.total,power.draw"
-
-    def __init__(self, exe: str) -> None:
-        self.exe = exe
-
-    def _rows(self) -> list[list[str]]:
-        done = subprocess.run(
-            [self.exe, f"--query-gpu={self.QUERY}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return [[c.strip() for c in line.split(",")] for line in done.stdout.splitlines() if line]
-
-    def devices(self) -> list[tuple[int, str]]:
-        return [(int(row[0]), row[1]) for row in self._rows()]
-
-    def read(self, indices: Sequence[int]) -> dict[int, dict[str, float]]:
-        out = {}
-        for row in self._rows():
-            index = int(row[0])
-            if index not in indices:
-                continue
-            used, total = float(row[3]), float(row[4])
-            values = {
-                "utilization_percentage": float(row[2]),
-                "memory_usage_megabytes": used,
-                "memory_usage_percentage": 100.0 * used / total if total else 0.0,
-            }
-            try:
-                values["power_usage_watts"] = float(row[5])
-            except ValueError:
-                pass  # "[N/A]"
-            out[index] = values
-        return out
-
-
-def gpu_reader() -> NvmlReader | SmiReader | None:
-    """NVML when pynvml is installed and works, else nvidia-smi when on PATH, else None."""
+def gpu_reader() -> NvmlReader | None:
+    """NVML's view of this host's GPUs, or None where NVML cannot start (no driver, no GPU)."""
     try:
         return NvmlReader()
-    except Exception:  # noqa: BLE001 - not installed, no driver, no GPU: try the next way
-        pass
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
+    except Exception:  # noqa: BLE001 - pynvml's NVMLError_* (library or driver not found)
         return None
-    reader = SmiReader(exe)
-    try:
-        reader.devices()
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
-    return reader
 
 
 def this_process_gpus(reader: Any) -> list[GpuWatch]:
