@@ -4,13 +4,13 @@
   ``ray_tune.grid_search`` and Tune's default searcher (BasicVariantGenerator).
 - Search studies sample with ``OptunaSearch`` (seeded) under a ``ConcurrencyLimiter``; with two
   objectives Optuna runs multi-objective and the report draws the Pareto front. Given a storage
-  URL, the Optuna study lives there under the invocation's name (``ray_tune.stored_search``), so
-  optuna-dashboard shows it and ``--resume`` continues it.
+  URL, the Optuna study lives there under the invocation's name (``tune.search.stored_search``),
+  so optuna-dashboard shows it and ``--resume`` continues it.
 - ASHA (time_attr ``epoch``) only where the study says ``scheduler: asha`` (single objective).
 - The training loop's own early stopping ends a trial by returning; its last report carries
   ``stop_reason``.
 - Console: Tune's own output is off (``verbose=0``); the callbacks the caller passes (e.g.
-  ``ray_tune.progress.ProgressLines``) print the progress.
+  ``tune.execution.progress.ProgressLines``) print the progress.
 """
 
 from __future__ import annotations
