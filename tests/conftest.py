@@ -98,3 +98,29 @@ def pytest_xdist_make_scheduler(config, log):
 
     config.option.loadscopereorder = False  # not by test count: slow files first
     return FilesAndCluster(config, log)
+
+
+def _sigint_state() -> tuple[bool, bool]:
+    """(ignored, blocked) for SIGINT in this process and the calling thread, at the kernel level:
+    what a child started from here inherits (a Python-level handler is not inherited)."""
+    fields = dict(
+        line.split(":\t", 1)
+        for line in Path("/proc/thread-self/status").read_text().splitlines()
+        if ":\t" in line
+    )
+    bit = 1 << (2 - 1)  # SIGINT
+    return bool(int(fields["SigIgn"], 16) & bit), bool(int(fields["SigBlk"], 16) & bit)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_it_was(request):
+    """A test (or the code under it) that leaves SIGINT ignored or blocked in the worker makes
+    every later child process deaf to Ctrl-C, and the signal tests that run after it fail."""
+    if not Path("/proc/thread-self/status").exists():
+        yield
+        return
+    before = _sigint_state()
+    yield
+    after = _sigint_state()
+    if after != before:
+        pytest.fail(f"SIGINT (ignored, blocked) was {before} before the test and {after} after")
