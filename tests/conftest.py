@@ -112,14 +112,30 @@ def _sigint_state() -> tuple[bool, bool]:
     return bool(int(fields["SigIgn"], 16) & bit), bool(int(fields["SigBlk"], 16) & bit)
 
 
+_SIGINT_AT_START: list[tuple[bool, bool]] = []  # this process's state before its first test
+_LAST_TEST: list[str] = []  # the test that ran before, on this worker
+
+
 @pytest.fixture(autouse=True)
 def _sigint_left_as_it_was(request):
-    """A test (or the code under it) that leaves SIGINT ignored or blocked in the worker makes
-    every later child process deaf to Ctrl-C, and the signal tests that run after it fail."""
+    """A test or fixture that leaves SIGINT ignored or blocked in the worker makes every later
+    child process deaf to Ctrl-C, and the signal tests that run after it fail. Checked around
+    each test and against the worker's state before its first test (a module fixture's set-up or
+    teardown changes it between tests, where the before/after of one test cannot see it)."""
     if not Path("/proc/thread-self/status").exists():
         yield
         return
     before = _sigint_state()
+    if not _SIGINT_AT_START:
+        _SIGINT_AT_START.append(before)
+    previous = _LAST_TEST[-1] if _LAST_TEST else "none"
+    _LAST_TEST.append(request.node.nodeid)
+    if before != (first := _SIGINT_AT_START[0]):
+        _SIGINT_AT_START[0] = before  # report it once, at the test where it is first seen
+        pytest.fail(
+            f"SIGINT (ignored, blocked) is {before} before this test, was {first} "
+            f"before the worker's first test; the test before on this worker: {previous}"
+        )
     yield
     after = _sigint_state()
     if after != before:

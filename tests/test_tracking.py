@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from clis import AS_FROM_A_TERMINAL
 from PIL import Image
 from tiny import tiny_config
 
@@ -263,7 +264,12 @@ def test_signal_to_cli_marks_run_killed(uri, tmp_path, sig):
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*AS_FROM_A_TERMINAL, *cmd],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     latest = out / "checkpoints" / "latest" / "state.pt"
     deadline = time.time() + 300

@@ -42,3 +42,19 @@ def test_resume_latest_needs_an_earlier_invocation(tmp_path):
         storage.find_resume_path("latest", str(tmp_path / "s"))
     with pytest.raises(PreflightError, match="give the experiment path"):
         storage.find_resume_path("latest", "s3://bucket/results/s")
+
+
+@pytest.mark.parametrize("state", ['{"trial_data": [["', ""])  # cut short; empty
+def test_resume_refuses_an_experiment_state_that_cannot_be_read(tmp_path, state):
+    """Tune's own restore logs such a state's error and starts the study over (a trial with no
+    parameters, exit 0): --resume refuses it in one line instead, naming the experiment."""
+    root = tmp_path / "results" / "s"
+    experiment = root / "s-20260101-000000"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
+    (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(state)
+    with pytest.raises(PreflightError) as caught:
+        storage.find_resume_path(str(experiment), str(root))
+    line = str(caught.value)
+    assert line.startswith(f"--resume {experiment}: Tune's experiment state there cannot be read")
+    assert "without --resume" in line and "\n" not in line

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clis import AS_FROM_A_TERMINAL
 from PIL import Image
 
 from ttsr.cli_errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_IO, EXIT_UNAVAILABLE, EXIT_USAGE
@@ -144,7 +145,12 @@ def test_train_ctrl_c_is_one_line_exit_130(tmp_path):
     log = tmp_path / "train.log"
     with open(log, "w") as stdout:
         proc = subprocess.Popen(
-            argv, cwd=tmp_path, env=env(), stdout=stdout, stderr=subprocess.PIPE, text=True
+            [*AS_FROM_A_TERMINAL, *argv],
+            cwd=tmp_path,
+            env=env(),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             deadline = time.monotonic() + 120

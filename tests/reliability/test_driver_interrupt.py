@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+from clis import AS_FROM_A_TERMINAL
 
 from ttsr import names
 from tune.execution import parent_run
@@ -62,7 +63,11 @@ def test_sigint_then_resume_completes_without_duplicates(tmp_path, ray_temp_dir)
     args = study_args(tmp_path, ray_temp_dir, "optuna", experiments)
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(
-        [*RUN, *args], cwd=tmp_path, env=env(), stdout=log, stderr=subprocess.STDOUT
+        [*AS_FROM_A_TERMINAL, *RUN, *args],
+        cwd=tmp_path,
+        env=env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 300

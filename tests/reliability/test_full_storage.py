@@ -2,10 +2,10 @@
 trial's checkpoint is ~11 MiB, so the third save of the first trial runs out of space).
 
 The study stops at the first failed save (``tune/execution/full_storage.py``) instead of retrying
-every trial: one line, exit 74, the parent run FAILED and no child run RUNNING. The failed save left
-a half-written checkpoint directory in the storage; once there is space again, ``--resume``
-completes the study from the checkpoints Tune had registered (a resumed trial handed the
-half-written one would fail to load it), every epoch of every trial once in MLflow."""
+every trial: one line, exit 74, the parent run FAILED and no child run RUNNING. The failed save's
+half-written checkpoint directory is removed, so Tune's experiment state, written as the study
+stops, is whole; once there is space again, ``--resume`` completes the study from the
+checkpoints Tune had registered, every epoch of every trial once in MLflow."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ttsr import names
-from ttsr.cli_errors import EXIT_IO
+from ttsr.cli_errors import EXIT_IO, EXIT_USAGE
 from tune.execution import parent_run
 
 from .conftest import (
@@ -61,15 +61,26 @@ def test_full_storage_stops_the_study_cleanly_and_resume_completes(
     _, parents, children = mlflow_runs(uri, "full")
     assert [p.info.status for p in parents] == [parent_run.FAILED]
     assert children and all(c.info.status != parent_run.RUNNING for c in children)
+    assert "removed its half-written checkpoint_" in out.stdout, out.stdout[-3000:]
     states = sorted(fs.glob("results/full/*/trial_*/checkpoint_*/state.pt"))
-    assert any(not _loads(s) for s in states), "no half-written checkpoint was left"
-
-    resize_fs(fs, 200 * 1024)  # space again
-    again = run([*RUN, *args, "--resume"], cwd=tmp_path, timeout=400)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert all(_loads(s) for s in states), "a half-written checkpoint was left"
     from tune.execution.storage import trial_states
 
     (experiment,) = fs.glob("results/full/*/")
+    # Tune's own state, written as the study stopped, is whole (a cut-short one: no --resume)
+    assert trial_states(str(experiment)), out.stdout[-3000:]
+
+    resize_fs(fs, 200 * 1024)  # space again
+    # The state as a full disk would have cut it: --resume refuses it in one line (Tune's own
+    # restore would start the study over), and nothing is lost to the refusal.
+    (state,) = experiment.glob("experiment_state-*.json")
+    whole = state.read_bytes()
+    state.write_bytes(whole[: len(whole) // 2])
+    refused = run([*RUN, *args, "--resume"], cwd=tmp_path, timeout=400)
+    assert_one_error_line(refused, EXIT_USAGE, "Tune's experiment state there cannot be read")
+    state.write_bytes(whole)
+    again = run([*RUN, *args, "--resume"], cwd=tmp_path, timeout=400)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     states = trial_states(str(experiment))
     assert sorted(states.values()) == ["TERMINATED", "TERMINATED"], (states, again.stdout[-3000:])
     client, parents, children = mlflow_runs(uri, "full")

@@ -9,9 +9,12 @@ continues them; a stopper would mark them TERMINATED and nothing would resume), 
 driver (``tune/run.py``) ends with one line (exit 74) saying so.
 
 What stays consistent: Tune registers a checkpoint only after it was copied whole, so a trial
-restarted later (``--resume`` once there is space again) starts from a complete checkpoint;
-the half-copied directory of the failed save is never one Tune hands back (it is overwritten
-or left unused). Every MLflow run is closed by the driver as its trial ended.
+restarted later (``--resume`` once there is space again) starts from a complete checkpoint.
+The half-copied directory of the failed save (never registered, so never handed back) is
+removed at once: Tune writes its own experiment state into the same storage as the study stops,
+and a state file cut short by the full disk is one its ``--resume`` cannot read (it would start
+the study over; ``tune.execution.storage.find_resume_path`` refuses such a state). Every MLflow
+run is closed by the driver as its trial ended.
 
 Tune restores its callbacks and stopper from the pickled experiment state on ``--resume``, so
 what was seen is kept in this module (the driver process), not in the instance.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -48,13 +52,29 @@ class StopWhenFull(ray_tune.Callback):
         last = text.rsplit("Failure # ", 1)[-1]
         if NO_SPACE in last and trial.trial_id not in _seen:
             _seen.append(trial.trial_id)
+            freed = _remove_unregistered_checkpoints(trial)
             print(
                 f"trial {trial.trial_id} could not save its checkpoint: the storage is full "
-                f"({NO_SPACE}); stopping the study",
+                f"({NO_SPACE}); stopping the study{freed}",
                 flush=True,
             )
             # Tune's graceful interrupt (installed by Tuner.fit in this, the main thread)
             os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def _remove_unregistered_checkpoints(trial: Any) -> str:
+    """Remove the trial's checkpoint directories newer than the last one Tune registered (the
+    failed save's); ``""`` or ``" (removed its half-written checkpoint_N)"`` for the message."""
+    if not trial.path or "://" in trial.path:  # a remote store: none here to remove
+        return ""
+    registered = trial.checkpoint
+    last = Path(registered.path).name if registered is not None else ""
+    removed = []
+    for directory in sorted(Path(trial.path).glob("checkpoint_*")):
+        if directory.name > last:  # zero-padded names: newer sorts later
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory.name)
+    return f" (removed its half-written {', '.join(removed)})" if removed else ""
 
 
 def full_trials() -> list[str]:

@@ -138,6 +138,14 @@ def find_resume_path(resume: str, study_root: str) -> str:
             raise PreflightError(f"--resume {resume}: not inside this study's storage {study_root}")
     if not ray_tune.Tuner.can_restore(path):
         raise PreflightError(f"--resume {path}: no Tune experiment state there")
+    try:  # Tune's restore would log the failure and start the study over from nothing
+        trial_states(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it: the same start-over
+        raise PreflightError(
+            f"--resume {path}: Tune's experiment state there cannot be read ({first_line(exc)}; "
+            "cut short by a full disk?), so Tune would start the study over as a new one; "
+            "the trials' checkpoints and MLflow runs are kept: run the study without --resume"
+        ) from exc
     return path
 
 
