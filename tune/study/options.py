@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,33 +87,9 @@ def parse_options(argv: list[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.study is None and not args.list_studies:
         parser.error("--study is required (or --list to see the studies)")
-    options = Options(
-        study=args.study,
-        list_studies=args.list_studies,
-        profile=args.profile,
-        data=args.data,
-        address=args.address,
-        mlflow_uri=args.mlflow_uri,
-        storage=args.storage,
-        experiments=args.experiments,
-        num_samples=args.num_samples,
-        max_epochs=args.max_epochs,
-        gpus_per_trial=args.gpus_per_trial,
-        cpus_per_trial=args.cpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        sets=_parse_sets(args.set),
-        seed=args.seed,
-        resume=args.resume,
-        num_cpus=args.num_cpus,
-        ray_temp_dir=args.ray_temp_dir,
-        dry_run=args.dry_run,
-        no_report=args.no_report,
-        no_dashboard=args.no_dashboard,
-        dashboard_port=args.dashboard_port,
-        allow_random_vgg=args.allow_random_vgg,
-        optuna_storage=args.optuna_storage,
-        measure=args.measure,
-    )
+    # every field is the flag's argparse name, but --set (repeatable, parsed here)
+    values = {f.name: getattr(args, f.name) for f in fields(Options) if f.name != "sets"}
+    options = Options(**values, sets=_parse_sets(args.set))
     _check_values(options)
     return options
 
