@@ -590,7 +590,6 @@ class MlflowCallback:
         self.log_model = log_model
         self.best_dir: Path | None = None
         self.model_id: str | None = None  # the logged model, once logged
-        self.model_seconds: float | None = None  # what logging it took
 
     def on_train_start(self, info: Any) -> None:
         from ttsr.tracking.dataset_inputs import dataset_inputs
@@ -683,9 +682,7 @@ class MlflowCallback:
             best = resolve_checkpoint_dir(self.best_dir)
         except FileNotFoundError:
             return None  # no epoch improved (or none finished) before the run ended
-        t0 = time.perf_counter()
         self.model_id = log_checkpoint(self.tracker.client, self.tracker.run_id, best)
-        self.model_seconds = time.perf_counter() - t0
         return self.model_id
 
     def _log_model_at_end(self, status: str) -> None:

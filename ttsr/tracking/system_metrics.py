@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -190,7 +189,6 @@ class SystemMetricsMonitor:
         self.gpus, self.reader = list(gpus), reader
         self.step = first_step
         self.logged = self.dropped = 0
-        self.sample_seconds = 0.0  # time spent sampling (not logging), for the overhead figure
         self._psutil = psutil
         self._process = psutil.Process()
         self._children: dict[int, Any] = {}
@@ -237,7 +235,6 @@ class SystemMetricsMonitor:
 
     def sample(self) -> dict[str, float]:
         """One sample: ``system/...`` name -> value."""
-        t0 = time.perf_counter()
         ps = self._psutil
         memory = ps.virtual_memory()
         out = {
@@ -263,5 +260,4 @@ class SystemMetricsMonitor:
             for gpu in self.gpus:
                 for name, value in numbers.get(gpu.nvml_index, {}).items():
                     out[f"{PREFIX}gpu_{gpu.cuda_index}_{name}"] = value
-        self.sample_seconds += time.perf_counter() - t0
         return out

@@ -72,10 +72,6 @@ class Run:
     def stopper(self) -> EarlyStopper:
         return self.state.stopper
 
-    @property
-    def finished(self) -> bool:
-        return self.stopper.should_stop or self.state.epoch >= self.schedule.rounds
-
     def info(self) -> RunInfo:
         return RunInfo(
             config=self.config,
