@@ -113,7 +113,7 @@ def _sigint_state() -> tuple[bool, bool]:
 
 
 _SIGINT_AT_START: list[tuple[bool, bool]] = []  # this process's state before its first test
-_LAST_TEST: list[str] = []  # the test that ran before, on this worker
+_LAST_TEST = ["none"]  # the test that ran before, on this worker
 
 
 @pytest.fixture(autouse=True)
@@ -128,8 +128,7 @@ def _sigint_left_as_it_was(request):
     before = _sigint_state()
     if not _SIGINT_AT_START:
         _SIGINT_AT_START.append(before)
-    previous = _LAST_TEST[-1] if _LAST_TEST else "none"
-    _LAST_TEST.append(request.node.nodeid)
+    previous, _LAST_TEST[0] = _LAST_TEST[0], request.node.nodeid
     if before != (first := _SIGINT_AT_START[0]):
         _SIGINT_AT_START[0] = before  # report it once, at the test where it is first seen
         pytest.fail(

@@ -31,6 +31,8 @@ from typing import Any
 
 from ray import tune as ray_tune
 
+from tune.execution.storage import is_remote
+
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 _seen: list[str] = []  # trial ids whose save failed for want of space, in this driver
 
@@ -65,7 +67,7 @@ class StopWhenFull(ray_tune.Callback):
 def _remove_unregistered_checkpoints(trial: Any) -> str:
     """Remove the trial's checkpoint directories newer than the last one Tune registered (the
     failed save's); ``""`` or ``" (removed its half-written checkpoint_N)"`` for the message."""
-    if not trial.path or "://" in trial.path:  # a remote store: none here to remove
+    if not trial.path or is_remote(trial.path):  # a remote store: none here to remove
         return ""
     registered = trial.checkpoint
     last = Path(registered.path).name if registered is not None else ""
