@@ -1,11 +1,8 @@
 """What the training-step benchmark runs: cases, presets, and the `TrainConfig` of each path.
 
-A case (image size, batch, losses) becomes the `TrainConfig` a study would run for it
-(`study_config`: the defaults plus the case, so every speed knob is the default a trial gets);
-the reference-equivalent path is that config with the speed knobs set the way researchmm/TTSR
-runs (`reference_config`); the ablation is a list of cumulative changes from the one to the
-other (`ablation_configs`). Nothing here builds a network: `ttsr.train.trainer.build_trainer` does,
-for the benchmark as for `ttsr.train`.
+A case becomes the config a study would run for it (`study_config`: every speed knob is the
+default a trial gets); the reference path is that config with the speed knobs set the way
+researchmm/TTSR runs (`reference_config`); the ablation goes from the one to the other.
 """
 
 from __future__ import annotations
@@ -18,19 +15,6 @@ from ttsr.config import TrainConfig
 LOSSES = ("rec", "all", "infer")  # reconstruction only, all four losses, inference (validation)
 # The reference's full TTSR recipe (rec_w stays 1).
 ALL_LOSS_WEIGHTS = {"per_w": 1e-2, "tpl_w": 1e-2, "adv_w": 1e-3}
-# The TrainConfig fields that change how a step is computed, never what it computes.
-SPEED_FIELDS = (
-    "search_chunk",
-    "search_dtype",
-    "search_method",
-    "amp",
-    "channels_last",
-    "fused_optim",
-    "fast_kernels",
-    "compile",
-    "checkpoint_activations",
-    "log_every_steps",
-)
 # How researchmm/TTSR runs: fp32, dense search and unfold/fold transfer, eager, contiguous
 # tensors, plain Adam, PyTorch's default kernel selection, the loss read every step.
 REFERENCE_SPEED = {
@@ -45,6 +29,8 @@ REFERENCE_SPEED = {
     "checkpoint_activations": False,
     "log_every_steps": 1,
 }
+# The TrainConfig fields that change how a step is computed, never what it computes.
+SPEED_FIELDS = tuple(REFERENCE_SPEED)
 # Cumulative steps from the reference path to the study config, i.e. TrainConfig's defaults
 # (labels as printed; the CUDA-only knobs change nothing on the CPU, and amp auto is fp32 there).
 ABLATION: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -144,7 +130,7 @@ def study_config(
     """The config a study would run for ``case``: TrainConfig's defaults plus the case (size,
     batch, model, loss weights, device, its `Case.changes`), and ``compile`` when asked for."""
     weights = ALL_LOSS_WEIGHTS if case.losses == "all" else {}
-    config = TrainConfig(
+    return TrainConfig(
         size=case.size,
         batch_size=case.batch,
         n_feats=n_feats,
@@ -152,8 +138,8 @@ def study_config(
         device=device,
         compile=compile,
         **weights,
+        **dict(case.changes),
     )
-    return config.replace(**dict(case.changes)) if case.changes else config
 
 
 def reference_config(config: TrainConfig) -> TrainConfig:

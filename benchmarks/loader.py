@@ -1,12 +1,7 @@
-"""`python -m benchmarks.loader`: training items per second through a DataLoader, and where an
-item's time goes (decode, bicubic resizes, the rest of the item).
+"""`python -m benchmarks.loader`: training items per second through a DataLoader (the training
+split with augmentation, as training reads it), and where an item's time goes.
 
-    python -m benchmarks.loader                       # the built-in sample set, 160 and 512 px
     python -m benchmarks.loader --data data/ffhq --sizes 160 --workers 0 4 8 --seconds 4
-
-Run it from the repository root (`benchmarks/` is not installed). The training split with
-augmentation, as training reads it; per-item stage times are CPU time in one thread (robust to a
-busy machine), loader rates are wall-clock samples/s after the first batch (worker start-up).
 """
 
 from __future__ import annotations
@@ -86,20 +81,6 @@ def loader_throughput(
         epoch += 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.loader",
-        description="Training-loader samples/s per worker count.",
-    )
-    p.add_argument("--data", default=None, help="prepared folder (default: built-in sample)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[160, 512])
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--ref-mode", default="gt")
-    return p
-
-
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)  # like a DataLoader worker; measures one core
     print(
@@ -133,7 +114,17 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.loader",
+        description="Training-loader samples/s per worker count.",
+    )
+    p.add_argument("--data", default=None, help="prepared folder (default: built-in sample)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[160, 512])
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--ref-mode", default="gt")
+    args = p.parse_args(argv)
     try:
         run(args)
     except DataError as exc:

@@ -70,14 +70,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "src", Path(tmp) / "out"
         src.mkdir()
-        names = []
-        for i, b in enumerate(sources):
-            (src / f"{i:05d}.png").write_bytes(b)
-            names.append(f"{i:05d}.png")
+        names = [f"{i:05d}.png" for i in range(len(sources))]
+        for name, b in zip(names, sources, strict=True):
+            (src / name).write_bytes(b)
         job = ChunkJob(str(src), str(out), 0, names, sorted(args.sizes), 0, 0.2, "png", False)
-        start = time.process_time()
-        process_chunk(job)
-        chunk = (time.process_time() - start) * 1000 / len(names)
+        chunk = _cpu_ms(process_chunk, [job])[0] / len(names)
     print(
         f"per image through process_chunk (read, all steps, Parquet, receipts): {chunk:.1f} ms CPU"
     )

@@ -1,14 +1,9 @@
 """`python -m benchmarks.profile_step`: where a training step's CPU time goes, by part of the model.
 
-    python -m benchmarks.profile_step --preset cpu-full --case rec-160-b1          # both paths
-    python -m benchmarks.profile_step --quick --case all-32-b2 --path optimised
-
 Builds the trainer of the benchmark's reference path (a) and optimised path (b) for one case
 (`benchmarks.configs`), runs `--warmup` steps, then one step under `torch.profiler`, and prints
-each region's self CPU time, forward and backward apart: the three LTE passes, the search and
-the three transfers, MainNet's parts (SFE, each stage's texture fusion and residual groups,
-CSFI2/3, the merge tail), the bicubic upsamplings inside them, the losses, the critic's update,
-the optimiser, and what is left ("other": the step's own glue).
+each region's self CPU time (`labelled`; "other": the step's own glue), forward and backward
+apart.
 
 How ops are attributed: forward ops to the innermost labelled region they ran in (module hooks
 and wrappers open `record_function` ranges; the bicubic upsamplings are counted on their own,
@@ -22,20 +17,22 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from itertools import cycle
 from typing import Any
+from unittest.mock import patch
 
 import torch
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
 import ttsr.model
-import ttsr.search
 import ttsr.train.step
 from benchmarks.configs import PRESETS, reference_config, study_config
 from benchmarks.timing import LoopSteps, build, random_batch
 
 PREFIX = "ttsr:"  # marks the ranges this tool opens
+AUTOGRAD_ENGINE = "autograd::engine::evaluate_function"
 MAINNET_PARTS = ("SFE", "ex12", "ex123", "merge_tail")
 WRAPPED = {  # module-level functions that get a range of their own: (module, name) -> label
     (ttsr.model, "bicubic"): "bicubic upsampling",
@@ -60,63 +57,46 @@ def _ranged(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 @contextmanager
 def labelled(trainer: Any) -> Iterator[None]:
     """Open a labelled range around each region of the step while inside."""
-    handles, saved = [], []
-    lte_calls = [0]
+    ranges: list[Any] = []
+    lte = cycle(("LTE(LR_up)", "LTE(Ref_downup)", "LTE(Ref)"))
 
-    def hook(module: torch.nn.Module, label: str | Callable[[], str]) -> None:
-        def pre(*_: Any) -> None:
+    def pre(label: str | Callable[[], str]) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
             name = label() if callable(label) else label
             ranges.append(record_function(PREFIX + name).__enter__())
 
-        def post(*_: Any) -> None:
-            ranges.pop().__exit__(None, None, None)
+        return hook
 
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
+    def post(*_: Any) -> None:
+        ranges.pop().__exit__(None, None, None)
 
-    def lte_label() -> str:
-        lte_calls[0] += 1
-        return ("LTE(LR_up)", "LTE(Ref_downup)", "LTE(Ref)")[(lte_calls[0] - 1) % 3]
-
-    ranges: list[Any] = []
     model = trainer.model
-    hook(model.LTE, lte_label)
-    hook(model.LTE_copy, "loss: transferal perceptual")
-    for name in MAINNET_PARTS:
-        hook(getattr(model.MainNet, name), f"MainNet {name}")
-    for name in ("_fuse1", "_fuse2", "_fuse3"):
-        fn = getattr(model.MainNet, name)
-        saved.append((model.MainNet, name, None))
-        setattr(model.MainNet, name, _ranged("MainNet texture fusion", fn))
-    if trainer.perceptual is not None:
-        hook(trainer.perceptual, "loss: perceptual (VGG19)")
-    if trainer.discriminator is not None:
-        hook(trainer.discriminator, "critic")
-    saved.append((trainer.step, "rec_loss", trainer.step.rec_loss))  # bound at build time
-    trainer.step.rec_loss = _ranged("loss: reconstruction", trainer.step.rec_loss)
-    for (module, name), label in WRAPPED.items():
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, _ranged(label, getattr(module, name)))
-    try:
+    hooked = [(model.LTE, lambda: next(lte)), (model.LTE_copy, "loss: transferal perceptual")]
+    hooked += [(getattr(model.MainNet, n), f"MainNet {n}") for n in MAINNET_PARTS]
+    hooked += [(trainer.perceptual, "loss: perceptual (VGG19)"), (trainer.discriminator, "critic")]
+    wrapped = {(model.MainNet, n): "MainNet texture fusion" for n in ("_fuse1", "_fuse2", "_fuse3")}
+    wrapped[trainer.step, "rec_loss"] = "loss: reconstruction"  # an attribute bound at build
+    with ExitStack() as stack:  # hooks removed, patched attributes restored on the way out
+        for module, label in hooked:
+            if module is not None:
+                stack.callback(module.register_forward_pre_hook(pre(label)).remove)
+                stack.callback(module.register_forward_hook(post).remove)
+        for (owner, name), label in {**wrapped, **WRAPPED}.items():
+            stack.enter_context(patch.object(owner, name, _ranged(label, getattr(owner, name))))
         yield
-    finally:
-        for h in handles:
-            h.remove()
-        for owner, name, value in saved:
-            if value is None:
-                delattr(owner, name)  # the instance attribute hid the method
-            else:
-                setattr(owner, name, value)
+
+
+def _ancestors(event: Any) -> Iterator[Any]:
+    node = event
+    while node is not None:
+        yield node
+        node = node.cpu_parent
 
 
 def _region(event: Any) -> str | None:
     """The innermost labelled range around ``event`` (None: outside every range)."""
-    node = event
-    while node is not None:
-        if node.name.startswith(PREFIX):
-            return node.name[len(PREFIX) :]
-        node = node.cpu_parent
-    return None
+    names = (n.name for n in _ancestors(event))
+    return next((n.removeprefix(PREFIX) for n in names if n.startswith(PREFIX)), None)
 
 
 def attribute(events: list[Any]) -> dict[str, list[float]]:
@@ -131,26 +111,15 @@ def attribute(events: list[Any]) -> dict[str, list[float]]:
         if e.name.startswith(PREFIX):
             continue
         seconds = e.self_cpu_time_total / 1e6
-        node, backward = e, None
-        while node is not None:  # inside an autograd engine call: a backward op
-            if node.name.startswith("autograd::engine::evaluate_function"):
-                backward = by_seq.get(node.sequence_nr, "other")
-                break
-            node = node.cpu_parent
-        if backward is not None:
-            totals[backward][1] += seconds
-        elif any(n.name.startswith("Optimizer.step") for n in _ancestors(e)):
+        chain = list(_ancestors(e))
+        call = next((n for n in chain if n.name.startswith(AUTOGRAD_ENGINE)), None)
+        if call is not None:  # inside an autograd engine call: a backward op
+            totals[by_seq.get(call.sequence_nr, "other")][1] += seconds
+        elif any(n.name.startswith("Optimizer.step") for n in chain):
             totals["optimiser step"][0] += seconds
         else:
             totals[_region(e) or "other"][0] += seconds
     return dict(totals)
-
-
-def _ancestors(event: Any) -> Iterator[Any]:
-    node = event
-    while node is not None:
-        yield node
-        node = node.cpu_parent
 
 
 def profile_path(case: Any, config: Any, warmup: int) -> tuple[dict[str, list[float]], float]:

@@ -3,13 +3,10 @@ the same reference patches as the fp32 one, on a trained model's features?
 
 For each test image of the data (the built-in sample set by default) at ``--size``, the
 checkpoint's LTE gives the level-3 features of LR↑ (queries) and Ref↓↑ (keys), as in training.
-The search then runs in fp32 and three other ways, each emulated on the CPU with the rounding
-its kernel applies: TF32 (what `search_dtype: fp32` means on CUDA with `fast_kernels`: operands
-rounded to 10 mantissa bits, fp32 sums), and the two forms of `search_dtype: bf16` — the chunked
-path's bf16 matmul (its outputs are rounded to bf16) and the fused kernel's (bf16 operands, fp32
-products and sums). Printed: the share of query positions whose argmax agrees with fp32, and for
-those that differ how much less relevant the other pick is in fp32 (cosine of the fp32 winner
-minus cosine of the pick: near 0 = an almost equally relevant patch).
+The search then runs in fp32 and in the three `VARIANTS`, each emulated on the CPU with the
+rounding its kernel applies. Printed: the share of query positions whose argmax agrees with
+fp32, and for those that differ how much less relevant the other pick is in fp32 (cosine of the
+fp32 winner minus cosine of the pick: near 0 = an almost equally relevant patch).
 """
 
 from __future__ import annotations
@@ -84,10 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(images):
         item = data[i]
         batch = {k: item[k].unsqueeze(0) for k in ("LR_up", "Ref_downup")}
-        for name, (agree, total, deficits) in agreement(model, batch).items():
-            sums[name][0] += agree
-            sums[name][1] += total
-            sums[name][2] += deficits
+        for name, counts in agreement(model, batch).items():
+            sums[name] = [s + c for s, c in zip(sums[name], counts, strict=True)]
     total = sums[next(iter(VARIANTS))][1]
     print(
         f"{args.checkpoint} | {images} test images at {args.size} px, ref_mode "

@@ -4,19 +4,16 @@
     python benchmarks/search_bench.py --device cpu --cases 160x1 --variants dense chunked
     python benchmarks/search_bench.py --device cpu --cases 32x1  # fused: Triton's interpreter
 
-A case "SIZExBATCH" is the HR/reference side in pixels and the batch: the search runs on level-3
-features (256 channels) of LR↑ and Ref↓↑, i.e. (SIZE/4)² query and reference positions, 3×3
-patches of 2304 values. 160x8 is the 160-px training step (LR 40×40, Ref 160); 512x8 and 1024x1
-are the large-image cases. Each method runs `ttsr.search.relevance_search` as training calls it
-(forward, no autograd), so unfold + normalise is included in every path.
+A case "SIZExBATCH": the HR/reference side in pixels and the batch. The search runs on level-3
+features (256 channels) of LR↑ and Ref↓↑: (SIZE/4)² query and reference positions, 3×3 patches
+of 2304 values (160x8: the 160-px training step). Each method runs `ttsr.search.relevance_search`
+as training calls it (forward, no autograd; unfold + normalise included).
 
 Time: median of --repeat calls after --warmup calls (the fused kernel compiles and autotunes in
 the warm-up). Peak memory: on CUDA, the allocator's peak above what was allocated before the
-call; on the CPU, the growth of the process's peak RSS during the call (Linux: the high-water
-mark is reset through /proc/self/clear_refs first). "agree" is the share of query positions whose
-index equals the first method's (dense or chunked fp32 when run), and "max|dS|" the largest
-difference of S from it. On the CPU the fused kernel runs through Triton's interpreter, which is
-only meant for tiny sizes (it is skipped above --max-interpret-size).
+call; on the CPU, the growth of the process's peak RSS during the call. "agree": the share of
+query positions whose index equals the first method's, "max|dS|": the largest difference of S
+from it. On the CPU the fused kernel runs in Triton's interpreter, only meant for tiny sizes.
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import re
 import statistics
 import sys
 import time
@@ -38,7 +36,7 @@ from ttsr.search import relevance_search  # noqa: E402
 
 CHANNELS = 256  # VGG relu3_1
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-DEFAULT_CASES = ["160x8", "512x8", "1024x1"]
+CASES = [(160, 8), (512, 8), (1024, 1)]  # (size, batch)
 DEFAULT_VARIANTS = ["dense", "chunked", "chunked-bf16", "fused", "fused-bf16"]
 
 
@@ -84,17 +82,13 @@ def sync(device: torch.device) -> None:
 
 
 def time_variant(variant, query, key, *, warmup: int, repeat: int) -> tuple[float, tuple]:
-    device = query.device
-    for _ in range(warmup):
-        out = search(variant, query, key)
-    sync(device)
     times = []
-    for _ in range(repeat):
+    for _ in range(warmup + repeat):
         start = time.perf_counter()
         out = search(variant, query, key)
-        sync(device)
+        sync(query.device)
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), out
+    return statistics.median(times[warmup:]), out
 
 
 def cuda_peak_mib(variant, query, key) -> float:
@@ -102,19 +96,13 @@ def cuda_peak_mib(variant, query, key) -> float:
     torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    out = search(variant, query, key)
+    search(variant, query, key)  # the peak is a high-water mark: it outlives the result
     torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
-    del out
-    return peak / 2**20
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
+    return int(re.search(rf"^{field}:\s+(\d+)", Path("/proc/self/status").read_text(), re.M)[1])
 
 
 def cpu_peak_mib(variant, query, key) -> float | None:
@@ -130,15 +118,8 @@ def cpu_peak_mib(variant, query, key) -> float | None:
     except OSError:
         return None
     base = _status_kib("VmRSS")
-    out = search(variant, query, key)
-    peak = _status_kib("VmHWM") - base
-    del out
-    return peak / 1024
-
-
-def dense_gib(size: int, batch: int) -> float:
-    positions = (size // 4) ** 2
-    return batch * positions * positions * 4 / 2**30
+    search(variant, query, key)  # the peak is a high-water mark: it outlives the result
+    return (_status_kib("VmHWM") - base) / 1024
 
 
 def run(args: argparse.Namespace) -> list[Result]:
@@ -149,24 +130,20 @@ def run(args: argparse.Namespace) -> list[Result]:
         case = f"{size}x{batch}"
         query, key = inputs(size, batch, device)
         baseline = None
+        dense_gib = batch * (size // 4) ** 4 * 4 / 2**30  # the dense relevance matrix R, fp32
+        too_big_to_interpret = device.type == "cpu" and size > args.max_interpret_size
         for variant in args.variants:
             row = Result(case, variant, str(device), (size // 4) ** 2, None, None)
-            if variant == "dense" and dense_gib(size, batch) > args.dense_limit_gib:
-                row.note = f"skipped: R would take {dense_gib(size, batch):.0f} GiB"
-            elif (
-                variant.startswith("fused")
-                and device.type == "cpu"
-                and size > args.max_interpret_size
-            ):
+            if variant == "dense" and dense_gib > args.dense_limit_gib:
+                row.note = f"skipped: R would take {dense_gib:.0f} GiB"
+            elif variant.startswith("fused") and too_big_to_interpret:
                 row.note = "skipped: the CPU runs the fused kernel in Triton's interpreter"
             else:
                 row.ms, (S, index) = time_variant(
                     variant, query, key, warmup=args.warmup, repeat=args.repeat
                 )
-                if device.type == "cuda":
-                    row.peak_mib = cuda_peak_mib(variant, query, key)
-                else:
-                    row.peak_mib = cpu_peak_mib(variant, query, key)
+                peak_mib = cuda_peak_mib if device.type == "cuda" else cpu_peak_mib
+                row.peak_mib = peak_mib(variant, query, key)
                 if baseline is None:
                     baseline = (variant, S, index)
                 else:
@@ -191,7 +168,7 @@ def format_row(r: Result) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--cases", nargs="+", type=parse_case, default=None, metavar="SIZExBATCH")
+    parser.add_argument("--cases", nargs="+", type=parse_case, default=CASES, metavar="SIZExBATCH")
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=DEFAULT_VARIANTS)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
@@ -201,8 +178,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    if args.cases is None:
-        args.cases = [parse_case(c) for c in DEFAULT_CASES]
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -14,22 +14,17 @@ import time
 
 import torch
 
+from benchmarks.configs import Case
+from benchmarks.timing import random_batch
 from ttsr.config import TrainConfig
 from ttsr.fast_paths import self_test
-from ttsr.train.trainer import IMAGE_KEYS, build_trainer
+from ttsr.train.trainer import build_trainer
 
 CONFIGS = {
     "default": {},  # on the CPU: fused Adam only; on CUDA: fused search, bf16 + channels_last,
     "bf16": {"amp": "bf16"},
     "bf16+gan": {"amp": "bf16", "adv_w": 0.001},
 }
-
-
-def _batch(size: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    items = {k: torch.rand(1, 3, size, size, generator=g) * 2 - 1 for k in IMAGE_KEYS}
-    items["LR"] = torch.rand(1, 3, size // 4, size // 4, generator=g) * 2 - 1
-    return items
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,8 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=2, help="self-tests per config (best kept)")
     parser.add_argument("--fused-search", action="store_true")
     args = parser.parse_args(argv)
-    print(f"self-test cost, {args.device}, {args.size} px, batch 1, torch threads "
-          f"{torch.get_num_threads()}")  # fmt: skip
+    threads = torch.get_num_threads()
+    print(f"self-test cost, {args.device}, {args.size} px, batch 1, torch threads {threads}")
+    batch = random_batch(Case("self-test", args.size, 1, "rec", 0, 0), torch.device(args.device))
     for name, changes in CONFIGS.items():
         values = {"device": args.device, "size": args.size, **changes}
         if args.fused_search:
@@ -48,14 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         trainer = build_trainer(TrainConfig.from_dict(values), load_vgg=False)
         build = time.perf_counter() - t0
-        best = None
-        for _ in range(args.repeat):
-            _, paths = self_test(trainer, _batch(args.size), log=lambda line: None)
-            if best is None or paths.seconds < best.seconds:
-                best = paths
+        runs = [self_test(trainer, batch, log=lambda line: None)[1] for _ in range(args.repeat)]
+        best = min(runs, key=lambda paths: paths.seconds)
         checks = ", ".join(f"{k} {v:.3f} s" for k, v in best.check_seconds.items())
-        print(f"{name:10s} self-test {best.seconds:.3f} s ({checks}) | build {build:.1f} s | "
-              f"{best.tag()}")  # fmt: skip
+        line = f"self-test {best.seconds:.3f} s ({checks}) | build {build:.1f} s | {best.tag()}"
+        print(f"{name:10s} {line}")
 
 
 if __name__ == "__main__":

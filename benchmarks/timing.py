@@ -1,22 +1,13 @@
 """Timing one (case, config): the trainer `ttsr.train` builds, stepped the way its loop steps.
 
-`build(config)` is `ttsr.train.trainer.build_trainer(config, load_vgg=False)` (speed does not depend
-on the VGG weights; nothing is looked up on disk). `LoopSteps` runs what `ttsr/train/loop.py`
-runs per batch: `Trainer.train_step`, `LossMeter.add`, and every `Trainer.check_every` steps
-`LossMeter.check` (the one host read), so host syncs and checks are the loop's.
-
-Data: one random loader-shaped batch created on the device once (as the reference figures in
-docs/BENCHMARKS.md); `Trainer.inputs` converts it to the trainer's memory format every step, as
-it does a loader batch. The loader itself is `python -m benchmarks.loader`.
-
-Timing: `warmup` untimed steps (their time, `warmup_s`, holds the compile of a compiled
-config), then `steps` timed steps between two device synchronisations; step time = elapsed /
-steps, images/s = batch / step time. `host_ms`: the time the host took to issue a timed step
-(before the final synchronisation); on CUDA a value close to the step time means the step is
-bound by Python and kernel launches (where CUDA graphs or compile would help), a small one that
-the GPU is the limit. Peak memory: on CUDA
-`torch.cuda.max_memory_allocated` (reset before the build); on the CPU, in a fresh process
-only, the peak RSS (`ru_maxrss`) minus the RSS just before the build.
+Data: one random loader-shaped batch made on the device once (as the reference figures in
+docs/BENCHMARKS.md); `Trainer.inputs` converts it every step, as it does a loader batch.
+Timing: `warmup` untimed steps (`warmup_s`: with compile, the compile of a trial), then `steps`
+timed steps between two device synchronisations. `host_ms`: the host's time to issue a timed
+step; on CUDA, close to the step time = bound by Python and kernel launches (where CUDA graphs or
+compile would help), small = the GPU is the limit. Peak memory: on CUDA
+`torch.cuda.max_memory_allocated` (reset before the build); on the CPU, in a fresh process only,
+the peak RSS (`ru_maxrss`) minus the RSS just before the build.
 """
 
 from __future__ import annotations
@@ -45,7 +36,8 @@ MIB = 2**20
 
 
 def build(config: TrainConfig) -> Trainer:
-    """The benchmark's one way to a trainer: the training builder, with random VGG19 weights."""
+    """The benchmark's one way to a trainer: the training builder, with random VGG19 weights
+    (speed does not depend on them; nothing is looked up on disk)."""
     return build_trainer(config, load_vgg=False)
 
 
@@ -59,8 +51,9 @@ def random_batch(case: Case, device: torch.device) -> dict[str, Tensor]:
 
 
 class LoopSteps:
-    """The loop's per-batch code on one fixed batch (``infer``: `Trainer.infer` instead, as
-    validation runs it; no host read, validation reads its sums once per pass)."""
+    """What `ttsr/train/loop.py` runs per batch, on one fixed batch: `Trainer.train_step`,
+    `LossMeter.add`, and every `Trainer.check_every` steps `LossMeter.check` (the one host read).
+    ``infer``: `Trainer.infer` instead, as validation runs it (it reads its sums once per pass)."""
 
     def __init__(self, trainer: Trainer, batch: dict[str, Tensor], *, infer: bool = False):
         self.trainer, self.batch, self.infer = trainer, batch, infer
@@ -110,10 +103,8 @@ def run_case(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss_before = _rss_bytes()
-    steps = None
     try:
-        trainer = build(config)
-        steps = LoopSteps(trainer, random_batch(case, device), infer=case.losses == "infer")
+        steps = LoopSteps(build(config), random_batch(case, device), infer=case.losses == "infer")
         result.update(_timed(case, steps, device, barrier))
         if device.type == "cuda":
             result["peak_mib"] = torch.cuda.max_memory_allocated(device) / MIB
@@ -125,7 +116,7 @@ def run_case(
     except torch.cuda.OutOfMemoryError as exc:  # (= torch.OutOfMemoryError on recent PyTorch)
         result.update(status="oom", error=str(exc).splitlines()[0][:200])
     finally:
-        trainer = steps = None  # free the model and optimiser state before the next run
+        steps = None  # free the model and optimiser state before the next run
         _free(device)
     return result
 

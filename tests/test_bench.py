@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import jobs, train_step
+from benchmarks import train_step
 from benchmarks.configs import (
     OPTIONS,
     PRESETS,
@@ -23,7 +23,7 @@ from benchmarks.configs import (
     reference_config,
     study_config,
 )
-from benchmarks.report import target_checks
+from benchmarks.summary import target_checks
 from ttsr.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,14 +96,14 @@ def test_the_bench_path_imports_neither_ray_nor_mlflow():
 
 def test_child_protocol_round_trips_a_job():
     case = Case("c", 32, 1, "all", 0, 1)
-    job = jobs.Job(
+    job = train_step.Job(
         case=case,
         config=study_config(case, device="cpu", n_feats=8, blocks="1+1+1+1"),
         path="optimised",
         threads=1,
         barrier=("/tmp/x", 0, 2),
     )
-    back = jobs.job_from_json(jobs.job_to_json(job))
+    back = train_step.job_from_json(train_step.job_to_json(job))
     assert back == job
     assert back.config.to_dict() == job.config.to_dict()  # also the fields == leaves out
 
@@ -238,5 +238,5 @@ def test_a_case_changes_its_study_config_and_round_trips_through_a_child():
     assert reference_config(config) == reference_config(
         config.replace(checkpoint_activations=False)
     )
-    job = jobs.Job(case, config, "optimised", 1)
-    assert jobs.job_from_json(jobs.job_to_json(job)) == job
+    job = train_step.Job(case, config, "optimised", 1)
+    assert train_step.job_from_json(train_step.job_to_json(job)) == job

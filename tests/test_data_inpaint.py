@@ -9,8 +9,7 @@ from PIL import Image, ImageFilter
 
 from ttsr.config import TrainConfig
 from ttsr.data import InpaintOptions, inpaint_options, open_dataset, prepare
-from ttsr.data.inpaint import blur_box, box_mask, box_pixels
-from ttsr.data.items import to_tensor
+from ttsr.data.items import blur_box, box_mask, box_pixels, to_tensor
 
 SIZE = 64
 

@@ -6,9 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ttsr import names
-from tune.reporting import answers
-from tune.reporting.report_data import make_data
-from tune.reporting.trial_frames import TrialRecord, frames
+from tune.reporting import kinds
+from tune.reporting.data import TrialRecord, frames, make_data
 from tune.study.studies import load_study
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"
@@ -29,26 +28,26 @@ def _history(psnr, perceptual=None, bicubic=22.0):
 
 def test_stop_signal_reads_the_loop_s_details():
     d = names.STOP_DIVERGED
-    assert answers.stop_signal(d, "non-finite training loss by step 12 (epoch 1)") == (
+    assert kinds.stop_signal(d, "non-finite training loss by step 12 (epoch 1)") == (
         "non-finite loss"
     )
-    assert answers.stop_signal(d, "output collapsed: 97% of SR values saturated") == (
+    assert kinds.stop_signal(d, "output collapsed: 97% of SR values saturated") == (
         "collapsed output"
     )
-    assert answers.stop_signal(d, "val_psnr 12.00 dB at epoch 3 fell more than 3 dB") == (
+    assert kinds.stop_signal(d, "val_psnr 12.00 dB at epoch 3 fell more than 3 dB") == (
         "PSNR floor"
     )
-    assert answers.stop_signal(d, "val_psnr is nan at epoch 2") == "non-finite PSNR"
-    assert answers.stop_signal(d, "something new") == "diverged"
-    assert answers.stop_signal("patience", "no improvement") == "patience"
-    assert answers.stop_signal(None, None) == "unknown"
+    assert kinds.stop_signal(d, "val_psnr is nan at epoch 2") == "non-finite PSNR"
+    assert kinds.stop_signal(d, "something new") == "diverged"
+    assert kinds.stop_signal("patience", "no improvement") == "patience"
+    assert kinds.stop_signal(None, None) == "unknown"
 
 
 def test_bicubic_verdict():
-    assert answers.bicubic_verdict(0.3) == "beats bicubic by 0.30 dB"
-    assert answers.bicubic_verdict(-2.8) == "does NOT beat bicubic (2.80 dB below)"
-    assert answers.bicubic_verdict(0.0) == "does NOT beat bicubic (0.00 dB below)"
-    assert answers.bicubic_verdict(None) == "has no bicubic PSNR to compare with"
+    assert kinds.bicubic_verdict(0.3) == "beats bicubic by 0.30 dB"
+    assert kinds.bicubic_verdict(-2.8) == "does NOT beat bicubic (2.80 dB below)"
+    assert kinds.bicubic_verdict(0.0) == "does NOT beat bicubic (0.00 dB below)"
+    assert kinds.bicubic_verdict(None) == "has no bicubic PSNR to compare with"
 
 
 def test_tradeoff_without_a_reconstruction_only_configuration(tmp_path):
@@ -59,7 +58,7 @@ def test_tradeoff_without_a_reconstruction_only_configuration(tmp_path):
         TrialRecord("b", "TERMINATED", {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.01},
                     _history(23.0, 0.2)),
     ]  # fmt: skip
-    text = answers.tradeoff(_data(study, records, tmp_path))
+    text = kinds.tradeoff(_data(study, records, tmp_path))
     assert text.startswith("No reconstruction-only configuration (per_w = tpl_w = adv_w = 0) ran")
     assert "2 of 2 configurations are on the Pareto front" in text
     assert "its highest-PSNR point (per_w=0.01) reaches 24.00 dB" in text
@@ -73,7 +72,7 @@ def test_tradeoff_when_reconstruction_only_is_the_whole_front(tmp_path):
         TrialRecord("b", "TERMINATED", {"per_w": 0.01, "tpl_w": 0.0, "adv_w": 0.0},
                     _history(24.0, 0.3)),
     ]  # fmt: skip
-    text = answers.tradeoff(_data(study, records, tmp_path))
+    text = kinds.tradeoff(_data(study, records, tmp_path))
     assert text.endswith(
         "no weights trade PSNR for a lower val_perceptual: it is the whole front; per_w=0.01 is "
         "worse on both: -1.00 dB and 50.0% higher val_perceptual (val_perceptual 0.3000 vs "
@@ -85,7 +84,7 @@ def test_reference_without_extra_modes_says_it_is_not_measured(tmp_path):
     study = load_study(SHIPPED, "ref-is-gt", "demo")
     study = replace(study, config={**study.config, "ref_mode": "gt", "val_ref_modes": []})
     data = _data(study, [TrialRecord("a", "TERMINATED", {}, _history(21.0))], tmp_path)
-    assert answers.reference(data).startswith(
+    assert kinds.reference(data).startswith(
         "Validated only with ground-truth references: how much of the 21.00 dB comes from "
         "copying the reference is not measured"
     )
@@ -113,7 +112,7 @@ def test_scaling_names_what_else_differs_between_the_settings(tmp_path):
             history[-1].update({names.STEP: steps, names.IMAGES_SEEN: 2160})
             params = {"batch_size": batch, "size": size, "seed": seed}
             records.append(TrialRecord(f"{size}-{seed}", "TERMINATED", params, history))
-    text = answers.scaling(_data(study, records, tmp_path))
+    text = kinds.scaling(_data(study, records, tmp_path))
     assert (
         "Not a clean comparison: the settings also differ in batch_size (2, 4) and optimiser "
         "steps (540 to 1,080) for the same 2,160 images seen, so the change cannot be put on "
@@ -135,12 +134,12 @@ def test_diverged_trials_are_named_with_what_their_group_means_do(tmp_path):
         TrialRecord("b", "TERMINATED", {"fraction": 0.25, "seed": 1}, bad),
     ]
     data = _data(study, records, tmp_path)
-    assert answers.diverged_note(data) == (
+    assert kinds.diverged_note(data) == (
         "Diverged: fraction=0.25 · seed 1 (PSNR floor at epoch 1, kept epoch 1). Included in "
         "their configurations' means with the kept epoch's values (the last epoch before the "
         "divergence check fired)."
     )
-    assert answers.diverged_note(_data(study, records[:1], tmp_path)) == ""
+    assert kinds.diverged_note(_data(study, records[:1], tmp_path)) == ""
 
 
 def test_the_kept_trial_is_the_best_seed_of_the_best_configuration(tmp_path):

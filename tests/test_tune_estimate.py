@@ -225,7 +225,7 @@ def test_measure_needs_a_dry_run_and_cuda(tmp_path):
     not __import__("torch").cuda.is_available(), reason="--measure times steps on a CUDA GPU"
 )
 def test_measure_times_the_trial_configs_on_this_gpu(tmp_path):
-    from tune.study.measure import measure_figures
+    from tune.study.estimate import measure_figures
 
     spec = {
         "description": "tiny",

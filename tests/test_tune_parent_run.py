@@ -18,9 +18,8 @@ from tune.study.studies import load_study
 
 def test_parent_children_lookup_and_closing(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
-    exp, parent = parent_run.start_parent(
-        uri, study="s", run_name="s-1", tags={"study": "s"}, params={"config.size": 32}
-    )
+    started = _start(uri)
+    exp, parent = started.experiment_id, started.run_id
     client = MlflowClient(uri)
     assert client.get_run(parent).data.params["config.size"] == "32"
 
@@ -46,10 +45,9 @@ def test_parent_children_lookup_and_closing(tmp_path):
         stray: "KILLED",
     }  # fmt: skip
 
-    parent_run.end(uri, parent, parent_run.KILLED)
-    parent_run.reopen(uri, parent)
-    assert client.get_run(parent).info.status == "RUNNING"
-    parent_run.end(uri, parent, parent_run.FINISHED)
+    client.set_terminated(parent, status=parent_run.KILLED)
+    with parent_run.ParentRun.reopen(started.info):
+        assert client.get_run(parent).info.status == "RUNNING"
     assert client.get_run(parent).info.status == "FINISHED"
 
 

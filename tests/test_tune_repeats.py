@@ -9,10 +9,10 @@ from pathlib import Path
 
 from ray import tune
 from ray.tune.search import Searcher
+from ray.tune.search.repeater import TRIAL_INDEX
 
 from tune.execution.trainable import trial_values
-from tune.execution.tuner import build_tuner, param_space, searcher
-from tune.search.repeats import TRIAL_INDEX, SeedRepeater
+from tune.execution.tuner import SeedRepeater, build_tuner, param_space, searcher
 from tune.study.studies import load_study
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"

@@ -8,8 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ttsr import names
-from tune.reporting.report_data import budget_facts, curve_axis, steps_per_round
-from tune.reporting.trial_frames import TrialRecord, frames
+from tune.reporting.data import TrialRecord, budget_facts, curve_axis, frames, steps_per_round
 from tune.study.studies import load_study
 
 SHIPPED = Path(__file__).resolve().parent.parent / "experiments.yaml"

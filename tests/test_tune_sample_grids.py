@@ -15,7 +15,7 @@ from ttsr import names
 from ttsr.grids import PAD
 from ttsr.tracking import MlflowTracker
 from tune.execution.storage import MLFLOW_RUN_KEY
-from tune.reporting.sample_grids import kept_trial_grids, logged_steps
+from tune.reporting.html_report import kept_trial_grids, logged_steps
 
 COLOURS = {0: "red", 1: "green", 2: "blue", 4: "yellow"}  # epoch -> the grid's colour
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ttsr import names
-from tune.reporting.trial_frames import TrialRecord, frames, kept, objective_column
+from tune.reporting.data import TrialRecord, frames, kept, objective_column
 
 
 def test_kept_epoch_is_the_one_the_loop_reported():

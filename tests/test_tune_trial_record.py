@@ -117,7 +117,7 @@ tune.Tuner(
         name="record",
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=2),
-        callbacks=trial_record.callbacks(),
+        callbacks=[trial_record.JsonRecord(), trial_record.CsvRecord()],
         verbose=0,
     ),
 ).fit()

@@ -20,7 +20,7 @@ import pytest
 
 import ttsr.vgg.__main__ as vgg_cli
 from ttsr.vgg import ENV_VAR, TORCHVISION_FILE, TORCHVISION_SHA256
-from ttsr.vgg.download import STALE_S, DownloadError, download, source
+from ttsr.vgg.__main__ import STALE_S, DownloadError, download, source
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = os.urandom(3 * 2**20 + 12345)  # a few read chunks; no need for real weights

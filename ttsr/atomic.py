@@ -1,10 +1,8 @@
 """All-or-nothing writes: files and whole directories, for checkpoints and data shards.
 
-A reader never sees a half-written file or directory under its final name: everything is
-written to a temporary sibling (a name no reader globs), fsynced, and renamed into place, and
-the rename itself is made durable by fsyncing the parent directory. A failure at any point
-(full disk, exception, SIGKILL) leaves the previous version intact and removes the temporary
-one (SIGKILL leaves only the hidden temporary, never a truncated final file).
+Everything is written to a hidden temporary sibling (a name no reader globs), fsynced, renamed
+into place, and the parent directory fsynced: a failure at any point (full disk, exception,
+SIGKILL) leaves the previous version intact and never a truncated file under the final name.
 
 A full disk is reported as what it is: writers such as ``torch.save`` turn the OSError of a
 failed write into their own error ("unexpected pos ..."), so the file handed to ``write`` keeps
@@ -73,8 +71,8 @@ class _RecordingFile:
 
 @contextlib.contextmanager
 def open_for_writing(path: Path, *, report_as: Path | None = None) -> Iterator[BinaryIO]:
-    """``open(path, "wb")`` whose write failures surface as the OSError itself (see the module
-    docstring), naming ``report_as`` (default ``path``)."""
+    """``open(path, "wb")`` whose write failures raise the OSError itself, naming ``report_as``
+    (default ``path``)."""
     name = str(report_as or path)
     try:
         with open(path, "wb") as raw:
@@ -148,13 +146,10 @@ def write_dir_atomically(final: str | Path, write: Callable[[Path], None]) -> Pa
         os.rename(tmp, final)
         fsync_path(final.parent)
         shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:  # name the directory the caller asked for, not the temporary one
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno is None:
-            raise
-        raise named_os_error(exc, str(final)) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno is not None:  # name the caller's directory
+            raise named_os_error(exc, str(final)) from exc
         raise
     return final
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +137,8 @@ def save_checkpoint(
     payload = {
         "format": FORMAT,
         "model_config": {
-            "n_feats": model_config.n_feats,
+            **asdict(model_config),
             "num_res_blocks": list(model_config.num_res_blocks),
-            "res_scale": model_config.res_scale,
         },
         "model": _strip(model_state),
         **extra,
@@ -161,20 +161,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+def _read_any(path: str | Path) -> tuple[Path, dict[str, Tensor], ModelConfig]:
+    """`load_state_dict_any` of a checkpoint file or training checkpoint dir; errors name it."""
+    path = Path(path)
+    if path.is_dir():
+        path = resolve_checkpoint_dir(path) / MODEL_FILE
+    try:
+        return path, *load_state_dict_any(load_checkpoint(path))
+    except CheckpointError as exc:
+        msg = str(exc)
+        raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
+
 def load_weights(model: TTSR, path: str | Path) -> TTSR:
     """Load a checkpoint of either format (or a training checkpoint dir) into ``model``.
 
     The architecture must match exactly: every key present with the model's shape, nothing
     extra; otherwise a one-line `CheckpointError` names the file and the first mismatches.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = resolve_checkpoint_dir(path) / MODEL_FILE
-    try:
-        state, _ = load_state_dict_any(load_checkpoint(path))
-    except CheckpointError as exc:
-        msg = str(exc)
-        raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    path, state, _ = _read_any(path)
     expected = model.reference_state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -202,14 +207,7 @@ def load_weights(model: TTSR, path: str | Path) -> TTSR:
 
 def checkpoint_model_config(path: str | Path) -> ModelConfig:
     """The architecture a checkpoint file (or training checkpoint dir) holds."""
-    path = Path(path)
-    if path.is_dir():
-        path = resolve_checkpoint_dir(path) / MODEL_FILE
-    try:
-        return load_state_dict_any(load_checkpoint(path))[1]
-    except CheckpointError as exc:
-        msg = str(exc)
-        raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    return _read_any(path)[2]
 
 
 def load_model(
@@ -305,14 +303,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))

@@ -57,17 +57,11 @@ def debug_requested(argv: Sequence[str] | None = None) -> bool:
 
 def describe_os_error(exc: OSError) -> str:
     """``<file>: <why>; <what to do>`` for an OSError."""
-    where = exc.filename if exc.filename is not None else None
     why = exc.strerror or first_line(exc)
     plain = exc.errno is not None and why == os.strerror(exc.errno)  # else it says what to do
     hint = _OS_HINTS.get(exc.errno) if plain else None
-    text = f"{where}: {why}" if where is not None else why
+    text = f"{exc.filename}: {why}" if exc.filename is not None else why
     return f"{text} ({hint})" if hint else text
-
-
-def _tracking_unavailable(exc: BaseException) -> bool:
-    tracking = sys.modules.get("ttsr.tracking")
-    return tracking is not None and tracking.is_unavailable(exc)
 
 
 def describe(exc: BaseException) -> tuple[int, str]:
@@ -77,7 +71,8 @@ def describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_INTERRUPTED, "interrupted" + (f" ({detail})" if detail else "")
     if isinstance(exc, UsageError):
         return EXIT_USAGE, first_line(exc)
-    if _tracking_unavailable(exc):
+    tracking = sys.modules.get("ttsr.tracking")  # loaded by any command that tracks
+    if tracking is not None and tracking.is_unavailable(exc):
         if isinstance(exc, ConnectionError):  # ours (ttsr.tracking.TrackingUnavailable): says it
             return EXIT_UNAVAILABLE, f"MLflow tracking server {first_line(exc)}"
         return EXIT_UNAVAILABLE, f"MLflow tracking server unreachable ({short_reason(exc)})"

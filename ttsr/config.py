@@ -35,12 +35,7 @@ from ttsr.errors import UsageError
 REF_MODES = ("gt", "gt-augmented", "other", "paired")
 # Extra validation modes: "paired" needs the data's own pairs, so it is only ever a run's ref_mode.
 VAL_REF_MODES = ("gt", "gt-augmented", "other")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-DEVICES = ("auto", "cpu", "cuda")
-SEARCH_DTYPES = ("fp32", "bf16")
-SEARCH_METHODS = ("auto", "chunked", "dense", "fused")  # as ttsr.search.SEARCH_METHODS
 CRITIC_STRIDE = 32  # the critic halves the image five times; its FC is sized to the crop
-TPL_LOSSES = ("l2", "l1")
 LOSS_WEIGHTS = ("rec_w", "per_w", "tpl_w", "adv_w")
 # Early stopping (ttsr.train.early_stopping): an epoch must beat the best by more than this to count
 # as an improvement; a plateau's epoch-to-epoch wiggles (0.02 dB on the demos' 22 validation
@@ -119,7 +114,7 @@ class TrainConfig(BaseModel):
     per_w: Float = Field(0.0, ge=0)
     tpl_w: Float = Field(0.0, ge=0)
     adv_w: Float = Field(0.0, ge=0)
-    tpl_loss: Literal[TPL_LOSSES] = "l2"
+    tpl_loss: Literal["l2", "l1"] = "l2"
     tpl_use_s: StrictBool = False  # weight the transferal perceptual loss by sigmoid(S)
     gan_k: Int = Field(2, ge=1)  # discriminator steps per generator step
     gp_weight: Float = Field(10.0, ge=0)
@@ -155,10 +150,11 @@ class TrainConfig(BaseModel):
     saturation_rise: Float | None = Field(0.05, gt=0, lt=1)  # white-pixel share rise (None = off)
 
     # --- runtime (CUDA-only knobs are ignored on the CPU) -----------------------------------
-    device: Literal[DEVICES] = "auto"
-    amp: Literal[AMP_MODES] = "auto"  # auto = bf16 on CUDA, fp32 on CPU
-    search_dtype: Literal[SEARCH_DTYPES] = "fp32"  # dtype of the relevance-search matmuls
-    search_method: Literal[SEARCH_METHODS] = "auto"  # auto: fused kernel on CUDA, else chunked
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto = bf16 on CUDA, fp32 on CPU
+    search_dtype: Literal["fp32", "bf16"] = "fp32"  # dtype of the relevance-search matmuls
+    # as ttsr.search.SEARCH_METHODS; auto: fused kernel on CUDA, else chunked
+    search_method: Literal["auto", "chunked", "dense", "fused"] = "auto"
     channels_last: StrictBool = True  # CUDA only
     compile: StrictBool = False  # torch.compile MainNet and LTE in place
     fused_optim: StrictBool = True  # fused Adam kernels (CUDA and CPU)
@@ -309,7 +305,7 @@ def _reject_unknown(values: Mapping[Any, Any]) -> None:
         )
 
 
-_TYPE_PHRASES = {
+_PHRASES = {  # pydantic error type -> our words, formatted with its context
     "int_type": "must be an integer",
     "float_type": "must be a number",
     "finite_number": "must be a finite number",
@@ -318,8 +314,6 @@ _TYPE_PHRASES = {
     "string_too_short": "must not be empty",
     "dict_type": "must be a mapping",
     "tuple_type": "must be a list",
-}
-_BOUND_PHRASES = {
     "greater_than": "must be > {gt:g}",
     "greater_than_equal": "must be >= {ge:g}",
     "less_than": "must be < {lt:g}",
@@ -346,10 +340,7 @@ def _one_line(exc: ValidationError, values: Mapping[str, Any]) -> str:
         return f"{name}: must be a list of {items} items (got {values.get(name)!r})"
     if got is None:
         return f"{where}: must not be null"
-    if kind in _BOUND_PHRASES:
-        why = _BOUND_PHRASES[kind].format(**ctx)
-    else:
-        why = _TYPE_PHRASES.get(kind, error["msg"])
+    why = _PHRASES[kind].format(**ctx) if kind in _PHRASES else error["msg"]
     if nullable and why.startswith("must be"):
         why += " or null"
     return f"{where}: {why} (got {got!r})"

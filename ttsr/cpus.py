@@ -31,22 +31,16 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
     v2 = _read(root / "cpu.max")
     if v2 is not None:
         parts = v2.split()
-        if len(parts) == 2 and parts[0] != "max":
-            return _ratio(parts[0], parts[1])
-        return None
-    quota, period = (
-        _read(root / "cpu" / "cpu.cfs_quota_us"),
-        _read(root / "cpu" / "cpu.cfs_period_us"),
+        return _ratio(*parts) if len(parts) == 2 else None
+    return _ratio(
+        _read(root / "cpu" / "cpu.cfs_quota_us"), _read(root / "cpu" / "cpu.cfs_period_us")
     )
-    if quota is None or period is None:
-        return None
-    return _ratio(quota, period)
 
 
-def _ratio(quota: str, period: str) -> float | None:
+def _ratio(quota: str | None, period: str | None) -> float | None:
     try:
         q, p = int(quota), int(period)
-    except ValueError:
+    except (TypeError, ValueError):  # a file missing, or "max" (no quota)
         return None
     return q / p if q > 0 and p > 0 else None
 

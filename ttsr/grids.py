@@ -53,14 +53,14 @@ def first_rows(grid: Image.Image, rows: int) -> Image.Image:
     return grid if grid.height <= height else grid.crop((0, 0, grid.width, height))
 
 
-def display_grid(grid: Image.Image, rows: int, *, min_tile: int = DISPLAY_TILE) -> Image.Image:
+def display_grid(grid: Image.Image, rows: int) -> Image.Image:
     """A sample grid as a person looks at it (MLflow's image cards, the HTML report): its first
     ``rows`` rows, upscaled by a whole factor with nearest-neighbour pixels (no smoothing: what
-    is seen is what the model made) until a tile is at least ``min_tile`` px, under a header
+    is seen is what the model made) until a tile is at least `DISPLAY_TILE` px, under a header
     row naming the columns LR↑ | Ref | SR | HR."""
     grid = first_rows(grid.convert("RGB"), rows)
     side = (grid.width - 5 * PAD) // 4
-    scale = max(1, -(-min_tile // max(side, 1)))  # ceil
+    scale = max(1, -(-DISPLAY_TILE // max(side, 1)))  # ceil
     big = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST)
     font = ImageFont.load_default(size=max(12, min(24, side * scale // 8)))
     band = int(font.size * 1.8)

@@ -1,21 +1,13 @@
-"""Super-resolve images with a trained TTSR: `python -m ttsr.infer`.
+"""Super-resolve images with a trained TTSR: `python -m ttsr.infer` (docs/MODEL.md).
 
 Follows the reference's test mode exactly: LR↑ = PIL BICUBIC ×4 of the LR image; the reference
-image is cropped (top-left) to a multiple of 4 and Ref↓↑ = PIL BICUBIC ÷4 then ×4; pixels map to
-[-1, 1] as x / 127.5 - 1; the output is (sr + 1) · 127.5 rounded to uint8 and saved as PNG.
+is cropped (top-left) to a multiple of 4 and Ref↓↑ = PIL BICUBIC ÷4 then ×4; pixels map to
+[-1, 1] as x / 127.5 - 1; the output is (sr + 1) · 127.5 rounded to uint8, saved as PNG. LR and
+reference sizes are independent: any LR of at least 1×1 px, a reference of at least 4×4 px.
 
-The LR and the reference sizes are independent (the search compares every LR patch with every
-reference patch), so any LR of at least 1×1 px works and the reference needs at least 4×4 px
-(one level-3 feature position after the crop to a multiple of 4).
-
-Single pair:  python -m ttsr.infer --checkpoint CKPT --lr LR.png --ref REF.png --out SR.png
-Folders:      python -m ttsr.infer --checkpoint CKPT --lr LR_DIR --ref REF_DIR --out OUT_DIR
-              (pairs matched by file name without extension; outputs are NAME.png)
-
-CKPT is a checkpoint file (ours or the reference's TTSR.pt), a training checkpoint folder, or
-an MLflow model URI: ``models:/ttsr-<study>/latest`` (a registered version, ``/N`` or ``@alias``),
-``models:/<model id>`` or ``runs:/<run id>/model``, resolved at ``--mlflow-uri`` (default
-$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db). Only a URI imports mlflow.
+CKPT: a checkpoint file (ours or the reference's TTSR.pt), a checkpoint folder, or an MLflow
+model URI (only then is mlflow imported). Nothing of `ttsr.data` is imported: the MLflow pyfunc
+loads this module from the model's own code files.
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class InferError(UsageError):
-    """Bad user input; main() prints the one-line message and exits with 2."""
+    """Bad user input: one line and exit code 2 (`ttsr.cli_errors`)."""
 
 
 def read_rgb(path: Path, what: str) -> np.ndarray:
@@ -104,10 +96,9 @@ def super_resolve(
 
 
 def _pairs(lr: Path, ref: Path, out: Path) -> list[tuple[Path, Path, Path]]:
-    if not lr.exists():
-        raise InferError(f"--lr not found: {lr}")
-    if not ref.exists():
-        raise InferError(f"--ref not found: {ref}")
+    for flag, path in (("--lr", lr), ("--ref", ref)):
+        if not path.exists():
+            raise InferError(f"{flag} not found: {path}")
     if lr.is_dir() != ref.is_dir():
         raise InferError("--lr and --ref must both be files or both be directories")
     if not lr.is_dir():
@@ -177,11 +168,10 @@ def run(args: argparse.Namespace) -> list[Path]:
     pairs = _pairs(args.lr, args.ref, args.out)
     model = _load(args.checkpoint, args.mlflow_uri, device=device, search_chunk=args.search_chunk)
 
-    progress = None
     if len(pairs) > 1:
         from tqdm import tqdm
 
-        progress = tqdm(total=len(pairs), unit="img", file=sys.stderr)
+        pairs = tqdm(pairs, unit="img", file=sys.stderr)
     written = []
     for lr_path, ref_path, out_path in pairs:
         lr = read_rgb(lr_path, "LR")
@@ -190,10 +180,6 @@ def run(args: argparse.Namespace) -> list[Path]:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(sr).save(out_path, format="PNG")
         written.append(out_path)
-        if progress is not None:
-            progress.update(1)
-    if progress is not None:
-        progress.close()
     return written
 
 
@@ -228,11 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        written = run(args)
-    except InferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    written = run(args)
     if len(written) == 1:
         print(f"wrote {written[0]}")
     else:

@@ -15,9 +15,8 @@ VAL_WHITE_SHARE_MASK = "val_white_share_mask"  # the same inside the inpainting 
 
 
 def for_ref_mode(metric: str, mode: str) -> str:
-    """The name of a validation metric measured with an extra reference mode (one of
-    ``TrainConfig.val_ref_modes``): ``for_ref_mode("val_psnr", "other") == "val_psnr_other"``.
-    The run's own ``ref_mode`` keeps the plain name (``val_psnr``)."""
+    """A validation metric measured with an extra reference mode (``val_ref_modes``):
+    ``for_ref_mode("val_psnr", "other") == "val_psnr_other"``; the run's own is ``val_psnr``."""
     return f"{metric}_{mode}"
 
 
@@ -51,10 +50,9 @@ SUMMARISED = (VAL_PSNR, VAL_SSIM, VAL_LPIPS_PROXY)
 
 
 def kept(metric: str) -> str:
-    """The name of ``metric``'s value at the run's kept epoch (the epoch its best checkpoint
-    holds, chosen on ``TrainConfig.early_stop_metric``): ``kept("val_psnr") == "best_val_psnr"``.
-    Every epoch reports these for the kept epoch so far, so a run's last values are the kept
-    model's, in MLflow, in Tune's results (what Optuna receives) and in the report alike."""
+    """``metric`` at the run's kept epoch (its best checkpoint's, on ``early_stop_metric``):
+    ``kept("val_psnr") == "best_val_psnr"``. Every epoch reports these for the kept epoch so
+    far, so a run's last values are the kept model's in MLflow, Tune (Optuna) and the report."""
     return f"best_{metric}"
 
 

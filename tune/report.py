@@ -1,24 +1,16 @@
-"""A study's report: Parquet tables, PNG plots, one HTML page and a printed summary that ends
-with the study's answer, all logged to the parent run.
+"""A study's report, logged to the parent run; runs at the end of ``tune/run.py``:
 
     python tune/report.py --study loss-weights [--run PATH] [--storage ray_results]
 
-Runs automatically at the end of ``tune/run.py``. Reads Tune's results from storage (the latest
-invocation of the study unless ``--run`` names one) and the MLflow parent run recorded there.
-
-What it draws and answers comes from the study's ``report: {kind, param}``
-(tune/reporting/sections.py, tune/reporting/answers.py), never from its name. Outputs (in
-``<experiment dir>/report/``):
-- ``trials.parquet``: one row per trial (parameters, kept-epoch and final metrics, bicubic
-  PSNR, stop reason and detail, best checkpoint, MLflow child run id);
-- ``epochs.parquet``: one row per trial-epoch (every reported metric, epoch 0 included);
-- ``groups.parquet``: one row per configuration (mean, std and n over seeds, significance);
-- ``curves.png`` (every study) and per kind: ``epoch_time.png`` (speed), ``reference.png``
-  (reference), ``pareto.png`` (tradeoff), ``best_vs_<param>.png`` (scaling),
-  ``divergence.png`` (divergence);
-- ``summary.txt`` (the printed summary) and ``report.html`` (everything on one page, with the
-  kept trial's sample grids before training and at its kept epoch when MLflow is given).
-The answer is also the parent run's MLflow description (``mlflow.note.content``).
+It reads Tune's results (the study's latest invocation unless ``--run`` names one); what it draws
+and answers comes from the study's ``report: {kind, param}``, never from its name. Outputs in
+``<experiment dir>/report/``: ``trials.parquet`` (one row per trial: parameters, kept-epoch and
+final metrics, bicubic PSNR, stop reason and detail, best checkpoint, MLflow child run id),
+``epochs.parquet`` (one row per trial-epoch, epoch 0 included), ``groups.parquet`` (one row per
+configuration: mean, std and n over seeds, significance), ``curves.png`` and the kind's plot
+(``epoch_time.png``, ``reference.png``, ``pareto.png``, ``best_vs_<param>.png`` or
+``divergence.png``), ``summary.txt`` (the printed summary) and ``report.html`` (everything on one
+page). The answer is also the parent run's MLflow description (``mlflow.note.content``).
 """
 
 from __future__ import annotations
@@ -31,27 +23,27 @@ from pathlib import Path
 from typing import Any
 
 if __name__ == "__main__":
-    # `python tune/report.py` puts tune/, not the repo, first on sys.path: import ttsr and tune
-    # from this checkout.
+    # `python tune/report.py` puts tune/, not the repo, first on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
 from ttsr import names  # noqa: E402
 from tune.execution.storage import MLFLOW_RUN_KEY  # noqa: E402
-from tune.reporting.answers import bicubic_verdict  # noqa: E402
-from tune.reporting.formatting import db, mean_std, number, table_text  # noqa: E402
-from tune.reporting.groups import GROUP  # noqa: E402
-from tune.reporting.report_data import ReportData, make_data  # noqa: E402
-from tune.reporting.trial_frames import (  # noqa: E402
+from tune.reporting.data import (  # noqa: E402
     FAST_PATHS,
     VS_BICUBIC,
+    ReportData,
     TrialRecord,
     frames,
     kept,
+    make_data,
     objective_column,
     pareto_mask,
 )
+from tune.reporting.formatting import db, fmt, mean_std, number, table_text  # noqa: E402
+from tune.reporting.groups import GROUP, complete  # noqa: E402
+from tune.reporting.kinds import bicubic_verdict  # noqa: E402
 from tune.study.studies import Study  # noqa: E402
 
 __all__ = ["Report", "TrialRecord", "build", "frames", "make_report", "pareto_mask"]
@@ -67,15 +59,15 @@ class Report:
     groups: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[Path] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""  # what tune/run.py prints: the details, then the answer (last paragraph)
     answer: str = ""
     details: list[str] = field(default_factory=list)
 
-    def compose(self) -> None:
-        self.summary = "\n".join(self.details) + f"\n\nanswer: {self.answer}"
+    @property
+    def summary(self) -> str:
+        """What tune/run.py prints: the details, then the answer (last paragraph)."""
+        return "\n".join(self.details) + f"\n\nanswer: {self.answer}"
 
 
-# ------------------------------------------------------------------------------------------------
 def best_trial(data: ReportData) -> dict[str, Any]:
     """The trial the study keeps (its model is registered): the best seed of the best
     configuration. Best configuration: the highest (or lowest) mean of the main objective over
@@ -86,9 +78,12 @@ def best_trial(data: ReportData) -> dict[str, Any]:
     col = objective_column(study.metric)
     if trials.empty or study.report_kind == "speed" or col not in trials or GROUP not in trials:
         return {}
-    group = data.best_group()
-    if group is None:
+    g = complete(data.groups, f"{col}_mean")
+    if study.multi_objective and "pareto" in g:
+        g = g[g["pareto"].fillna(False).astype(bool)]
+    if g.empty:
         return {}
+    group = g.loc[g[f"{col}_mean"].idxmax() if study.mode == "max" else g[f"{col}_mean"].idxmin()]
     members = trials[trials[GROUP] == group[GROUP]].dropna(subset=[col])
     if members.empty:
         return {}
@@ -107,21 +102,24 @@ def build(
     """Tables, plots, the HTML page and the summary for one study invocation. ``notes``: what
     the driver wants every reader to know (e.g. random VGG features); ``tracking_uri``: where
     the trials' sample grids are (None: the page has none)."""
-    from tune.reporting import answers, plots, sections
+    from tune.reporting import kinds, plots
 
     trials, epochs = frames(records, scheduler=study.scheduler)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for rec in records for k in rec.params))
     data = make_data(trials, epochs, study, param_keys=keys, out_dir=out_dir)
-    files = _write_tables(data, out_dir)
+    files = []
+    for name, table in (("trials", data.trials), ("epochs", data.epochs), ("groups", data.groups)):
+        files.append(out_dir / f"{name}.parquet")
+        table.to_parquet(files[-1], index=False)
     if not epochs.empty:
         curves = out_dir / "curves.png"
         files.append(plots.curves(epochs, trials, curves, title=data.title, x=data.x))
-    section = sections.make_section(data)
+    section = kinds.make_section(data)
     files += section.files
     best = best_trial(data)
     notes = [*(notes or ()), *fallback_notes(trials)]
-    section.answer = " ".join(filter(None, [section.answer, answers.diverged_note(data)]))
+    section.answer = " ".join(filter(None, [section.answer, kinds.diverged_note(data)]))
     answer = "\n".join([section.answer, *(f"Note: {n}" for n in notes)])
     details = [
         *overview_lines(data, notes),
@@ -130,7 +128,6 @@ def build(
         f"report files: {out_dir}",
     ]
     report = Report(trials, epochs, data.groups, files, best, answer=answer, details=details)
-    report.compose()
     summary_file = out_dir / "summary.txt"
     summary_file.write_text(report.summary + "\n", encoding="utf-8")
     report.files += [summary_file, _write_page(report, data, section, notes, tracking_uri)]
@@ -152,14 +149,6 @@ def fallback_notes(trials: pd.DataFrame) -> list[str]:
         f"path its self-test switched off: {off}"
         for off, who in found.items()
     ]
-
-
-def _write_tables(data: ReportData, out_dir: Path) -> list[Path]:
-    files = [out_dir / "trials.parquet", out_dir / "epochs.parquet", out_dir / "groups.parquet"]
-    data.trials.to_parquet(files[0], index=False)
-    data.epochs.to_parquet(files[1], index=False)
-    data.groups.to_parquet(files[2], index=False)
-    return files
 
 
 def overview_lines(data: ReportData, notes: list[str]) -> list[str]:
@@ -247,10 +236,11 @@ def best_lines(best: dict[str, Any], tracking_uri: str | None = None) -> list[st
 
 def _write_page(report: Report, data: ReportData, section, notes, tracking_uri) -> Path:
     from tune.reporting import html_report
-    from tune.reporting.sample_grids import kept_trial_grids
 
     study = data.study
-    folded = {"all trials": _html_trials(data.trials), **section.tables}
+    t = data.trials
+    empty = [c for c in t if c.startswith("loss_") or t[c].isna().all()]
+    folded = {"all trials": t.drop(columns=empty), **section.tables}
     config = {
         "profile": study.profile,
         "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in study.objectives),
@@ -267,7 +257,7 @@ def _write_page(report: Report, data: ReportData, section, notes, tracking_uri) 
         grids = []
         if tracking_uri and best.get(MLFLOW_RUN_KEY):
             kept_epoch = number(best.get(names.BEST_EPOCH))
-            grids = kept_trial_grids(
+            grids = html_report.kept_trial_grids(
                 tracking_uri,
                 best[MLFLOW_RUN_KEY],
                 label=best["label"],
@@ -302,9 +292,7 @@ def configuration_table(data: ReportData) -> pd.DataFrame:
     g, t = data.groups, data.trials
     if g.empty:
         return pd.DataFrame()
-    # PSNR in both published conventions: Y without crop (the paper, the reference code) and
-    # RGB with a 4-px border crop (MMagic); docs/TRAINING.md says which numbers use which
-    psnrs = [names.BEST_VAL_PSNR, names.kept(names.VAL_PSNR_RGB_C4)]
+    psnrs = [names.BEST_VAL_PSNR, names.kept(names.VAL_PSNR_RGB_C4)]  # both conventions
     objectives = dict.fromkeys([*psnrs, *data.objective_columns])
     rows = []
     for _, r in g.iterrows():
@@ -313,10 +301,9 @@ def configuration_table(data: ReportData) -> pd.DataFrame:
         for c in objectives:
             if f"{c}_mean" in r:
                 spec = ".2f" if "psnr" in c else ".4g"
-                mean, std = number(r[f"{c}_mean"]), number(r[f"{c}_std"])
-                cell = "n/a" if mean is None else format(mean, spec)
+                std = number(r[f"{c}_std"])
                 head = COLUMN_NAMES.get(c, c.removeprefix("best_"))
-                row[head] = cell + (f" ± {std:{spec}}" if std is not None else "")
+                row[head] = fmt(r[f"{c}_mean"], spec) + ("" if std is None else f" ± {std:{spec}}")
         if f"{VS_BICUBIC}_mean" in r:
             row["vs bicubic"] = f"{number(r[f'{VS_BICUBIC}_mean']) or 0:+.2f} dB"
         stops = members["stop_reason"].fillna("unknown").value_counts()
@@ -327,12 +314,6 @@ def configuration_table(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _html_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    drop = [c for c in trials if c.startswith("loss_") or trials[c].isna().all()]
-    return trials.drop(columns=drop)
-
-
-# ------------------------------------------------------------------------------------------------
 def load_records(experiment_dir: str, study: Study) -> list[TrialRecord]:
     """Tune's results in storage -> TrialRecords (best checkpoint by val_psnr)."""
     from ray.tune import ExperimentAnalysis
@@ -345,26 +326,24 @@ def load_records(experiment_dir: str, study: Study) -> list[TrialRecord]:
     for trial in analysis.trials:
         df = frames_by_id.get(trial.trial_id, pd.DataFrame())
         history = [] if df.empty else df.to_dict("records")
-        values = trial_values(study.config, {k: v for k, v in trial.config.items()})
+        values = trial_values(study.config, dict(trial.config))
         params = {k: values.get(k) for k in study.varied_keys}
         if CASE_KEY in trial.config and not params:
             params = dict(trial.config[CASE_KEY])
         if study.repeats > 1:  # repeat i of a configuration runs with the study's seed + i
             params["seed"] = values.get("seed", 0)
-        ckpt = None
+        watched = study.config.get("early_stop_metric", names.VAL_PSNR)  # as the loop's
         try:
-            watched = study.config.get("early_stop_metric", names.VAL_PSNR)  # as the loop's
             best = analysis.get_best_checkpoint(trial, metric=watched, mode="max")
-            ckpt = best.path if best is not None else None
         except Exception:  # noqa: BLE001 - a trial with no checkpoint has no best one
-            ckpt = None
+            best = None
         records.append(
             TrialRecord(
                 trial_id=trial.trial_id,
                 status=trial.status,
                 params=params,
                 history=history,
-                best_checkpoint=ckpt,
+                best_checkpoint=best.path if best is not None else None,
                 max_epochs=int(values.get("epochs", 0)) or None,
             )
         )
@@ -400,6 +379,7 @@ def log_to_parent(report: Report, study: Study, tracking_uri: str, run_id: str) 
 
     from tune.execution import parent_run
 
+    client = MlflowClient(tracking_uri)
     best = report.best
     params = {"trial_id": best.get("trial_id"), **{k: best.get(k) for k in study.varied_keys}}
     values = {
@@ -415,20 +395,19 @@ def log_to_parent(report: Report, study: Study, tracking_uri: str, run_id: str) 
         metrics={k: float(v) for k, v in values.items() if number(v) is not None},
         artifacts=report.files,
     )
-    experiment = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    experiment = client.get_run(run_id).info.experiment_id
     link = parent_run.comparison_url(tracking_uri, experiment, run_id)
     note = (
         f"{report.answer}\n\nThe trials grouped by configuration (one row per configuration, "
         f"its mean over seeds; open a row for each seed): {link}\n\n"
         "Full report: artifacts report/report.html"
     )
-    MlflowClient(tracking_uri).set_tag(run_id, NOTE_TAG, note)
+    client.set_tag(run_id, NOTE_TAG, note)
     report.details.append(f"logged to MLflow parent run {run_id}")
-    report.compose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tune.execution import parent_run, storage
+    from tune.execution import storage
     from tune.study.studies import StudyError, load_study
 
     p = argparse.ArgumentParser(prog="python tune/report.py", description=__doc__.split("\n")[0])
@@ -442,12 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         run_dir = Path(args.run).resolve()
     else:
-        runs = sorted(root.glob(f"*/{parent_run.PARENT_FILE}"), key=lambda f: f.stat().st_mtime)
+        runs = sorted(root.glob(f"*/{storage.PARENT_FILE}"), key=lambda f: f.stat().st_mtime)
         if not runs:
             print(f"error: --study {args.study}: no results under {root}", file=sys.stderr)
             return 2
         run_dir = runs[-1].parent
-    info = storage.read_json(str(run_dir / parent_run.PARENT_FILE)) or {}
+    info = storage.read_json(str(run_dir / storage.PARENT_FILE)) or {}
     try:
         study = load_study(args.experiments, args.study, info.get("profile", "demo"))
     except StudyError as e:

@@ -8,9 +8,8 @@
     python tune/run.py --study loss-weights --resume   # continue the latest invocation
     python tune/run.py --list                          # the studies, one line each
 
-Everything is validated before anything starts; a bad flag, file or address is one line on
-stderr and exit code 2. Whatever fails later is one line too (`ttsr.cli_errors`), unless
---debug. Schema and profile rule: docs/STUDIES.md.
+Everything is validated before anything starts; every error is one line on stderr and an exit
+code (`ttsr.cli_errors`; bad input: 2), unless --debug. Schema and profile rule: docs/STUDIES.md.
 """
 
 from __future__ import annotations
@@ -36,9 +35,6 @@ from tune.study.studies import StudyError, StudyFile  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Every error is one line and an exit code (`ttsr.cli_errors`; bad input: 2, a failed write
-    such as a full --storage: 74, an unreachable MLflow server: 69, interrupted: 130, anything
-    else: 1); ``--debug`` or ``TTSR_DEBUG=1`` shows the traceback instead."""
     return run_cli(lambda: _main(argv), argv=argv)
 
 

@@ -88,13 +88,13 @@ YAML_TAG = "studies: !!python/object/apply:os.mkdir ['{marker}']\n"
 
 
 def test_experiments_yaml_python_tag_is_rejected(tmp_path):
-    from tune.study.studies import StudyError, load_file
+    from tune.study.studies import StudyError, StudyFile
 
     marker = tmp_path / "pwned"
     path = tmp_path / "exp.yaml"
     path.write_text(YAML_TAG.format(marker=marker))
     with pytest.raises(StudyError, match="exp.yaml: not valid YAML"):
-        load_file(path)
+        StudyFile.load(path)
     assert not marker.exists()
 
 

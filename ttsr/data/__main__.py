@@ -84,7 +84,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_photos(args: argparse.Namespace) -> None:
-    from ttsr.data.sample import write_photo_variants
+    from ttsr.data.source import write_photo_variants
 
     n = write_photo_variants(args.out, args.count, side=args.side, seed=args.seed)
     print(f"wrote {n} images of {args.side} px to {args.out}")

@@ -1,9 +1,6 @@
-"""Decoding arbitrary image files into square 8-bit RGB, and the PIL resizes the loader uses.
-
-Everything a folder of "photos" can throw at us lands here: 16-bit PNGs, grayscale, palettes,
-alpha, EXIF rotation, non-square frames. What can be converted is converted (and the conversion
-noted); what cannot raises `UnusableImage` with a reason for the manifest.
-"""
+"""Decoding arbitrary image files into square 8-bit RGB (16-bit, grayscale, palettes, alpha,
+EXIF rotation, non-square: converted and noted; else `UnusableImage` with the manifest's
+reason), and the PIL resizes the loader uses."""
 
 from __future__ import annotations
 
@@ -100,9 +97,3 @@ def encode_png(img: Image.Image, compress_level: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
-
-
-def decode_png(data: bytes) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img

@@ -1,24 +1,16 @@
-"""How a run's DataLoaders are set up: worker count, pinned memory, persistent workers, prefetch.
+"""A run's DataLoader options (`loader_options`), one rule for the training and validation loaders.
 
-One rule for the training loader and the validation loaders (`loader_options`), so that a GPU
-trial is fed the same way whichever loop reads the data:
-
-- ``num_workers``: the config's value, or when it is None (the default) 0 on the CPU — there the
-  step itself uses the cores, and a worker would only take them away from it — and on CUDA the
-  CPUs this process may use minus one (the main process launches the kernels), at least 1 and
-  at most `MAX_AUTO_WORKERS`. "May use" is the smaller of the CPU affinity mask
-  (`os.sched_getaffinity`: containers, taskset) and ``OMP_NUM_THREADS``, which Ray sets to a
-  trial's CPU allotment (``cpus_per_trial``), so packed trials do not each start a worker per
-  core of the node.
-- ``pin_memory`` on CUDA: page-locked batches make the host-to-device copies asynchronous
-  (`Trainer.prepare` copies with ``non_blocking=True``).
-- ``persistent_workers`` when there are workers: they start once per run instead of once per
-  epoch (a worker imports torch and reopens its shard files: seconds each time). Safe because no
-  epoch state has to reach a worker: training items are fetched as ``(pass, index)``
-  (`ttsr.train.batches`) and test items are the same every epoch.
-- ``prefetch_factor`` `PREFETCH_FACTOR` per worker when there are workers: a few batches in
-  flight absorb the spread of per-item cost (image decode, resizes) at little memory (a 160-px
-  batch of 8 is ~12 MB).
+- ``num_workers``: the config's value, or if None `auto_num_workers` of the CPUs this process may
+  use: the affinity mask (containers, taskset) capped by ``OMP_NUM_THREADS``, which Ray sets to a
+  trial's ``cpus_per_trial``, so packed trials do not each start a worker per core of the node.
+- ``pin_memory`` on CUDA: page-locked batches make the copies asynchronous (`Trainer.prepare`
+  copies with ``non_blocking=True``).
+- ``persistent_workers`` when there are workers: they start once per run, not per epoch (each
+  imports torch and reopens its shards: seconds). Safe because no epoch state has to reach a
+  worker: training items are fetched as ``(pass, index)`` (`ttsr.train.batches`), test items are
+  the same every epoch.
+- ``prefetch_factor`` when there are workers: a few batches in flight absorb the spread of
+  per-item cost at little memory (a 160-px batch of 8 is ~12 MB).
 """
 
 from __future__ import annotations
@@ -45,17 +37,16 @@ def available_cpus() -> int:
 
 
 def auto_num_workers(cpus: int, *, cuda: bool) -> int:
-    """The automatic worker count for ``cpus`` usable CPUs: 0 on the CPU; on CUDA ``cpus - 1``,
-    at most `MAX_AUTO_WORKERS` and at least 1 — with none, PNG decoding would run inside the step
-    loop and the GPU would wait for it (a 1-CPU trial time-shares its worker with the main
-    process, which mostly waits on the GPU)."""
+    """0 on the CPU (the step itself uses the cores); on CUDA ``cpus - 1`` (the main process
+    launches the kernels), at most `MAX_AUTO_WORKERS` and at least 1: with none, PNG decoding
+    would run inside the step loop and the GPU would wait for it."""
     if not cuda:
         return 0
     return max(1, min(MAX_AUTO_WORKERS, cpus - 1))
 
 
 def resolve_num_workers(requested: int | None, device: torch.device) -> int:
-    """``requested`` if given, else the automatic count of the module docstring."""
+    """``requested`` if given, else the automatic count."""
     if requested is not None:
         return requested
     return auto_num_workers(available_cpus(), cuda=device.type == "cuda")

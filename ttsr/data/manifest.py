@@ -1,18 +1,10 @@
-"""The prepared folder's bookkeeping: parameters, per-chunk receipts, and the merged manifest.
-
-Layout of a prepared folder ``OUT``::
-
-    OUT/params.json                       seed, test fraction, format, files per shard
-    OUT/manifest.json                     merged view (written last, atomically)
-    OUT/size=S/{train,test}-NNNNN.parquet shards
-    OUT/size=S/_receipts/chunk-NNNNN.json what chunk NNNNN of the source list produced at size S
+"""The prepared folder's bookkeeping: params.json, per-chunk receipts, the merged manifest.json
+(layout: docs/DATA.md, "Prepared folder").
 
 A receipt is written after its chunk's shards, so "receipt present, same file list, shards
 present" means the chunk is finished at that size; anything else is redone on the next run.
-
-The train/test split and the nested fraction order are content-keyed: both hash the image's
-content hash with a seed, so they do not depend on file names, on which other files exist, on
-the order they were processed in, or on the prepared size.
+The split and the nested fraction order hash the image's content hash with a seed, so they do
+not depend on file names, on which other files exist, on processing order or on the size.
 """
 
 from __future__ import annotations
@@ -104,16 +96,12 @@ def check_params(out: Path, params: dict[str, Any]) -> None:
 
 
 def chunk_done(out: Path, size: int, chunk: int, files: list[str]) -> bool:
-    path = receipt_path(out, size, chunk)
-    if not path.exists():
-        return False
     try:
-        receipt = json.loads(path.read_text())
-    except ValueError:
+        receipt = json.loads(receipt_path(out, size, chunk).read_text())
+    except (FileNotFoundError, ValueError):
         return False
-    if receipt.get("files") != files:
-        return False
-    return all((size_dir(out, size) / shard_name(s, chunk)).exists() for s in SPLITS)
+    shards = (size_dir(out, size) / shard_name(s, chunk) for s in SPLITS)
+    return receipt.get("files") == files and all(p.exists() for p in shards)
 
 
 def merge_receipts(out: Path, params: dict[str, Any], source: str) -> dict[str, Any]:
@@ -138,9 +126,8 @@ def merge_receipts(out: Path, params: dict[str, Any], source: str) -> dict[str, 
                     _skip(skipped, item["path"], f"duplicate of {first}", size)
                     continue
                 stats[item["split"]] += 1
-                entry = items.setdefault(item["path"], {k: v for k, v in item.items()})
-                entry.setdefault("sizes", [])
-                entry["sizes"] = sorted({*entry["sizes"], size})
+                entry = items.setdefault(item["path"], dict(item))
+                entry["sizes"] = sorted({*entry.get("sizes", []), size})
             for skip in receipt["skipped"]:
                 _skip(skipped, skip["path"], skip["reason"], size if skip.get("per_size") else None)
         sizes[str(size)] = stats

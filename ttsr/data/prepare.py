@@ -1,13 +1,10 @@
 """``prepare``: a folder of images -> Parquet shards at several sizes, plus a manifest.
 
-Work is cut into chunks of ``files_per_shard`` consecutive source files (sorted paths). One job
-decodes each file of its chunk once and writes that chunk's train and test shard for every size
-still missing, then a receipt per size. Jobs run in a process pool sized to the CPUs this process
-may use (`ttsr.cpus`), or through a ``runner`` (`tune.execution.prepare_cluster` runs them as
-Ray tasks across a cluster's nodes); a rerun skips every chunk
-whose receipt matches, so an interrupted run resumes where it stopped. Shards, receipts and the
-manifest are written to temp names, fsynced and renamed: a killed run leaves either the old
-file, the new file, or an ignored temp file that the next run deletes.
+Chunks of ``files_per_shard`` sorted source files; one job per chunk decodes each file once and
+writes its shards for every size still missing, then a receipt per size (docs/DATA.md). Jobs run
+in a local process pool, or through a ``runner`` (`tune.execution.prepare_cluster`: Ray tasks).
+Everything is written to a temp name, fsynced and renamed: a killed run leaves the old file, the
+new one, or a temp file the next run deletes.
 """
 
 from __future__ import annotations
@@ -17,11 +14,12 @@ import hashlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
@@ -78,29 +76,9 @@ class ChunkJob:
     allow_upscale: bool
 
 
-class Runner(Protocol):
-    """Runs every job with `process_chunk` (each exactly once to completion, in any order and
-    place), counting images on a progress bar when ``progress``; raises when one fails."""
-
-    def __call__(self, jobs: list[ChunkJob], progress: bool) -> None: ...
-
-
-def list_source_files(src: Path, *, exclude: Path | None = None) -> list[str]:
-    """Every regular file under ``src`` (relative POSIX paths, sorted); hidden folders ignored."""
-    found: list[str] = []
-    for root, dirs, files in os.walk(src):
-        root_path = Path(root)
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if not d.startswith(".")
-            and (exclude is None or (root_path / d).resolve() != exclude.resolve())
-        )
-        for name in files:
-            path = root_path / name
-            if path.is_file():
-                found.append(path.relative_to(src).as_posix())
-    return sorted(found)
+# Runs every job with `process_chunk` (each exactly once to completion, in any order and place),
+# counting images on a progress bar when ``progress``; raises when one fails.
+Runner = Callable[[list[ChunkJob], bool], None]
 
 
 @contextmanager
@@ -108,11 +86,8 @@ def folder_lock(path: Path):
     """Exclusive advisory lock (fcntl) on ``path``; blocks until the holder is done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def prepare(
@@ -167,25 +142,13 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out / LOCK_NAME):
         check_params(out, params)
-        _remove_stale_temp_files(out)
+        for path in out.rglob(f"*{TMP_MARKER}*"):  # under the lock: no live writer owns them
+            path.unlink(missing_ok=True)
         chunks = [files[i : i + files_per_shard] for i in range(0, len(files), files_per_shard)]
-        jobs = []
+        jobs, options = [], (seed, test_fraction, fmt, allow_upscale)
         for k, chunk_files in enumerate(chunks):
-            missing = [s for s in sizes if not chunk_done(out, s, k, chunk_files)]
-            if missing:
-                jobs.append(
-                    ChunkJob(
-                        str(src),
-                        str(out),
-                        k,
-                        chunk_files,
-                        missing,
-                        seed,
-                        test_fraction,
-                        fmt,
-                        allow_upscale,
-                    )
-                )
+            if missing := [s for s in sizes if not chunk_done(out, s, k, chunk_files)]:
+                jobs.append(ChunkJob(str(src), str(out), k, chunk_files, missing, *options))
         if runner is None:
             _run_jobs(jobs, workers, progress)
         else:
@@ -209,7 +172,8 @@ def prepare(
 
 
 def _source_files(src: Path | str, out: Path) -> list[str]:
-    """The source files, sorted (a DataError when ``src`` is no folder)."""
+    """Every regular file under ``src`` but in ``out`` (relative POSIX paths, sorted; hidden
+    folders ignored); a DataError when ``src`` is no folder."""
     if is_uri(src):
         try:
             found = remote.is_folder(src)
@@ -220,40 +184,35 @@ def _source_files(src: Path | str, out: Path) -> list[str]:
         return remote.list_files(src)
     if not src.is_dir():
         raise DataError(f"--src {src}: no such folder")
-    return list_source_files(src, exclude=out)
-
-
-def _read_source(src: str, rel: str) -> bytes:
-    return remote.read_bytes(src, rel) if is_uri(src) else (Path(src) / rel).read_bytes()
-
-
-def _remove_stale_temp_files(out: Path) -> None:
-    # Only called under the folder lock, so no live writer owns these.
-    for path in out.rglob(f"*{TMP_MARKER}*"):
-        path.unlink(missing_ok=True)
+    found: list[str] = []
+    out = out.resolve()
+    for root, dirs, files in os.walk(src):
+        root_path = Path(root)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (root_path / d).resolve() != out]
+        for name in files:
+            if (root_path / name).is_file():
+                found.append((root_path / name).relative_to(src).as_posix())
+    return sorted(found)
 
 
 def _run_jobs(jobs: list[ChunkJob], workers: int | None, progress: bool) -> None:
     total = sum(len(j.files) for j in jobs)
-    bar = tqdm(total=total, unit="img", desc="prepare", disable=not progress or not jobs)
     workers = usable_cpus() if workers is None else workers
-    try:
+    with tqdm(total=total, unit="img", desc="prepare", disable=not progress or not jobs) as bar:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
                 process_chunk(job)
                 bar.update(len(job.files))
-        else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-                futures = {pool.submit(process_chunk, job): job for job in jobs}
-                try:
-                    for future in as_completed(futures):
-                        future.result()
-                        bar.update(len(futures[future].files))
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-    finally:
-        bar.close()
+            return
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            futures = {pool.submit(process_chunk, job): job for job in jobs}
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(len(futures[future].files))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 def process_chunk(job: ChunkJob) -> None:
@@ -261,8 +220,9 @@ def process_chunk(job: ChunkJob) -> None:
     out = Path(job.out)
     items: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    per_size: dict[int, dict[str, dict[str, list]]] = {
-        s: {split: {"paths": [], "hashes": [], "images": []} for split in SPLITS} for s in job.sizes
+    # (size, split) -> the shard's columns: paths, hashes, images
+    shards: dict[tuple[int, str], tuple[list, list, list]] = {
+        (s, split): ([], [], []) for s in job.sizes for split in SPLITS
     }
     for rel in job.files:
         suffix = Path(rel).suffix.lower()
@@ -270,7 +230,10 @@ def process_chunk(job: ChunkJob) -> None:
             skipped.append({"path": rel, "reason": f"unsupported extension {suffix or '(none)'}"})
             continue
         try:
-            data = _read_source(job.src, rel)
+            if is_uri(job.src):
+                data = remote.read_bytes(job.src, rel)
+            else:
+                data = (Path(job.src) / rel).read_bytes()
         except OSError as exc:
             skipped.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
             continue
@@ -291,26 +254,20 @@ def process_chunk(job: ChunkJob) -> None:
                 continue
             resized = resize_to(img, size)
             payload = encode_png(resized, PNG_LEVEL) if job.fmt == "png" else resized.tobytes()
-            columns = per_size[size][split]
-            columns["paths"].append(rel)
-            columns["hashes"].append(digest)
-            columns["images"].append(payload)
+            for column, value in zip(shards[size, split], (rel, digest, payload), strict=True):
+                column.append(value)
         items.append(item)
     for size in job.sizes:
         directory = size_dir(out, size)
         directory.mkdir(parents=True, exist_ok=True)
         shard_bytes = {}
         for split in SPLITS:
-            c = per_size[size][split]
+            paths, hashes, images = shards[size, split]
+            path = directory / shard_name(split, job.chunk)
             shard_bytes[split] = write_shard(
-                directory / shard_name(split, job.chunk),
-                paths=c["paths"],
-                hashes=c["hashes"],
-                images=c["images"],
-                fmt=job.fmt,
-                size=size,
+                path, paths=paths, hashes=hashes, images=images, fmt=job.fmt, size=size
             )
-        written = {*per_size[size]["train"]["paths"], *per_size[size]["test"]["paths"]}
+        written = {*shards[size, "train"][0], *shards[size, "test"][0]}
         size_skipped = [
             {"path": sk["path"], "reason": sk["reason"], "per_size": "per_size" in sk}
             for sk in skipped

@@ -32,7 +32,7 @@ def is_folder(uri: str) -> bool:
 
 def list_files(uri: str) -> list[str]:
     """Every object under ``uri`` (relative POSIX paths, sorted); hidden folders ignored, as
-    in `ttsr.data.prepare.list_source_files`."""
+    as for a local ``--src``."""
     filesystem, root = _resolve(uri)
     selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     found = []

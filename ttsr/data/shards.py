@@ -1,12 +1,7 @@
-"""Parquet shards: atomic writes, and lazy random access that survives DataLoader workers.
-
-A shard holds one split of one chunk of source files at one size: ``size=S/{split}-NNNNN.parquet``
-with columns ``path`` (relative to the source folder), ``sha256`` (of the source file) and
-``image`` (PNG bytes, or raw HWC uint8 bytes when the format is "raw"). The format and size are
-in the schema metadata.
-
-Reading a shard that is truncated, corrupted or unreadable raises `DataError` with one line
-that names the file and what to do (`unusable_shard`), never a pyarrow traceback.
+"""Parquet shards (``size=S/{split}-NNNNN.parquet``: columns ``path``, ``sha256`` of the source
+file, ``image`` as PNG bytes or raw HWC uint8; format and size in the schema metadata): atomic
+writes, and lazy random access that survives DataLoader workers. A truncated, corrupted or
+unreadable shard is a one-line `DataError` naming the file and the fix, never a traceback.
 """
 
 from __future__ import annotations
@@ -71,15 +66,13 @@ def write_shard(
     return path.stat().st_size
 
 
-REBUILD_HINT = (
-    "delete it and re-run `python -m ttsr.data prepare` (same --src, --out) to rebuild it"
-)
-
-
 def unusable_shard(path: str | Path, problem: str) -> DataError:
     """The error for a shard that cannot be read: the file, the problem, what to do."""
     first = problem.strip().splitlines()[0] if problem.strip() else "unknown problem"
-    return DataError(f"{path}: corrupted or truncated shard ({first}); {REBUILD_HINT}")
+    return DataError(
+        f"{path}: corrupted or truncated shard ({first}); delete it and re-run "
+        "`python -m ttsr.data prepare` (same --src, --out) to rebuild it"
+    )
 
 
 @contextmanager

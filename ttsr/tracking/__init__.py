@@ -1,42 +1,26 @@
 """MLflow logging for one training run — the same class for standalone runs and Tune trials.
 
 Everything goes through an explicit ``mlflow.MlflowClient(tracking_uri)`` and a run id, never
-through MLflow's fluent global active-run stack: Tune trials run in worker processes and
-threads where that global state is not ours.
+MLflow's fluent active run: Tune trials run in worker processes and threads where that global
+state is not ours. Every experiment made or reused here is tagged as a model-training one
+(``mlflow.experimentKind``), so MLflow's UI opens it on its runs table.
 
-Artifacts go where the experiment says; a new experiment gets ``artifact_location`` (default:
-MLflow's, ``./mlruns`` next to a SQLite store). Every experiment made or reused here is tagged
-as a model-training one (``mlflow.experimentKind``), so MLflow's UI opens it on its runs table.
+Lifecycle: ``with MlflowTracker(...):`` (``run_id`` re-opens a run) ends the run FINISHED,
+FAILED on an exception, KILLED on KeyboardInterrupt or SIGTERM (raised as `Terminated` in the
+main thread); an ``atexit`` hook ends a run still open at exit (only SIGKILL leaves one RUNNING).
 
-What a training run records (`MlflowCallback`): params and tags; the data as two dataset inputs
-(`ttsr.tracking.dataset_inputs`); metrics per epoch at step = epoch; the sample grids as
-step-indexed images (the run page's image slider); ``system/...`` metrics from a background thread
-(`ttsr.tracking.system_metrics`); and at the end the best checkpoint as an MLflow model
-(`ttsr.tracking.mlflow_model`), also when Tune stops the trial early.
-
-Lifecycle: ``MlflowTracker(...)`` creates (or, given ``run_id``, re-opens) the run. Use it as a
-context manager (``train`` does): leaving the block ends the run FINISHED, FAILED on an
-exception, KILLED on KeyboardInterrupt or SIGTERM (in the main thread SIGTERM is turned into a
-``Terminated`` exception while the block runs). Ending is idempotent, and an ``atexit`` hook
-ends a run that is still open when the interpreter exits, so a run never stays RUNNING after
-the process ends normally or by exception (only SIGKILL can leave one behind).
-
-Tracking server outages (an HTTP server down, restarting or overloaded): every MLflow request
-is retried by the MLflow client itself, with its own budget (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
-and friends in ``mlflow.environment_variables``; by default 7 retries, backoff factor 2 s,
-jitter 1 s, 120 s per request): a request keeps trying for about 4 minutes (sleeps of 0, 4, 8,
-16, 32, 64 and 120 s) before it fails. Logging blocks while it waits, so the run's
-metrics stay in order. A logging call that still fails (``is_unavailable``) does not end the
-run: what it carried (metrics, tags, params, artifacts) is kept in order and sent before the
-next call's, and ``end`` sends what is left. When the server is still unreachable at ``end``
-the run stays RUNNING on the server and ``complete`` is False (`python -m ttsr.train` then
-exits 69; a Tune study's driver closes its trials' runs at the end).
+Outages: MLflow's client retries every request itself (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and
+friends; by default about 4 minutes a request), blocking, so metrics stay in order. A logging
+call that still fails (`is_unavailable`) is kept and sent, in order, before the next one; ``end``
+sends what is left. A server still unreachable at ``end`` leaves the run RUNNING and ``complete``
+False (`python -m ttsr.train` then exits 69; a study's driver closes its trials' runs).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -115,15 +99,10 @@ class Terminated(KeyboardInterrupt):
 def ui_url(
     base_url: str, experiment_id: str, run_id: str | None = None, *, view: str | None = None
 ) -> str:
-    """The MLflow UI page of an experiment's training runs, or of one run's charts and images.
-
-    ``base_url``: the server (``http://host:port``; for a local store, where ``mlflow ui``
-    serves it). The link carries ``workflowType=machine_learning``: MLflow 3.17's UI picks the
-    page an experiment opens on from its GenAI / Model-training switch (kept per browser,
-    GenAI by default), not from the experiment's ``mlflow.experimentKind`` tag. ``view``: the
-    share key of a saved runs-table view (a study's grouped comparison,
-    `tune.execution.parent_run`).
-    """
+    """The MLflow UI page (at ``base_url``) of an experiment's training runs, or of one run's
+    charts and images; ``view``: the share key of a saved runs-table view. The link carries
+    ``workflowType=machine_learning``: MLflow 3.17's UI picks an experiment's page from its
+    GenAI / Model-training switch (per browser, GenAI by default), not from its tags."""
     page = f"runs/{run_id}/model-metrics" if run_id else "runs"
     url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/{page}"
     return url + "?workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
@@ -298,21 +277,16 @@ class MlflowTracker:
         self.monitor: Any = None  # a ttsr.tracking.system_metrics.SystemMetricsMonitor once started
         self._before_end: list[Callable[[str], None]] = []
         self.complete = True  # False once the run could not be ended on the server
-        self.unsent: list[tuple[str, dict[str, Any]]] = []  # kept through an outage, in order
+        self.unsent: list[Callable[[], Any]] = []  # calls kept through an outage, in order
         self._down_since: float | None = None
-        self._depth = 0
         self._previous_sigterm: Any = None
         atexit.register(self._end_at_exit)
 
     # --- logging ------------------------------------------------------------------------------
     def log_params(self, params: dict[str, Any]) -> None:
-        """Log (flattened) params; on a resumed run, params already logged are skipped.
-
-        MLflow params are immutable: a value that differs from the logged one (e.g. more epochs
-        on resume) is recorded as a tag ``param_changed.<name>`` instead.
-        """
+        """Log (flattened) params; on a resumed run, params already logged are skipped, and one
+        whose value changed (MLflow params are immutable) becomes a tag ``param_changed.<name>``."""
         from mlflow.entities import Param, RunTag
-        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH as per_batch
 
         flat = flatten_params(params)
         logged = self.client.get_run(self.run_id).data.params
@@ -322,15 +296,12 @@ class MlflowTracker:
             for k, v in flat.items()
             if k in logged and logged[k] != v
         ]
-        for i in range(0, len(new), per_batch):
-            self._send("batch", params=new[i : i + per_batch])
-        if changed:
-            self._send("batch", tags=changed)
+        if new or changed:  # MlflowClient.log_batch splits a batch by MLflow's limits
+            self._send(self.client.log_batch, params=new, tags=changed)
 
     def log_metrics(self, metrics: dict[str, Any], *, step: int) -> None:
         """Numeric entries become metrics at ``step``; strings become tags."""
         from mlflow.entities import Metric, RunTag
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH as per_batch
 
         now = int(time.time() * 1000)  # fixed here: a batch sent twice is stored once
         numeric = [
@@ -339,19 +310,21 @@ class MlflowTracker:
             if isinstance(v, int | float) and not isinstance(v, bool)
         ]
         texts = [RunTag(k, v) for k, v in metrics.items() if isinstance(v, str)]
-        for i in range(0, len(numeric), per_batch):
-            self._send("batch", metrics=numeric[i : i + per_batch])
-        if texts:
-            self._send("batch", tags=texts)
+        if numeric or texts:
+            self._send(self.client.log_batch, metrics=numeric, tags=texts)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         if tags:
-            self._send("batch", tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self._send(self.client.log_batch, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._send("artifact", local_path=str(path), artifact_path=artifact_path)
+        self._send(self._log_artifact, local_path=str(path), artifact_path=artifact_path)
+
+    def _log_artifact(self, run_id: str, local_path: str, artifact_path: str | None) -> None:
+        if Path(local_path).exists():  # gone (a trial's scratch) before it was sent: dropped
+            self.client.log_artifact(run_id, local_path, artifact_path)
 
     def log_image(self, path: str | Path, *, key: str, step: int) -> None:
         """A sample grid PNG as the step-``step`` image of ``key`` (the run page's image
@@ -363,23 +336,20 @@ class MlflowTracker:
 
         with Image.open(path) as image:
             grid = display_grid(image, IMAGE_ROWS)
-        self._send("image", image=grid, key=key, step=step)
+        self._send(self.client.log_image, image=grid, key=key, step=step, synchronous=True)
 
     def log_inputs(self, datasets: list[Any]) -> None:
-        """`mlflow.entities.DatasetInput`s (see `ttsr.tracking.dataset_inputs`).
+        """`mlflow.entities.DatasetInput`s. Parallel trials log the same datasets into one
+        experiment and a SQL store can collide on its unique key (it checks, then inserts):
+        a second try finds the row the other trial wrote."""
+        self._send(self._log_inputs, datasets=datasets)
 
-        Parallel trials log the same datasets into one experiment; a SQL store checks for an
-        existing dataset before inserting it, so two trials at once can collide on its unique
-        key. The second try finds the row the other trial wrote.
-        """
-        self._send("inputs", datasets=datasets)
-
-    def _log_inputs(self, datasets: list[Any]) -> None:
+    def _log_inputs(self, run_id: str, datasets: list[Any]) -> None:
         from mlflow.exceptions import MlflowException
 
         for attempt in range(1, 4):
             try:
-                self.client.log_inputs(self.run_id, datasets=datasets)
+                self.client.log_inputs(run_id, datasets=datasets)
                 return
             except MlflowException as exc:
                 if attempt == 3 or is_unavailable(exc):
@@ -402,16 +372,9 @@ class MlflowTracker:
                 gpus = sm.this_process_gpus(reader) if reader is not None else []
             except Exception as exc:  # noqa: BLE001 - GPU numbers are not worth a failed run
                 reader, why = None, f"none readable ({type(exc).__name__}: {exc})"[:500]
-        if gpus:
-            self.set_tags(
-                {
-                    "system_metrics.gpus": ", ".join(
-                        f"cuda:{g.cuda_index}=nvml:{g.nvml_index} (GPU-{g.uuid})" for g in gpus
-                    )
-                }
-            )
-        elif gpu:
-            self.set_tags({"system_metrics.gpus": why})
+        watched = ", ".join(f"cuda:{g.cuda_index}=nvml:{g.nvml_index} (GPU-{g.uuid})" for g in gpus)
+        if gpu:
+            self.set_tags({"system_metrics.gpus": watched or why})
         first = 0
         if self.resumed:  # continue the sample steps of the earlier attempt
             history = self.client.get_metric_history(self.run_id, sm.CPU)
@@ -440,24 +403,16 @@ class MlflowTracker:
         self._before_end.append(fn)
 
     # --- outages ------------------------------------------------------------------------------
-    def _send(self, kind: str, **what: Any) -> None:
-        self.unsent.append((kind, what))
+    def _send(self, call: Callable[..., Any], **what: Any) -> None:
+        self.unsent.append(functools.partial(call, self.run_id, **what))
         self.flush()
 
     def flush(self) -> bool:
         """Send what is kept, oldest first; True when nothing is left. A server that cannot be
         reached keeps the rest for the next call (one line says so); any other error raises."""
         while self.unsent:
-            kind, what = self.unsent[0]
             try:
-                if kind == "batch":
-                    self.client.log_batch(self.run_id, **what)
-                elif kind == "image":
-                    self.client.log_image(self.run_id, synchronous=True, **what)
-                elif kind == "inputs":
-                    self._log_inputs(**what)
-                elif Path(what["local_path"]).exists():  # gone (a trial's scratch): dropped
-                    self.client.log_artifact(self.run_id, **what)
+                self.unsent[0]()
             except Exception as exc:  # noqa: BLE001 - only an outage is kept, the rest raises
                 if not is_unavailable(exc):
                     raise
@@ -469,7 +424,6 @@ class MlflowTracker:
                 f"MLflow {self.tracking_uri} answers again after "
                 f"{time.monotonic() - self._down_since:.0f} s; everything kept was sent",
                 file=sys.stderr,
-                flush=True,
             )
             self._down_since = None
         return True
@@ -483,7 +437,6 @@ class MlflowTracker:
                 f"MLflow {self.tracking_uri} unreachable ({short_reason(exc)}); run "
                 f"{self.run_id} keeps what it logs and sends it when the server is back",
                 file=sys.stderr,
-                flush=True,
             )
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -505,7 +458,6 @@ class MlflowTracker:
                 print(
                     f"MLflow run {self.run_id}: {fn.__qualname__} failed at its end: {exc}",
                     file=sys.stderr,
-                    flush=True,
                 )
         try:
             if self.flush():
@@ -519,7 +471,6 @@ class MlflowTracker:
             f"MLflow {self.tracking_uri} still unreachable: run {self.run_id} stays RUNNING "
             f"there, {len(self.unsent)} logging call(s) not sent",
             file=sys.stderr,
-            flush=True,
         )
 
     def _end_at_exit(self) -> None:
@@ -536,43 +487,31 @@ class MlflowTracker:
         raise Terminated(f"signal {signum}")
 
     def __enter__(self) -> MlflowTracker:
-        self._depth += 1
-        if self._depth == 1 and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._previous_sigterm is not None:
+        if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
         if exc_type is None:
-            if self._depth == 0:
-                self.end("FINISHED")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.end("KILLED")
+            self.end("FINISHED")
         else:
-            self.end("FAILED")
+            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
 
 
 class MlflowCallback:
     """Logs a training run to an `MlflowTracker`'s run (a `ttsr.train.Callback`).
 
-    At the start: params (the config values that differ from TrainConfig's defaults, or only
-    the keys ``params`` names: a study's trials show what differs between them; MLflow's image
-    cards print a run's params above its image, and 60 of them left no room for it), the whole
-    config as the artifact ``config.json`` (what ``--from-run`` trains again), the uncommitted
-    changes as ``git_diff.patch`` when the code's git tree was not clean,
-    tags (device, VGG weights, warnings), the training and validation data as dataset inputs,
-    and the system-metrics thread (every
-    ``system_metrics_interval`` seconds; default ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``
-    or 10; GPUs when the run trains on one). Every epoch: its metrics at step = epoch and its
-    sample grids as images at that step. At the end: the best checkpoint as the run's MLflow
-    model (`ttsr.tracking.mlflow_model`) and the stop reason. A run that ends without reaching
-    ``on_train_end`` (Tune stopped the trial, or it failed) logs the best checkpoint written so
-    far as it ends; Tune may end a stopped trial's process before that is done, which is why the
-    driver calls `ttsr.tracking.mlflow_model.log_missing_models`. The tracker's owner enters it
-    (``with tracker:``) so the run's status follows the call that trains.
+    At the start: params (the config values that differ from TrainConfig's defaults, or the keys
+    ``params`` names: MLflow's image cards print a run's params above its image, and 60 of them
+    left no room for it), the whole config as ``config.json`` (what ``--from-run`` trains
+    again), uncommitted changes as ``git_diff.patch``, tags, the data as dataset inputs, and the
+    system-metrics thread. Every epoch: its metrics and sample grids at step = epoch. At the end:
+    the best checkpoint as the run's MLflow model, and the stop reason. A run that ends before
+    ``on_train_end`` (Tune stopped it, or it failed) logs its best checkpoint so far as it ends;
+    Tune may kill a stopped trial first, hence `mlflow_model.log_missing_models`.
     """
 
     def __init__(
@@ -631,11 +570,9 @@ class MlflowCallback:
         self._hold_every_epoch_once(info.history)
 
     def _hold_every_epoch_once(self, history: tuple[dict[str, Any], ...]) -> None:
-        """A resumed run's MLflow run holds every epoch exactly once. A process that died
-        between logging an epoch and checkpointing it (or a Tune trial whose report of it was
-        lost) makes the resumed loop run that epoch again: skip what the run already has. An
-        epoch whose log was lost with the process, but which the resumed checkpoint holds, is
-        missing: log it from the checkpoint's history."""
+        """A resumed run holds every epoch exactly once: an epoch logged but not checkpointed
+        before a crash runs again (skip it); one checkpointed but whose log was lost is logged
+        from the checkpoint's history."""
         if self.tracker.resumed:
             found = self.tracker.client.get_metric_history(self.tracker.run_id, "epoch")
             self.logged = {int(m.step) for m in found}
@@ -671,26 +608,21 @@ class MlflowCallback:
             }
         )
 
-    def log_best_model(self) -> str | None:
-        """Log the best checkpoint as the run's model (once); None when there is none yet."""
+    def _log_model_at_end(self, status: str) -> None:
+        """The best checkpoint as the run's model (once), unless the server is unreachable: then
+        one line says so and the run goes on to end (its metrics and tags are kept for the
+        server; a model is not, it is logged later from the checkpoint, e.g. by the driver)."""
         from ttsr.checkpoint import resolve_checkpoint_dir
         from ttsr.tracking.mlflow_model import log_checkpoint
 
         if self.model_id is not None or self.best_dir is None:
-            return self.model_id
+            return
         try:
             best = resolve_checkpoint_dir(self.best_dir)
         except FileNotFoundError:
-            return None  # no epoch improved (or none finished) before the run ended
-        self.model_id = log_checkpoint(self.tracker.client, self.tracker.run_id, best)
-        return self.model_id
-
-    def _log_model_at_end(self, status: str) -> None:
-        """The best model, unless the server is unreachable: then one line says so and the run
-        goes on to end (its metrics and tags are kept for the server; a model is not, it is
-        logged later from the checkpoint, e.g. by a study's driver)."""
+            return  # no epoch improved (or none finished) before the run ended
         try:
-            self.log_best_model()
+            self.model_id = log_checkpoint(self.tracker.client, self.tracker.run_id, best)
         except Exception as exc:  # noqa: BLE001 - only an outage is tolerated here
             if not is_unavailable(exc):
                 raise
@@ -701,5 +633,4 @@ class MlflowCallback:
                 f"{self.tracker.run_id} was not logged ({short_reason(exc)}); its checkpoint "
                 f"is {self.best_dir}",
                 file=sys.stderr,
-                flush=True,
             )

@@ -1,18 +1,13 @@
 """What data a training run used, as MLflow dataset inputs (the runs table's Dataset column).
 
-Two inputs per run: the training split (context ``train``) and the validation split (context
-``validation``: the test split, cut to ``val_limit``), each described by
-
-- name: the data folder's name (``sample`` for the built-in sample set) and the split;
-- digest: a hash of the items the run uses — their content hashes (the ``sha256`` the shard
-  manifest records for each image; for a paired folder, the pairs' file paths) after the
-  ``fraction`` subset and ``val_limit`` — and of what turns them into inputs (size, reference
-  mode, inpainting). Runs with equal digests saw the same images made into the same inputs;
-- source: the folder (a prepared folder's manifest names where its images came from);
-- profile: items, split, fraction, size, reference mode, inpainting, seed, kind of folder.
-
-The datasets are opened again here (cheap: a prepared folder's shards are read for their hash
-column only), so the description is exactly what ``ttsr.train`` trains and validates on.
+Two inputs per run, the training split (context ``train``) and the validation split (context
+``validation``: the test split cut to ``val_limit``), each with a name (the data folder's, or
+``sample``, and the split), a source (the folder), a profile (items, split, fraction, size,
+reference mode, inpainting, seed, kind of folder) and a digest: a hash of the items the run uses
+(the ``sha256`` the shard manifest records per image; for a paired folder, the file paths) and of
+what turns them into inputs (size, reference mode, inpainting). Equal digests: the same images
+made into the same inputs. The datasets are opened again here (a prepared folder's shards for
+their hash column only), so the description is exactly what ``ttsr.train`` uses.
 """
 
 from __future__ import annotations

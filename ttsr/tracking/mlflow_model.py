@@ -9,28 +9,18 @@ A logged model's directory (MLflow's model layout)::
                        installed
     requirements.txt   explicit pins of what is installed here (no environment inference)
 
-Ways in:
-- ``load_model(uri)`` -> a `TTSR` in eval mode (the ``ttsr`` flavour);
-- ``mlflow.pyfunc.load_model(uri).predict({"lr": LR, "ref": REF})`` -> SR, uint8 (H, W, 3)
-  arrays in and out, exactly what ``python -m ttsr.infer`` computes for that pair;
-- ``python -m ttsr.infer --checkpoint models:/ttsr-<study>/latest`` (or ``runs:/<id>/model``,
-  ``models:/<model id>``): `local_checkpoint` downloads the model and hands over data/model.pt.
-
-Logging (`log_model`) goes through an explicit client: create the run's LoggedModel, write the
-directory locally, upload it, mark it READY, and record it as the run's output at the best
-epoch. A run logs its model when it ends (`ttsr.tracking.MlflowCallback`); a trial Tune stops
-early is ended within moments, often before that, so the driver logs what is missing from
-Tune's checkpoints (`log_missing_models`). `register_best_model` registers a study's best run's
-model as version N of ``ttsr-<study>``. Nothing here touches the network beyond the tracking
-server.
+Ways in: ``load_model(uri)`` -> a `TTSR` in eval mode (the ``ttsr`` flavour);
+``mlflow.pyfunc.load_model(uri).predict({"lr": LR, "ref": REF})`` -> SR, uint8 (H, W, 3) arrays
+in and out, exactly what ``python -m ttsr.infer`` computes; ``python -m ttsr.infer --checkpoint
+models:/ttsr-<study>/latest`` (or ``runs:/<id>/model``, ``models:/<model id>``, through
+`local_checkpoint`). Nothing here touches the network beyond the tracking server.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,10 +28,8 @@ from typing import Any
 from ttsr.tracking.model_uri import (  # noqa: F401 - re-exported: the MLflow model's public API
     FLAVOR,
     MODEL_NAME,
-    URI_SCHEMES,
     ModelError,
     local_checkpoint,
-    model_location,
     run_model_id,
 )
 
@@ -68,8 +56,6 @@ CODE_FILES = (
     "tracking/model_uri.py",
     "upsample.py",
     "vgg/__init__.py",
-    "vgg/features.py",
-    "vgg/weights.py",
 )
 
 
@@ -110,11 +96,9 @@ def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = 
     against every installed distribution (~5 s per process on the CPU demo machine); the files
     and the MLmodel are the ones it writes.
     """
-    import platform
-
     import mlflow.pyfunc
-    import yaml
     from mlflow.models import Model
+    from mlflow.utils.environment import _mlflow_conda_env, _PythonEnv
 
     from ttsr.checkpoint import checkpoint_model_config
 
@@ -129,28 +113,8 @@ def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = 
         shutil.copyfile(package / name, path / "code" / "ttsr" / name)
     requirements = pip_requirements()
     (path / "requirements.txt").write_text("\n".join(requirements) + "\n")
-    python = platform.python_version()
-    pip = f"pip=={metadata.version('pip')}" if _installed("pip") else "pip"
-    (path / "python_env.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "python": python,
-                "build_dependencies": [pip, "setuptools", "wheel"],
-                "dependencies": ["-r requirements.txt"],
-            },
-            sort_keys=False,
-        )
-    )
-    (path / "conda.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "channels": ["conda-forge"],
-                "dependencies": [f"python={python}", "pip", {"pip": requirements}],
-                "name": "mlflow-env",
-            },
-            sort_keys=False,
-        )
-    )
+    _PythonEnv.current().to_yaml(path / "python_env.yaml")
+    _mlflow_conda_env(path / "conda.yaml", additional_pip_deps=requirements)
     model = mlflow_model if mlflow_model is not None else Model()
     model.signature = signature()
     model.add_flavor(
@@ -171,14 +135,6 @@ def save_model(checkpoint: str | Path, path: str | Path, *, mlflow_model: Any = 
     model.model_size_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     model.save(str(path / "MLmodel"))
     return path
-
-
-def _installed(name: str) -> bool:
-    try:
-        metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def log_model(
@@ -231,14 +187,10 @@ def has_model(client: Any, run_id: str) -> bool:
 
 
 def log_missing_models(tracking_uri: str, checkpoints: Mapping[str, str | Path]) -> dict[str, str]:
-    """Log the best checkpoint of each run that has no READY model yet; -> {run id: model id}
-    of the models logged here.
-
+    """Log the best checkpoint (``checkpoints``: run id -> a checkpoint folder or model.pt in
+    Tune's storage) of each run without a READY model; -> {run id: model id} of those logged.
     For the driver, after a study: a trial that Tune stops (ASHA, a stopper) is ended within
-    moments of its last report, often before its own run could log its model. ``checkpoints``
-    maps each trial's run id to its best checkpoint (a training checkpoint folder holding
-    model.pt, or a model.pt file) in Tune's storage.
-    """
+    moments of its last report, often before its own run could log its model."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -274,20 +226,17 @@ def register_best_model(
     checkpoint: str | Path | None = None,
     description: str | None = None,
 ) -> int:
-    """Register the logged model of ``run_id`` (the study's kept trial) as a new version of
-    ``ttsr-<study_name>`` with alias ``best`` and ``description`` (the study's answer), linked
-    both ways: the version names the logged model, and the logged model lists the version (its
-    ``mlflow.modelVersions`` tag, as ``mlflow.register_model`` writes it). Returns the version
-    number (1 for the first).
-
-    checkpoint: the run's best checkpoint, logged first when the run has no model yet (a trial
-    Tune stopped); without it such a run is a `ModelError`.
-    """
+    """Register the logged model of ``run_id`` (the study's kept trial; its ``checkpoint`` is
+    logged first if it has none, else that is a `ModelError`) as a new version of
+    ``ttsr-<study_name>`` with alias ``best`` and ``description`` (the study's answer); -> the
+    version number. Linked both ways: the version names the logged model, and the logged model
+    lists the version (its ``mlflow.modelVersions`` tag, as ``mlflow.register_model`` writes)."""
     import json
 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -305,7 +254,7 @@ def register_best_model(
     # The source is models:/<model id> (what mlflow.register_model writes): the UI's version
     # page links it to the logged model. A SQL registry store resolves that id with the global
     # tracking URI, not this client's: point it at this store for the call.
-    with _global_tracking_uri(tracking_uri):
+    with _use_tracking_uri(tracking_uri):
         version = client.create_model_version(
             name,
             source=f"models:/{model_id}",
@@ -319,18 +268,6 @@ def register_best_model(
     client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
     client.set_registered_model_alias(name, BEST_ALIAS, version.version)
     return int(version.version)
-
-
-@contextlib.contextmanager
-def _global_tracking_uri(uri: str) -> Iterator[None]:
-    import mlflow
-
-    before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)  # None: back to MLflow's own default lookup
 
 
 def load_model(
@@ -373,6 +310,4 @@ class TTSRPredictor:
         return super_resolve(self.model, lr, ref, device=self.device)
 
 
-def _load_pyfunc(data_path: str) -> TTSRPredictor:
-    """MLflow's pyfunc loader hook (``loader_module: ttsr.tracking.mlflow_model``)."""
-    return TTSRPredictor(data_path)
+_load_pyfunc = TTSRPredictor  # MLflow's pyfunc loader hook: _load_pyfunc(data_path)

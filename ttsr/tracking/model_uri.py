@@ -1,8 +1,6 @@
-"""From an MLflow model URI (``models:/...``, ``runs:/...``) to a local TTSR checkpoint file.
-
-`python -m ttsr.infer` imports only this (not the flavour in `ttsr.tracking.mlflow_model`, which
-saves and logs models); mlflow is imported inside the functions.
-"""
+"""From an MLflow model URI (``models:/...``, ``runs:/...``) to a local TTSR checkpoint file:
+what `python -m ttsr.infer` imports (apart from `ttsr.tracking.mlflow_model`, which imports
+ttsr.infer); mlflow is imported inside the functions."""
 
 from __future__ import annotations
 
@@ -69,40 +67,25 @@ def local_checkpoint(uri: str, dst: str | Path, *, tracking_uri: str | None = No
 
 
 def model_location(client: Any, uri: str) -> str:
-    """The artifact location of the model directory that ``uri`` names.
+    """The artifact location of the model directory that ``uri`` names, resolved with the
+    client's own URIs: MLflow itself resolves model ids (what registered versions and ``runs:/``
+    URIs of logged models point to) with the global tracking URI."""
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
 
-    Resolved here with the client's own URIs: MLflow itself resolves model ids (what registered
-    versions and ``runs:/`` URIs of logged models point to) with the global tracking URI.
-    """
     if uri.startswith("runs:/"):
         run_id, _, name = uri.removeprefix("runs:/").partition("/")
-        return client.get_logged_model(
-            run_model_id(client, run_id, name=name or MODEL_NAME)
-        ).artifact_location
-    if not uri.startswith("models:/"):
+        model_id = run_model_id(client, run_id, name=name or MODEL_NAME)
+    elif uri.startswith("models:/"):
+        found = get_model_name_and_version(client, uri)  # (model id,) or (name, version)
+        source = (
+            f"models:/{found[0]}" if len(found) == 1 else client.get_model_version(*found).source
+        )
+        if not source.startswith("models:/"):
+            return source
+        model_id = source.removeprefix("models:/")
+    else:
         raise ModelError("not a models:/ or runs:/ URI")
-    rest = uri.removeprefix("models:/")
-    name, _, suffix = rest.partition("/")
-    if "@" in name and not suffix:
-        name, alias = name.rsplit("@", 1)
-        version = client.get_model_version_by_alias(name, alias)
-    elif suffix.isdigit():
-        version = client.get_model_version(name, suffix)
-    elif suffix.lower() == "latest":
-        versions = client.search_model_versions(f"name = '{name}'")
-        if not versions:
-            raise ModelError(f"registered model {name!r} has no versions")
-        version = max(versions, key=lambda v: int(v.version))
-    elif suffix:
-        (version,) = client.get_latest_versions(name, [suffix]) or [None]
-        if version is None:
-            raise ModelError(f"registered model {name!r} has no version in {suffix!r}")
-    else:  # models:/<model id>
-        return client.get_logged_model(name).artifact_location
-    source = version.source
-    if source.startswith("models:/"):
-        return client.get_logged_model(source.removeprefix("models:/")).artifact_location
-    return source
+    return client.get_logged_model(model_id).artifact_location
 
 
 def _download(uri: str, dst: Path, tracking_uri: str, *, model_uri: str) -> Path:

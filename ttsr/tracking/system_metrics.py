@@ -2,21 +2,13 @@
 
 Per sample: the host's CPU and memory (named as MLflow's own monitor names them, so the run
 page's "System metrics" tab shows them), this process's CPU and memory (its DataLoader workers
-included), and, for each GPU the run was given, its utilisation, memory and power.
+included), and, through NVML, each GPU the run was given: the CUDA devices this process sees
+(Ray sets ``CUDA_VISIBLE_DEVICES`` to the trial's), else only the current one, matched to NVML
+by UUID. Not MLflow's built-in monitor: it samples every GPU on the host (on a shared node, the
+other trials' too) and follows the fluent active run, which Tune workers do not use.
 
-Which GPUs: the CUDA devices this process sees when ``CUDA_VISIBLE_DEVICES`` is set (Ray sets it
-to the GPUs it assigned the trial), otherwise only the current CUDA device; never every GPU on
-the host. A CUDA index is matched to its NVML device by UUID (torch reports it), so the CUDA
-device order does not matter; without UUIDs the ``CUDA_VISIBLE_DEVICES`` entries are read as NVML
-indices or UUID prefixes. GPU numbers come from NVML through ``pynvml`` (nvidia-ml-py, as
-MLflow's own monitor reads them); where NVML cannot start, the run gets CPU and memory only.
-
-Why not MLflow's built-in monitor: it samples every GPU NVML sees (on a shared node, the other
-trials' GPUs too) and follows the fluent active run, which Tune workers do not use.
-
-The thread never raises and never blocks training: a failed log call (tracking server down)
-drops that sample and counts it; ``stop`` waits a bounded time. A run gets at least one sample:
-the thread takes one when stopped, however short the run was.
+The thread never raises or blocks training: a failed sample or log call (server down) is
+dropped and counted. A run gets at least one sample: the thread takes one when stopped.
 """
 
 from __future__ import annotations
@@ -44,11 +36,8 @@ class GpuWatch:
 
 
 def default_interval(env: Mapping[str, str] = os.environ) -> float:
-    text = env.get(INTERVAL_ENV)
-    if not text:
-        return DEFAULT_INTERVAL
     try:
-        value = float(text)
+        value = float(env.get(INTERVAL_ENV, ""))
     except ValueError:
         return DEFAULT_INTERVAL
     return value if value > 0 else DEFAULT_INTERVAL
@@ -70,21 +59,15 @@ def watched_gpus(
 
     visible: ``CUDA_VISIBLE_DEVICES`` (None = unset: then only the ``current`` device).
     cuda_uuids: the UUID of each CUDA device this process sees, in CUDA order (empty when
-    unknown). nvml: (NVML index, UUID) of every GPU on the host.
+    unknown: then the ``visible`` entries are read as NVML indices or UUID prefixes). nvml:
+    (NVML index, UUID) of every GPU on the host.
     """
     by_uuid = {_bare_uuid(u): i for i, u in nvml}
     if cuda_uuids:
         local = range(len(cuda_uuids)) if visible is not None else [current]
-        out = []
-        for k in local:
-            if k < len(cuda_uuids) and _bare_uuid(cuda_uuids[k]) in by_uuid:
-                uuid = _bare_uuid(cuda_uuids[k])
-                out.append(GpuWatch(k, by_uuid[uuid], uuid))
-        return out
-    if visible is None:
-        entries = [str(current)]
-    else:
-        entries = [e.strip() for e in visible.split(",")]
+        bare = [(k, _bare_uuid(cuda_uuids[k])) for k in local if k < len(cuda_uuids)]
+        return [GpuWatch(k, by_uuid[uuid], uuid) for k, uuid in bare if uuid in by_uuid]
+    entries = [str(current)] if visible is None else [e.strip() for e in visible.split(",")]
     out = []
     for k, entry in enumerate(entries):  # CUDA stops at the first entry it cannot use
         if entry.isdigit():
@@ -221,15 +204,9 @@ class SystemMetricsMonitor:
 
     def _log_sample(self) -> None:
         try:
-            metrics = self.sample()
-        except Exception:  # noqa: BLE001 - a reader failing (driver reset...) skips the sample
-            self.dropped += 1
-            self.step += 1
-            return
-        try:
-            self.log(metrics, self.step)
+            self.log(self.sample(), self.step)
             self.logged += 1
-        except Exception:  # noqa: BLE001 - tracking server down: drop the sample, keep going
+        except Exception:  # noqa: BLE001 - a reader failing (driver reset), the server down
             self.dropped += 1
         self.step += 1
 

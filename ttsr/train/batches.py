@@ -1,16 +1,13 @@
 """Which images each optimiser step sees: a function of (seed, step), so resume is exact.
 
-A run is a sequence of global steps. Step ``s`` belongs to data pass ``e = s // steps_per_pass
-+ 1`` and takes batch ``s % steps_per_pass`` of that pass's order, a permutation drawn from a
-generator seeded with ``seed * 1000 + e`` (what `torch.utils.data.RandomSampler` draws with that
-generator). The last incomplete batch of a pass is dropped, unless the whole set is smaller than
-one batch. The dataset's own random draws (augmentation, inpainting boxes) depend on
-(seed, pass, index): every item is fetched as ``(pass, index)``, so no ``set_epoch`` state has to
-reach the DataLoader workers (persistent workers are safe).
+Step ``s`` takes batch ``s % steps_per_pass`` of data pass ``s // steps_per_pass + 1``, whose
+order is `torch.randperm` with a generator seeded ``seed * 1000 + pass`` (docs/TRAINING.md).
+The last incomplete batch of a pass is dropped, unless the whole set is smaller than one batch.
+Items are fetched as ``(pass, index)``, so the dataset's own random draws need no ``set_epoch``
+state in the DataLoader workers (persistent workers are safe).
 
-Validation rounds ("epochs" in the metrics): without a budget, round r ends after data pass r.
-With a budget of B steps split into R rounds, round r ends at step ``r * B // R``; a data pass
-can then span two rounds, and every trial of a grid makes exactly B steps.
+Validation rounds ("epochs" in the metrics): without a budget, round r ends after data pass r;
+with a budget of B steps in R rounds, at step ``r * B // R`` (a pass can span two rounds).
 """
 
 from __future__ import annotations
@@ -21,13 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ttsr.config import TrainConfig
-
-
-def steps_per_pass(items: int, batch_size: int) -> int:
-    """Optimiser steps in one pass over ``items`` (last incomplete batch dropped)."""
-    return items // batch_size if items > batch_size else 1
-
 
 @dataclass(frozen=True)
 class StepSchedule:
@@ -36,20 +26,12 @@ class StepSchedule:
     items: int  # training items
     batch_size: int
     rounds: int  # validation rounds after epoch 0 (config.epochs)
-    total_steps: int | None  # the budget; None = rounds full passes
-
-    @classmethod
-    def from_config(cls, config: TrainConfig, items: int) -> StepSchedule:
-        return cls(
-            items=items,
-            batch_size=config.batch_size,
-            rounds=config.epochs,
-            total_steps=config.step_budget,
-        )
+    total_steps: int | None  # the budget (config.step_budget); None = rounds full passes
 
     @property
     def steps_per_pass(self) -> int:
-        return steps_per_pass(self.items, self.batch_size)
+        """Optimiser steps in one pass (the last incomplete batch dropped)."""
+        return self.items // self.batch_size if self.items > self.batch_size else 1
 
     def round_end(self, epoch: int) -> int:
         """The global step count at the end of round ``epoch`` (0 = before training)."""
@@ -66,9 +48,9 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
     DataLoader reads its batch sampler in the main process, at the start of each iteration).
     """
 
-    def __init__(self, schedule: StepSchedule, *, seed: int, start: int, stop: int) -> None:
+    def __init__(self, schedule: StepSchedule, *, seed: int) -> None:
         self.schedule, self.seed = schedule, seed
-        self.start, self.stop = start, stop
+        self.start = self.stop = 0
         self._order: tuple[int, list[int]] | None = None
 
     def set_range(self, start: int, stop: int) -> None:

@@ -23,42 +23,6 @@ from ttsr.cli_errors import DEBUG_HELP, run_cli
 from ttsr.config import ConfigError, TrainConfig, parse_set
 from ttsr.errors import first_line
 
-# flag dest -> TrainConfig field (flags default to None: "not given").
-FLAG_FIELDS = {
-    "data": "data",
-    "size": "size",
-    "batch_size": "batch_size",
-    "epochs": "epochs",
-    "rec_w": "rec_w",
-    "per_w": "per_w",
-    "tpl_w": "tpl_w",
-    "adv_w": "adv_w",
-    "init_epochs": "init_epochs",
-    "ref_mode": "ref_mode",
-    "inpaint": "inpaint",
-    "fraction": "fraction",
-    "augment": "augment",
-    "patience": "patience",
-    "out": "out_dir",
-    "n_feats": "n_feats",
-    "num_res_blocks": "num_res_blocks",
-    "device": "device",
-    "amp": "amp",
-    "compile": "compile",
-    "seed": "seed",
-    "val_limit": "val_limit",
-    "lr": "lr",
-    "num_workers": "num_workers",
-    "sample_every": "sample_every",
-    "vgg_weights": "vgg_weights",
-    "init_checkpoint": "init_checkpoint",
-    "val_ref_modes": "val_ref_modes",
-    "early_stop_metric": "early_stop_metric",
-    "budget_steps": "budget_steps",
-    "budget_images": "budget_images",
-    "log_every_steps": "log_every_steps",
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -84,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="random flips/rotations of the training items (default: on)",
     )
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    p.add_argument("--out", help="output folder (checkpoints/, samples/)")
+    p.add_argument(
+        "--out", dest="out_dir", metavar="OUT", help="output folder (checkpoints/, samples/)"
+    )
     p.add_argument("--n-feats", type=int)
     p.add_argument("--num-res-blocks", help="e.g. 16+16+8+4")
     p.add_argument("--device", help="auto, cpu or cuda")
@@ -158,10 +124,10 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
         values.update(load_yaml(args.config))
     if base is not None:
         values.update(base)
-    for dest, name in FLAG_FIELDS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            values[name] = value
+    # A flag's dest is its TrainConfig field; None = not given.
+    values.update(
+        (k, v) for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None
+    )
     values.update(parse_set(text) for text in args.set)
     return TrainConfig.from_dict(values)
 
@@ -241,7 +207,10 @@ def _main(argv: list[str] | None) -> int:
         run_id = resumed_state.get("tracker_run_id") if resumed_state else None
         experiment, run_name, tags = args.experiment or "ttsr", args.run_name, {}
         if source is not None:  # beside the run it trains again, saying so
-            experiment = args.experiment or tracker_experiment(uri, source)
+            if not args.experiment:
+                from mlflow.tracking import MlflowClient
+
+                experiment = MlflowClient(uri).get_experiment(source.info.experiment_id).name
             run_name = args.run_name or f"re-run of {source.info.run_name}"
             tags = {RERUN_OF_TAG: source.info.run_id}
         tracker = MlflowTracker(
@@ -288,13 +257,6 @@ def use_source_threads(run: Any) -> None:
         print(f"{threads} CPU thread(s), as run {run.info.run_id} had", flush=True)
 
 
-def tracker_experiment(uri: str, run: Any) -> str:
-    """The name of ``run``'s experiment."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(uri).get_experiment(run.info.experiment_id).name
-
-
 def read_resumed_state(path: Path) -> dict[str, Any]:
     from ttsr.checkpoint import load_state
 
@@ -319,7 +281,3 @@ def _with_resume_hint(exc: OSError, out_dir: Path) -> OSError:
         return exc
     why = f"{exc.strerror}; the last complete checkpoint is intact: --resume {latest}"
     return OSError(exc.errno, why, exc.filename)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

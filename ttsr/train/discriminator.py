@@ -1,10 +1,8 @@
 """The WGAN-GP critic of the reference TTSR, sized to the training crop as the reference sizes it.
 
-Ten 3x3 convolutions (32, 32/s2, 64, 64/s2, 128, 128/s2, 256, 256/s2, 512, 512/s2), each followed
-by LeakyReLU(0.2), then FC(512 * (crop/32)^2 -> 1024) -> LeakyReLU(0.2) -> FC(1024 -> 1). The
-reference builds its FC for the crop it trains on (`Discriminator(train_crop_size * 4)`), so the
-critic has 17,821,473 parameters at 160 px and 6,811,425 at 64 px, and it accepts only images of
-that size.
+The reference builds its FC (after ten 3x3 convs, every second one stride 2) for the crop it
+trains on (`Discriminator(train_crop_size * 4)`), so the critic has 17,821,473 parameters at
+160 px and 6,811,425 at 64 px, and it accepts only images of that size.
 
 The crop must be a multiple of 32. The reference computes the FC's width as
 `in_size//32 * in_size//32 * 512`, which Python reads left to right as

@@ -1,32 +1,14 @@
 """When to stop training: patience on a validation PSNR, and divergence where it happens.
 
-Divergence (stop at once, keep the best checkpoint) is any of these signals; the stopper's
-``detail`` names the one that fired:
-- a non-finite training loss (the loop stops the epoch at the step it sees it);
-- a loss spike: a finite training loss more than ``spike_factor`` times the running median
-  of the recent steps (`LossSpikeMonitor`; the loop checks it inside the epoch);
-- a collapsed output over the validation set: more than ``SATURATED_FRACTION`` of the SR values
-  at +-1, or a mean per-image standard deviation below ``FLAT_STD`` (a constant image);
-- whitening: the share of white SR pixels, over the image or inside the inpainting box, more
-  than ``saturation_rise`` above its baseline (the larger of the share in the targets and the
-  share at epoch 0) — the seed's inpainting run turned its box white before its PSNR fell far;
-- the watched val_psnr not finite (at once), or more than ``divergence_floor_db`` below its
-  best for ``divergence_epochs`` validations in a row: a single dip that the next epoch recovers
-  from is a bad epoch, not a divergence (a healthy small-data run dipped 3.5 dB for one epoch).
-  A value more than the floor below where the run started (the first validation: epoch 0, the
-  model before training) diverges at once: training made the model worse than it began, as a
-  wrecked warm start at epoch 1.
-
-Patience counts epochs whose watched PSNR is not more than ``min_delta`` above the best: a
-plateau's small wiggles (0.02 dB on the demos' validation sets) neither reset it nor become the
-new best (``DEFAULT_MIN_DELTA_DB``).
-
-The stopper only decides; the training loop writes checkpoints, and it writes the best one only
-when ``update`` says the epoch improved (a diverged epoch never does).
+Each divergence signal (``names.DIVERGENCE_SIGNALS``: when it fires and where it is checked) is
+in docs/TRAINING.md's table; ``detail`` says which fired, in words. The stopper only decides:
+the loop writes checkpoints, the best one only when ``update`` says the epoch improved (a
+diverged epoch never does).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections import deque
@@ -62,16 +44,28 @@ class OutputStats:
     target_white_mask: float | None = None
 
 
-class OutputCollapseMonitor:
-    """Accumulates SR (and target) statistics over a validation pass without host syncs."""
+class DeviceSums:
+    """Running sums that stay on the device until `read` (the one host sync)."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
-        self.values = self.pixels = self.images = 0
 
-    def _add(self, key: str, x: torch.Tensor) -> None:
-        x = x.double().sum()
-        self.sums[key] = self.sums[key] + x if key in self.sums else x
+    def add(self, key: str, value: torch.Tensor) -> None:
+        value = value.double().sum()
+        self.sums[key] = self.sums[key] + value if key in self.sums else value
+
+    def read(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        return dict(zip(self.sums, torch.stack(list(self.sums.values())).tolist(), strict=True))
+
+
+class OutputCollapseMonitor(DeviceSums):
+    """SR (and target) statistics over a validation pass, without host syncs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values = self.pixels = self.images = 0
 
     def update(
         self,
@@ -81,18 +75,18 @@ class OutputCollapseMonitor:
     ) -> None:
         """sr, hr: (N, 3, H, W) in [-1, 1]; mask: (N, 1, H, W) of 0/1 (inpainting box)."""
         sr = sr.detach().float()
-        self._add("saturated", sr.abs() >= SATURATION_LEVEL)
-        self._add("std", sr.flatten(1).std(dim=1))
+        self.add("saturated", sr.abs() >= SATURATION_LEVEL)
+        self.add("std", sr.flatten(1).std(dim=1))
         sr_white = white_pixels(sr)
-        self._add("white", sr_white)
+        self.add("white", sr_white)
         if hr is not None:
-            self._add("target_white", white_pixels(hr.float()))
+            self.add("target_white", white_pixels(hr.float()))
         if mask is not None:
             box = mask.bool()
-            self._add("white_mask", sr_white & box)
-            self._add("mask_pixels", box)
+            self.add("white_mask", sr_white & box)
+            self.add("mask_pixels", box)
             if hr is not None:
-                self._add("target_white_mask", white_pixels(hr.float()) & box)
+                self.add("target_white_mask", white_pixels(hr.float()) & box)
         self.values += sr.numel()
         self.pixels += sr.shape[0] * sr.shape[2] * sr.shape[3]
         self.images += sr.shape[0]
@@ -100,8 +94,7 @@ class OutputCollapseMonitor:
     def stats(self) -> OutputStats:
         if not self.images:
             return OutputStats()
-        keys = list(self.sums)
-        s = dict(zip(keys, torch.stack([self.sums[k] for k in keys]).tolist(), strict=True))
+        s = self.read()
         box = max(s.get("mask_pixels", 0.0), 1.0)
         return OutputStats(
             saturated=s["saturated"] / self.values,
@@ -111,11 +104,6 @@ class OutputCollapseMonitor:
             target_white=s.get("target_white", 0.0) / self.pixels,
             target_white_mask=s["target_white_mask"] / box if "target_white_mask" in s else None,
         )
-
-    def result(self) -> tuple[float, float]:
-        """-> (fraction of saturated values, mean per-image std)."""
-        stats = self.stats()
-        return stats.saturated, stats.mean_std
 
     def collapsed(self) -> str | None:
         return collapse_reason(self.stats())
@@ -133,17 +121,10 @@ def collapse_reason(stats: OutputStats) -> str | None:
 def whitening_reason(stats: OutputStats, baseline: OutputStats, rise: float) -> str | None:
     """A one-line reason if the share of white pixels rose more than ``rise`` above its
     baseline (max of the targets' share and the epoch-0 share), overall or in the box."""
-    checks = []
+    checks = [("of the output", stats.white, baseline.white, baseline.target_white)]
     if stats.white_mask is not None:  # the box first: it turns white before the whole image
-        checks.append(
-            (
-                "inside the inpainting box",
-                stats.white_mask,
-                baseline.white_mask or 0.0,
-                baseline.target_white_mask or 0.0,
-            )
-        )
-    checks.append(("of the output", stats.white, baseline.white, baseline.target_white))
+        box = (stats.white_mask, baseline.white_mask or 0.0, baseline.target_white_mask or 0.0)
+        checks.insert(0, ("inside the inpainting box", *box))
     for where, share, at_start, in_targets in checks:
         base = max(at_start, in_targets)
         if share > base + rise:
@@ -157,9 +138,9 @@ def whitening_reason(stats: OutputStats, baseline: OutputStats, rise: float) -> 
 class LossSpikeMonitor:
     """Finite losses far above their running median (a blow-up that is not yet a NaN)."""
 
-    def __init__(self, factor: float | None, *, window: int = SPIKE_WINDOW) -> None:
+    def __init__(self, factor: float | None) -> None:
         self.factor = factor
-        self.recent: deque[float] = deque(maxlen=window)
+        self.recent: deque[float] = deque(maxlen=SPIKE_WINDOW)
 
     def update(self, losses: list[float], *, first_step: int) -> str | None:
         """Check and record ``losses`` of steps ``first_step, first_step + 1, ...``."""
@@ -183,6 +164,7 @@ class LossSpikeMonitor:
         self.recent.extend(float(v) for v in state["recent"])
 
 
+@dataclass(kw_only=True)
 class EarlyStopper:
     """Patience on one validation PSNR plus divergence checks. Epoch 0 is the untrained model.
 
@@ -193,32 +175,23 @@ class EarlyStopper:
     should stop, or ``names.STOP_MAX_EPOCHS`` via ``finish``; ``detail`` says why in words.
     """
 
-    def __init__(
-        self,
-        *,
-        patience: int | None,
-        min_delta: float = DEFAULT_MIN_DELTA_DB,
-        divergence_floor_db: float = 3.0,
-        divergence_epochs: int = DEFAULT_DIVERGENCE_EPOCHS,
-        metric: str = names.VAL_PSNR,
-        keep_last: bool = False,
-    ) -> None:
-        self.patience = patience
-        self.keep_last = keep_last  # every healthy epoch is the kept one (best_epoch)
-        self.min_delta = min_delta
-        self.divergence_floor_db = divergence_floor_db
-        self.divergence_epochs = divergence_epochs
-        self.metric = metric
-        self.has_best = False
-        self.best_epoch = 0
-        self.best_val_psnr = -math.inf
-        self.peak_epoch = 0  # the epoch of best_val_psnr (= best_epoch unless keep_last)
-        self.start_val_psnr = -math.inf  # the first value seen (epoch 0: before training)
-        self.bad_epochs = 0
-        self.below_floor = 0  # validations in a row more than the floor below the best
-        self.stop_reason: str | None = None
-        self.detail = ""
-        self.signal: str | None = None  # diverged: one of names.DIVERGENCE_SIGNALS
+    patience: int | None
+    min_delta: float = DEFAULT_MIN_DELTA_DB
+    divergence_floor_db: float = 3.0
+    divergence_epochs: int = DEFAULT_DIVERGENCE_EPOCHS
+    metric: str = names.VAL_PSNR
+    keep_last: bool = False
+    # The progress (`state_dict`; the thresholds above come from the resumed run's config).
+    has_best: bool = False
+    best_epoch: int = 0
+    best_val_psnr: float = -math.inf
+    peak_epoch: int = 0  # the epoch of best_val_psnr (= best_epoch unless keep_last)
+    start_val_psnr: float = -math.inf  # the first value seen (epoch 0: before training)
+    bad_epochs: int = 0
+    below_floor: int = 0  # validations in a row more than the floor below the best
+    stop_reason: str | None = None
+    detail: str = ""
+    signal: str | None = None  # diverged: one of names.DIVERGENCE_SIGNALS
 
     @property
     def should_stop(self) -> bool:
@@ -284,27 +257,9 @@ class EarlyStopper:
             self.detail = "reached the maximum number of epochs"
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "patience": self.patience,
-            "min_delta": self.min_delta,
-            "divergence_floor_db": self.divergence_floor_db,
-            "divergence_epochs": self.divergence_epochs,
-            "metric": self.metric,
-            "has_best": self.has_best,
-            "best_epoch": self.best_epoch,
-            "best_val_psnr": self.best_val_psnr,
-            "peak_epoch": self.peak_epoch,
-            "start_val_psnr": self.start_val_psnr,
-            "bad_epochs": self.bad_epochs,
-            "below_floor": self.below_floor,
-            "stop_reason": self.stop_reason,
-            "detail": self.detail,
-            "signal": self.signal,
-        }
+        return dataclasses.asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # The thresholds come from the (possibly changed) config of the resumed run; only the
-        # progress is restored.
         self.has_best = bool(state.get("has_best", state["best_epoch"] > 0))
         self.best_epoch = int(state["best_epoch"])
         self.best_val_psnr = float(state["best_val_psnr"])

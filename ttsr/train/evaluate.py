@@ -2,16 +2,10 @@
 
 The run's own reference mode gives `val_psnr`, `val_ssim` (the reference code's convention: Y
 channel, no crop), `val_psnr_rgb_c4`, `val_ssim_rgb_c4` (MMagic's: RGB, 4-pixel border crop),
-`val_perceptual` (and in
-inpainting `val_psnr_mask` / `val_psnr_outside`); each extra mode of `val_ref_modes` gives the
-same metrics named with `names.for_ref_mode` (e.g. `val_psnr_other`, an unseen reference), so a
-study can measure how much of the quality comes from copying the reference.
-
-The primary pass also measures the output's health for the divergence checks
-(`ttsr.train.early_stopping`): the share of SR values saturated at +-1, the per-image spread, and
-the share of white pixels overall and inside the inpainting box, next to the same shares of the
-targets (the baseline a healthy model may reach).
-
+`val_perceptual` (and in inpainting `val_psnr_mask` / `val_psnr_outside`), and the output's
+health for the divergence checks (`ttsr.train.early_stopping`). Each extra mode of
+`val_ref_modes` gives the same metrics named with `names.for_ref_mode` (e.g. `val_psnr_other`,
+an unseen reference): how much of the quality comes from copying the reference.
 One host sync per pass: sums stay on the device until the end.
 """
 
@@ -20,27 +14,26 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate, groupby
+from itertools import accumulate, groupby, pairwise
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from ttsr import names
 from ttsr.config import TrainConfig
-from ttsr.data import open_dataset, open_dataset_from_config
+from ttsr.data import open_dataset
 from ttsr.data.items import to_model_range
 from ttsr.data.loading import loader_options
 from ttsr.data.source import inpaint_options
 from ttsr.metrics import RGB_CROP, SSIM_WINDOW, psnr, psnr_rgb, ssim, ssim_rgb, to_y
-from ttsr.train.early_stopping import OutputCollapseMonitor, OutputStats
+from ttsr.train.early_stopping import DeviceSums, OutputCollapseMonitor, OutputStats
 
 if TYPE_CHECKING:
     from ttsr.train.trainer import Trainer
 
-RGB_C4 = (names.VAL_PSNR_RGB_C4, names.VAL_SSIM_RGB_C4)  # the literature's second convention
 PSNR_CAP = 100.0  # identical images have infinite PSNR; cap per image so means stay finite
 
 
@@ -61,60 +54,12 @@ class Validation:
     output: OutputStats = field(default_factory=OutputStats)
 
 
-class _Sums:
-    """Device-side running sums, read once."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Tensor] = {}
-
-    def add(self, key: str, value: Tensor) -> None:
-        value = value.double().sum()
-        self.values[key] = self.values[key] + value if key in self.values else value
-
-    def read(self) -> dict[str, float]:
-        if not self.values:
-            return {}
-        keys = list(self.values)
-        numbers = torch.stack([self.values[k] for k in keys]).tolist()  # the one sync
-        return dict(zip(keys, numbers, strict=True))
-
-
-def _limited(dataset: Dataset, limit: int | None) -> Dataset:
-    return Subset(dataset, range(limit)) if limit is not None and limit < len(dataset) else dataset
-
-
-class _SetBatches(Sampler[list[int]]):
-    """Batches over the validation sets laid end to end (a `ConcatDataset`), in order, never
-    crossing from one set into the next; ``only`` restricts an iteration to one set. A sampler
-    is iterated in the main process each time a loader iterator starts, so ``only`` takes effect
-    with persistent workers too."""
-
-    def __init__(self, lengths: list[int], batch_size: int) -> None:
-        self.starts = list(accumulate(lengths, initial=0))
-        self.batch_size = batch_size
-        self.only: int | None = None
-
-    def plan(self) -> list[tuple[int, list[int]]]:
-        """(set, item indices) of each batch of an iteration, in order."""
-        sets = range(len(self.starts) - 1) if self.only is None else [self.only]
-        return [
-            (k, list(range(first, min(first + self.batch_size, self.starts[k + 1]))))
-            for k in sets
-            for first in range(self.starts[k], self.starts[k + 1], self.batch_size)
-        ]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return (indices for _, indices in self.plan())
-
-    def __len__(self) -> int:
-        return len(self.plan())
-
-
 class Evaluator:
     """The validation sets of a config (its own ref mode first) and the pass over them.
 
-    One DataLoader reads every set (`_SetBatches`), so its workers — started once per run when
-    there are any (ttsr.data.loading) — serve every reference mode instead of a pool per mode."""
+    One DataLoader reads every set (laid end to end in a `ConcatDataset`; no batch crosses from
+    one set into the next), so its workers — started once per run when there are any
+    (ttsr.data.loading) — serve every reference mode instead of a pool per mode."""
 
     def __init__(self, config: TrainConfig, *, device: torch.device | None = None) -> None:
         # Workers, pinning and persistence as the training loader's (ttsr.data.loading).
@@ -122,39 +67,43 @@ class Evaluator:
         self.inpaint = config.inpaint
         self.datasets: dict[str, Dataset] = {}
         for mode in (config.ref_mode, *config.val_ref_modes):
-            if mode == config.ref_mode:
-                dataset = open_dataset_from_config(config, "test")
-            else:
-                dataset = open_dataset(
-                    config.data,
-                    size=config.size,
-                    split="test",
-                    ref_mode=mode,
-                    fraction=1.0,  # the same test images at every training fraction
-                    inpaint=inpaint_options(config),
-                    seed=config.seed,
-                    data_seed=config.data_seed,
-                )
-            self.datasets[mode] = _limited(dataset, config.val_limit)
-        sets = list(self.datasets.values())
-        self._batches = _SetBatches([len(d) for d in sets], config.batch_size)
-        self.loader = DataLoader(ConcatDataset(sets), batch_sampler=self._batches, **options)
+            # As open_dataset_from_config's test split, with each mode's references.
+            dataset = open_dataset(
+                config.data,
+                size=config.size,
+                split="test",
+                ref_mode=mode,
+                inpaint=inpaint_options(config),
+                seed=config.seed,
+                data_seed=config.data_seed,
+            )
+            if config.val_limit is not None and config.val_limit < len(dataset):
+                dataset = Subset(dataset, range(config.val_limit))
+            self.datasets[mode] = dataset
+        sets, size = list(self.datasets.values()), config.batch_size
+        starts = list(accumulate((len(d) for d in sets), initial=0))
+        self._plan = [  # (mode, item indices) of every batch, in order
+            (mode, list(range(first, min(first + size, end))))
+            for mode, (start, end) in zip(self.datasets, pairwise(starts), strict=True)
+            for first in range(start, end, size)
+        ]
+        # The loader's batch sampler, refilled by `batches`: the loader iterates it in the main
+        # process each time an iteration starts, so that works with persistent workers too.
+        self._order: list[list[int]] = []
+        self.loader = DataLoader(ConcatDataset(sets), batch_sampler=self._order, **options)
         self.primary = config.ref_mode
 
     def batches(self, mode: str | None = None) -> Iterator[tuple[str, dict[str, Tensor]]]:
         """(mode, batch) over every set in order, or over ``mode``'s set alone."""
-        modes = list(self.datasets)
-        self._batches.only = None if mode is None else modes.index(mode)
-        try:
-            sets = [k for k, _ in self._batches.plan()]
-            for k, batch in zip(sets, self.loader, strict=True):
-                yield modes[k], batch
-        finally:
-            self._batches.only = None
+        plan = [(m, indices) for m, indices in self._plan if mode in (None, m)]
+        self._order[:] = [indices for _, indices in plan]
+        for (m, _), batch in zip(plan, self.loader, strict=True):
+            yield m, batch
 
-    def metric_names(self) -> list[str]:
-        """Every metric a pass reports (for the NaN placeholders of a diverged epoch)."""
-        base = [names.VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY, *RGB_C4]
+    def missing_metrics(self) -> dict[str, float]:
+        """NaN for every metric a pass reports (a diverged epoch is not validated)."""
+        base = [names.VAL_PSNR, names.VAL_SSIM, names.VAL_LPIPS_PROXY]
+        base += [names.VAL_PSNR_RGB_C4, names.VAL_SSIM_RGB_C4]  # the literature's 2nd convention
         if self.inpaint:
             base += [names.VAL_PSNR_MASK, names.VAL_PSNR_OUTSIDE]
         out = [*base, names.VAL_WHITE_SHARE]
@@ -163,10 +112,7 @@ class Evaluator:
         for mode in self.datasets:
             if mode != self.primary:
                 out += [names.for_ref_mode(m, mode) for m in base]
-        return out
-
-    def missing_metrics(self) -> dict[str, float]:
-        return {k: math.nan for k in self.metric_names()}
+        return dict.fromkeys(out, math.nan)
 
     @property
     def images(self) -> int:
@@ -175,7 +121,7 @@ class Evaluator:
     @torch.no_grad()
     def bicubic_psnr(self, device: torch.device) -> float:
         """PSNR of plain bicubic upsampling (LR_up) against HR on the validation images."""
-        sums, count = _Sums(), 0
+        sums, count = DeviceSums(), 0
         for _, batch in self.batches(self.primary):
             hr = to_model_range(batch["HR"].to(device))
             lr_up = to_model_range(batch["LR_up"].to(device))
@@ -207,7 +153,7 @@ class Evaluator:
         batches: Iterable[dict[str, Tensor]],
         health: OutputCollapseMonitor | None,
     ) -> dict[str, float]:
-        sums, images = _Sums(), 0
+        sums, images = DeviceSums(), 0
         for batch in batches:
             sr = trainer.infer(batch)
             hr = trainer.prepare(batch["HR"]).float()

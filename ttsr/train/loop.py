@@ -1,20 +1,14 @@
 """The TTSR training loop: `train(config)` for the CLI, tests and Ray trials.
 
 One epoch, top to bottom in `train`: order the data (the round's steps, a function of
-(seed, step)), run the steps (`ttsr.train.step.TrainStep` through `ttsr.train.trainer.Trainer`: the
-critic's WGAN-GP update `gan_k` times, then the generator update — the step the benchmark
-times), validate, decide (early stopping and divergence), checkpoint, log, call the callbacks.
+(seed, step)), run the steps (`ttsr.train.step.TrainStep`: the step the benchmark times),
+validate, decide (early stopping and divergence), checkpoint, log, call the callbacks.
 Epoch 0 validates the model before training: the baseline every divergence check compares with.
 
 No host syncs in the hot loop: losses are summed as device tensors and read every
-``Trainer.check_every`` steps (every step on the CPU, where a sync costs nothing; on CUDA
-every `log_every_steps` or `ttsr.train.trainer.NAN_CHECK_STEPS`, but every step for a run's first
-`ttsr.train.trainer.NAN_CANARY_STEPS`) to catch non-finite losses and loss spikes (a NaN stays in
-the sum, so none is missed; at most that many steps run on bad weights).
-
-Exact resume: everything that decides the future (weights, optimisers, RNG states, step count,
-stopper) is in `checkpoints/latest/state.pt`; a run resumed from it continues as if it had
-never stopped (`ttsr.train.state`).
+``Trainer.check_every`` steps to catch non-finite losses and loss spikes (a NaN stays in the
+sum, so none is missed; at most that many steps run on bad weights). Resume is exact: all that
+decides the future is in `checkpoints/latest/state.pt` (`ttsr.train.setup.TrainingState`).
 """
 
 from __future__ import annotations

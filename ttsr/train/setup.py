@@ -1,14 +1,15 @@
 """Setting up a training run: the trainer, the data, validation, checkpoints, resume.
 
 `start_run(config, resume_from)` returns a `Run` with everything the loop in
-`ttsr/train/loop.py` needs, so the loop itself shows only the epoch.
+`ttsr/train/loop.py` needs, so the loop itself shows only the epoch; its `TrainingState` is
+what a checkpoint saves and a resume restores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from ttsr.checkpoint import (
     STATE_FILE,
     copy_checkpoint_dir,
     load_state,
+    rng_state,
+    set_rng_state,
     write_training_checkpoint,
 )
 from ttsr.config import TrainConfig
@@ -29,20 +32,68 @@ from ttsr.fast_paths import FAST_PATHS_TAG, FastPaths, self_test
 from ttsr.grids import save_sample_grid
 from ttsr.train.batches import PassItems, StepSampler, StepSchedule
 from ttsr.train.callbacks import RunInfo, TrainResult
-from ttsr.train.early_stopping import EarlyStopper, LossSpikeMonitor
+from ttsr.train.early_stopping import EarlyStopper, LossSpikeMonitor, OutputStats
 from ttsr.train.evaluate import Evaluator
-from ttsr.train.state import TrainingState
 from ttsr.train.trainer import IMAGE_KEYS, Trainer, build_trainer
-
-VGG_WARNING = (
-    "VGG19 ImageNet weights not found: LTE, perceptual loss and val_perceptual use random weights"
-)
 
 
 def fixed_samples(dataset: Dataset, count: int) -> dict[str, torch.Tensor]:
     """The first ``count`` items of a dataset stacked into a batch (for sample grids)."""
     items = [dataset[i] for i in range(min(count, len(dataset)))]
     return {k: torch.stack([it[k] for it in items]) for k in IMAGE_KEYS}
+
+
+@dataclass
+class TrainingState:
+    """What `state.pt` holds (`state_dict`, listed in docs/TRAINING.md) and a resume restores:
+    tensors and primitives only, so `torch.load(weights_only=True)` reads it."""
+
+    trainer: Trainer
+    stopper: EarlyStopper
+    spikes: LossSpikeMonitor
+    epoch: int = -1  # the last epoch done (0 = validated before training; -1 = nothing yet)
+    step: int = 0  # optimiser steps done
+    images: int = 0  # training images seen
+    history: list[dict[str, Any]] = field(default_factory=list)
+    bicubic_psnr: float | None = None
+    baseline: OutputStats | None = None  # output health at epoch 0
+    extra: dict[str, Any] = field(default_factory=dict)  # saved as is (e.g. an MLflow run id)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            **self.trainer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "images_seen": self.images,
+            "history": self.history,
+            "bicubic_psnr": self.bicubic_psnr,
+            "baseline": dataclasses.asdict(self.baseline) if self.baseline else None,
+            "stopper": self.stopper.state_dict(),
+            "spikes": self.spikes.state_dict(),
+            "rng": rng_state(),
+            "config": self.trainer.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state)
+        self.stopper.load_state_dict(state["stopper"])
+        self.spikes.load_state_dict(state.get("spikes", {"recent": []}))
+        self.epoch = int(state["epoch"])
+        self.step = int(state.get("step", 0))
+        self.images = int(state.get("images_seen", 0))
+        self.history = list(state["history"])
+        self.bicubic_psnr = state["bicubic_psnr"]
+        baseline = state.get("baseline")
+        self.baseline = OutputStats(**baseline) if baseline else None
+        set_rng_state(state["rng"])
+        if self.stopper.stop_reason == names.STOP_MAX_EPOCHS and self.trainer.config.epochs > (
+            self.epoch
+        ):
+            # More epochs were asked for: keep going; the old last epoch is no longer final.
+            self.stopper.stop_reason = None
+            for key in (names.STOP_REASON, names.STOP_DETAIL, names.STOP_SIGNAL):
+                self.history[-1].pop(key, None)
 
 
 @dataclass
@@ -53,8 +104,7 @@ class Run:
     evaluator: Evaluator
     schedule: StepSchedule
     state: TrainingState
-    sampler: StepSampler  # the training batches: moved to each round's steps by `batches`
-    train_loader: DataLoader  # one per run, so that its workers persist
+    train_loader: DataLoader  # one per run, so that its workers persist (a StepSampler's)
     out_dir: Path
     grid_samples: dict[str, dict[str, torch.Tensor]]
     tags: dict[str, str]
@@ -90,7 +140,7 @@ class Run:
 
         Always the same loader (its workers persist across rounds), moved to this round's steps.
         """
-        self.sampler.set_range(self.state.step, self.schedule.round_end(epoch))
+        self.train_loader.batch_sampler.set_range(self.state.step, self.schedule.round_end(epoch))
         return self.train_loader
 
     def write_grids(self, epoch: int) -> dict[str, Path]:
@@ -103,13 +153,8 @@ class Run:
         for split, batch in self.grid_samples.items():
             sr = self.trainer.infer(batch)
             parts = {k: self.trainer.prepare(v) for k, v in batch.items()}
-            paths[split] = save_sample_grid(
-                self.out_dir / "samples" / f"epoch_{epoch:03d}_{split}.png",
-                parts["LR_up"],
-                parts["Ref"],
-                sr,
-                parts["HR"],
-            )
+            path = self.out_dir / "samples" / f"epoch_{epoch:03d}_{split}.png"
+            paths[split] = save_sample_grid(path, parts["LR_up"], parts["Ref"], sr, parts["HR"])
         return paths
 
     def save(self, *, improved: bool) -> None:
@@ -124,16 +169,12 @@ class Run:
         if improved:
             copy_checkpoint_dir(self.latest_dir, self.best_dir)
 
-    def kept(self) -> dict[str, Any]:
-        """The last epoch's kept-epoch summary (``names.kept`` keys), {} before any epoch."""
-        last = self.state.history[-1] if self.state.history else {}
-        return {k: v for k, v in last.items() if k.startswith("best_")}
-
     def result(self) -> TrainResult:
+        last = self.state.history[-1] if self.state.history else {}
         return TrainResult(
             stop_reason=self.stopper.stop_reason or names.STOP_MAX_EPOCHS,
             best_epoch=self.stopper.best_epoch,
-            best_val_psnr=self.kept().get(names.BEST_VAL_PSNR, math.nan),
+            best_val_psnr=last.get(names.BEST_VAL_PSNR, math.nan),
             history=self.state.history,
             best_checkpoint=self.best_dir if (self.best_dir / STATE_FILE).is_file() else None,
             stop_detail=self.stopper.detail,
@@ -176,12 +217,10 @@ def start_run(
         state.load_state_dict(state_dict)
     if state.bicubic_psnr is None:
         state.bicubic_psnr = evaluator.bicubic_psnr(trainer.device)
-    test_set = evaluator.datasets[config.ref_mode]
-    schedule = StepSchedule.from_config(config, len(train_set))
-    sampler = StepSampler(schedule, seed=config.seed, start=state.step, stop=state.step)
+    schedule = StepSchedule(len(train_set), config.batch_size, config.epochs, config.step_budget)
     train_loader = DataLoader(
         PassItems(train_set),
-        batch_sampler=sampler,
+        batch_sampler=StepSampler(schedule, seed=config.seed),
         **loader_options(config.num_workers, trainer.device),
     )
     return Run(
@@ -191,12 +230,11 @@ def start_run(
         evaluator=evaluator,
         schedule=schedule,
         state=state,
-        sampler=sampler,
         train_loader=train_loader,
         out_dir=Path(config.out_dir),
         grid_samples={
             "train": fixed_samples(train_set, config.num_samples_grid),
-            "test": fixed_samples(test_set, config.num_samples_grid),
+            "test": fixed_samples(evaluator.datasets[config.ref_mode], config.num_samples_grid),
         },
         tags=_tags(trainer, paths),
         resumed=state_dict is not None,
@@ -213,7 +251,10 @@ def _tags(trainer: Trainer, paths: FastPaths) -> dict[str, str]:
         names.THREADS_TAG: str(torch.get_num_threads()),
     }
     if not trainer.vgg_pretrained:
-        tags["warning"] = VGG_WARNING
+        tags["warning"] = (
+            "VGG19 ImageNet weights not found: LTE, perceptual loss and val_perceptual use "
+            "random weights"
+        )
     if trainer.config.init_checkpoint:
         tags["init_checkpoint"] = trainer.config.init_checkpoint
     return tags
@@ -237,4 +278,4 @@ def print_summary(metrics: dict[str, Any], epochs: int) -> None:
                 f", kept epoch {metrics[names.BEST_EPOCH]} "
                 f"(val_psnr {metrics[names.BEST_VAL_PSNR]:.2f} dB)"
             )
-    print(line, file=sys.stdout, flush=True)
+    print(line, flush=True)

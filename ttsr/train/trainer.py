@@ -1,24 +1,12 @@
 """The one builder: everything a TTSR training step needs, made from a `TrainConfig`.
 
-`build_trainer(config)` is called by the training loop (`ttsr.train`) and by the benchmark
+`build_trainer(config)` is called by the training loop and by the benchmark
 (`benchmarks/train_step.py`), so the benchmark times exactly the step a study runs. Every speed
 knob is a `TrainConfig` field (the benchmark's "reference-equivalent" path is just another
 config: `search_chunk=0`, `amp="off"`, `channels_last=False`, `fused_optim=False`,
-`fast_kernels=False`, `log_every_steps=1`):
-
-- device (`device`: auto = CUDA when available), autocast dtype (`amp`: auto = bf16 on CUDA,
-  fp32 on the CPU), memory format (`channels_last`, CUDA only), faster kernels for the same
-  computation (`fast_kernels`: cuDNN autotune and TF32 matmuls on CUDA; MainNet's
-  `TTSR.use_fast_kernels` on both devices), fused Adam (`fused_optim`; CUDA and CPU);
-- the model (`n_feats`, `num_res_blocks`, `res_scale`), its relevance search (`search_chunk`,
-  `search_dtype`, `search_method`), activation checkpointing of MainNet's segments
-  (`checkpoint_activations`), `torch.compile` of MainNet and LTE in place (`compile`: the
-  state-dict keys stay the reference's; static shapes; training only, `Trainer.infer` runs
-  eager), optional warm start (`init_checkpoint`);
-- the losses that have a weight (a loss with weight 0 is never built), the WGAN-GP critic when
-  `adv_w > 0`, the optimisers and the LR schedule, and the validation distance.
-
-The same seed gives the same initial weights whatever the speed knobs say.
+`fast_kernels=False`, `log_every_steps=1`). A loss with weight 0 is never built, the WGAN-GP
+critic only when `adv_w > 0`. The same seed gives the same initial weights whatever the speed
+knobs say.
 """
 
 from __future__ import annotations
@@ -77,18 +65,6 @@ def set_backend_flags(config: TrainConfig, device: torch.device) -> None:
     torch.backends.cudnn.allow_tf32 = True
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def model_config(config: TrainConfig) -> ModelConfig:
-    return ModelConfig(
-        n_feats=config.n_feats, num_res_blocks=config.res_blocks, res_scale=config.res_scale
-    )
-
-
 def loss_weights(config: TrainConfig) -> LossWeights:
     return LossWeights(
         rec=config.rec_w,
@@ -122,16 +98,14 @@ class Trainer:
 
     @property
     def check_every(self) -> int:
-        """Steps between host reads of the loss sums (non-finite and spike checks, progress):
-        `log_every_steps` when set, else every step on the CPU (a read costs nothing there) and
-        every `NAN_CHECK_STEPS` on CUDA."""
+        """Steps between host reads of the loss sums (non-finite and spike checks, progress);
+        every step on the CPU, where a read costs nothing."""
         if self.config.log_every_steps:
             return self.config.log_every_steps
         return 1 if self.device.type == "cpu" else NAN_CHECK_STEPS
 
     def check_due(self, run_steps: int, epoch_steps: int) -> bool:
-        """Whether the loop reads the loss sums now: every step for the first
-        `NAN_CANARY_STEPS` steps of this run (resumed or not), then every `check_every`."""
+        """Whether the loop reads the loss sums now (``run_steps``: this call's, resumed or not)."""
         return run_steps <= NAN_CANARY_STEPS or epoch_steps % self.check_every == 0
 
     def prepare(self, x: Tensor) -> Tensor:
@@ -204,13 +178,15 @@ def build_trainer(config: TrainConfig, *, load_vgg: bool = True) -> Trainer:
     memory_format = (
         torch.channels_last if cuda and config.channels_last else torch.contiguous_format
     )
-    seed_everything(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    torch.manual_seed(config.seed)
 
     features, pretrained = (
         vgg19_features(config.vgg_weights) if load_vgg else (random_vgg19_features(), False)
     )
     model = TTSR(
-        model_config(config),
+        ModelConfig(config.n_feats, config.res_blocks, config.res_scale),
         vgg=(copy.deepcopy(features), pretrained),  # the LTE trains its copy; losses stay frozen
         search_chunk=config.search_chunk,
         search_dtype=torch.bfloat16 if config.search_dtype == "bf16" else None,

@@ -1,24 +1,37 @@
 """``python -m ttsr.vgg download [--to PATH] | check [PATH]``: get and inspect the VGG19 weights.
+The CLI lives here, not in ``ttsr/vgg/__init__.py``, so ``python -m`` imports the package once.
 
-The CLI lives here, not in ``ttsr/vgg/__init__.py``: ``python -m ttsr.vgg`` then imports the
-package once, as ``ttsr.vgg``, and runs only this file as ``__main__``.
+The transfer is ``torch.hub.download_url_to_file`` (a temporary file next to the destination,
+hash-checked, then moved into place, and removed whatever fails). Around it: which URL and hash
+(torchvision's sha256, a mirror's ``--sha256``, or torch.hub's convention: the hex digits between
+"-" and "." in the file name start the sha256), one-line errors, a socket timeout (torch.hub sets
+none), and removing the folders a failed call made and stale temporary files of killed downloads.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import http.client
 import os
+import re
 import signal
+import socket
 import sys
 import threading
+import time
+import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from ttsr.cli_errors import DEBUG_HELP, run_cli
-from ttsr.vgg.download import download, sha256_of
-from ttsr.vgg.weights import (
+from ttsr.errors import UsageError, first_line
+from ttsr.vgg import (
     ENV_VAR,
     TORCHVISION_FILE,
     TORCHVISION_SHA256,
+    TORCHVISION_URL,
     VGGWeightsError,
     cache_path,
     load_features_state,
@@ -26,46 +39,151 @@ from ttsr.vgg.weights import (
     resolve,
 )
 
+TIMEOUT_S = 60.0  # per socket operation, not for the whole transfer
+# A download writes at least every TIMEOUT_S: a temporary file untouched this long is stale.
+STALE_S = 600.0
+_NAME_HASH = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's rule for the hash part of a file name
 
-class _Stopped(BaseException):
-    """SIGTERM/SIGHUP, raised in the main thread so that the download cleans up after itself."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+class DownloadError(UsageError):
+    """The download failed; nothing was written. The message is one line."""
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str
+    sha256: str | None  # the full digest, when known
+    name_prefix: str | None  # torchvision's convention: the hash part of the file name
+
+    def expected(self) -> str:
+        """The full digest, or else the start of it that the file name gives."""
+        return self.sha256 or self.name_prefix or ""
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path
+    sha256: str
+    fetched: bool  # False: the file was already there and valid
+    replaced: bool = False  # True: a file with the wrong hash was there and is now replaced
+
+
+def source(url: str | None = None, sha256: str | None = None) -> Source:
+    """What to fetch and what its hash must be: torchvision's file, or a mirror's ``url`` with
+    its ``sha256`` (else the hash in its file name)."""
+    url = url or TORCHVISION_URL
+    sha = sha256.strip().lower() if sha256 is not None else None
+    if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise DownloadError(f"--sha256: not a sha256 hex digest (got {sha!r})")
+    if sha is None and url == TORCHVISION_URL:
+        sha = TORCHVISION_SHA256
+    match = _NAME_HASH.search(Path(urlparse(url).path).name)
+    prefix = match.group(1) if match else None
+    if sha is None and prefix is None:
+        raise DownloadError(f"--url {url}: no hash in its file name; give --sha256")
+    return Source(url, sha, prefix)
+
+
+def destination(to: str | Path | None) -> Path:
+    """`--to`: an existing folder or a path without a .pth/.pt suffix is a folder (the file keeps
+    torchvision's name in it); a .pth/.pt path is the file itself. None: torchvision's cache."""
+    if to is None:
+        return cache_path()
+    to = Path(to).expanduser().absolute()
+    if to.is_dir() or to.suffix not in (".pth", ".pt"):
+        return to / TORCHVISION_FILE
+    return to
+
+
+def sha256_of(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """torch.hub's temporary files for ``dest`` (``<dest>.<hex>.partial``) that no download has
+    written to for ``STALE_S``: left by a killed process."""
+    for part in dest.parent.glob(f"{dest.name}.*.partial"):
+        try:
+            if time.time() - part.stat().st_mtime > STALE_S:
+                part.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def download(
+    to: str | Path | None = None,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: bool = False,
+) -> Downloaded:
+    """Put torchvision's ImageNet VGG19 file (or a mirror's, `source`) at `destination(to)`
+    unless a valid one is there, saying so before the transfer. Raises
+    `DownloadError` (one line) on any failure, leaving the destination as it was."""
+    from torch.hub import download_url_to_file
+
+    src = source(url, sha256)
+    dest = destination(to)
+    replaced, made, done = False, [], False
+    timeout = socket.getdefaulttimeout()
+    try:
+        if dest.is_file():
+            digest = sha256_of(dest)
+            if digest.startswith(src.expected()):
+                return Downloaded(dest, digest, fetched=False)
+            replaced = True
+        made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # deepest first
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(dest)
+        print(f"downloading {src.url} to {dest}", flush=True)
+        socket.setdefaulttimeout(TIMEOUT_S)
+        download_url_to_file(src.url, str(dest), hash_prefix=src.expected(), progress=progress)
+        done = True
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"cannot download {src.url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"cannot download {src.url}: {exc.reason}") from None
+    except http.client.HTTPException as exc:  # a malformed answer
+        raise DownloadError(f"cannot download {src.url}: {first_line(exc)}") from None
+    except RuntimeError as exc:  # torch.hub: "invalid hash value (expected ..., got ...)"
+        raise DownloadError(
+            f"{src.url}: {first_line(exc)}: a short or damaged transfer, or a wrong --sha256; "
+            "download discarded"
+        ) from None
+    except OSError as exc:  # local files (permissions, a full disk), or the connection dropped
+        where = exc.filename or src.url
+        raise DownloadError(f"{where}: {exc.strerror or first_line(exc)}") from None
+    finally:
+        socket.setdefaulttimeout(timeout)
+        for folder in made if not done else ():
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (someone else's files): keep it and its parents
+    return Downloaded(dest, sha256_of(dest), fetched=True, replaced=replaced)
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM/SIGHUP (args: the signal number), raised in the main thread so that the download
+    cleans up after itself."""
 
 
 def _stop(signum: int, _frame: object) -> None:
     raise _Stopped(signum)
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB"
-
-
-def _found_by_lookup(path: Path) -> bool:
-    """Whether training uses `path` when not told otherwise: $TTSR_VGG19_WEIGHTS, else the cache."""
-    env = os.environ.get(ENV_VAR)
-    used = Path(env).expanduser() if env else cache_path()
-    return used.absolute() == path.absolute()
-
-
 def cmd_download(args: argparse.Namespace) -> None:
     progress = sys.stderr.isatty() and not args.no_progress
-    result = download(
-        args.to,
-        url=args.url,
-        sha256=args.sha256,
-        progress=progress,
-        notify=lambda text: print(text, flush=True),
-    )
-    size = _mib(result.path.stat().st_size)
+    result = download(args.to, url=args.url, sha256=args.sha256, progress=progress)
+    size = f"{result.path.stat().st_size / 2**20:.0f} MiB"
     if not result.fetched:
         print(f"already present and verified: {result.path} ({size}, sha256 {result.sha256})")
     else:
         was = " (replacing a file with the wrong sha256)" if result.replaced else ""
         print(f"saved {result.path}{was} ({size}, sha256 {result.sha256} verified)")
-    if not _found_by_lookup(result.path):
+    env = os.environ.get(ENV_VAR)  # where training looks when not told: this, else the cache
+    if (Path(env).expanduser() if env else cache_path()).absolute() != result.path.absolute():
         print(f"training looks elsewhere; to use this file: export {ENV_VAR}={result.path}")
 
 
@@ -156,11 +274,11 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (KeyboardInterrupt, _Stopped) as exc:
+    except KeyboardInterrupt as exc:
         if args.debug:
             raise
         print("error: interrupted (no partial file is left)", file=sys.stderr)
-        return 128 + (exc.signum if isinstance(exc, _Stopped) else signal.SIGINT)
+        return 128 + (exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT)
     return 0
 
 

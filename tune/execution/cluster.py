@@ -35,35 +35,29 @@ def connect(options: Options) -> Iterator[Cluster]:
         if options.address:
             ray.init(address=options.address, log_to_driver=False, logging_level="WARNING")
             yield Cluster(tuple(ray.nodes()), options.address)
-        else:
-            _start_local(options)
-            yield Cluster(tuple(ray.nodes()), "local Ray on 127.0.0.1 (started by this command)")
+            return
+        context = ray.init(
+            _node_ip_address="127.0.0.1",
+            include_dashboard=not options.no_dashboard,
+            dashboard_host="127.0.0.1",
+            dashboard_port=options.dashboard_port,
+            # trial output goes to the trial logs; tune.execution.progress prints lines
+            log_to_driver=False,
+            logging_level="WARNING",
+            num_cpus=options.num_cpus,
+            _temp_dir=options.ray_temp_dir,
+        )
+        if not options.no_dashboard:
+            url = context.dashboard_url or f"127.0.0.1:{options.dashboard_port}"
+            print(
+                f"Ray dashboard: http://{url} (when it asks for an authentication token, "
+                "`ray get-auth-token` prints it)",
+                flush=True,
+            )
+        yield Cluster(tuple(ray.nodes()), "local Ray on 127.0.0.1 (started by this command)")
     finally:
         if ray.is_initialized():
             ray.shutdown()
-
-
-def _start_local(options: Options) -> None:
-    import ray
-
-    context = ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=not options.no_dashboard,
-        dashboard_host="127.0.0.1",
-        dashboard_port=options.dashboard_port,
-        # trial output goes to the trial logs; tune.execution.progress prints lines
-        log_to_driver=False,
-        logging_level="WARNING",
-        num_cpus=options.num_cpus,
-        _temp_dir=options.ray_temp_dir,
-    )
-    if not options.no_dashboard:
-        url = context.dashboard_url or f"127.0.0.1:{options.dashboard_port}"
-        print(
-            f"Ray dashboard: http://{url} (when it asks for an authentication token, "
-            "`ray get-auth-token` prints it)",
-            flush=True,
-        )
 
 
 def local_gpu_count() -> int:

@@ -1,7 +1,6 @@
 """The process settings a study run needs, applied by ``tune/run.py``'s ``main`` before Ray,
-Tune or MLflow is imported (several of them read the environment once, at import or start).
-
-Kept out of import time on purpose: importing a ``tune`` module changes nothing.
+Tune or MLflow is imported (several read the environment once, at import or start); importing
+a ``tune`` module changes nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +20,9 @@ DEFAULTS = {
     "RAY_DEDUP_LOGS": "1",
     # Write Tune's experiment state often, so a driver killed mid-study can be resumed.
     "TUNE_GLOBAL_CHECKPOINT_S": "5",
-    # Tune forces a state snapshot whenever a trial has saved num_to_keep (2) checkpoints since
-    # the last one, and warns each time two snapshots fall within this many seconds. Short
-    # demo epochs trip it every few seconds, yet a snapshot here is a few KB written locally
-    # (or a small upload) and the forced sync is what keeps --resume consistent: nothing to
-    # change, so no warning (0 turns it off, as the warning itself says).
+    # Tune warns when two forced state snapshots (one per num_to_keep checkpoints of a trial)
+    # fall within this many seconds: short demo epochs do so all the time, yet a snapshot is a
+    # few KB and what keeps --resume consistent, so no warning (0 turns it off).
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     # No "Creating initial MLflow database tables" chatter.
     "MLFLOW_LOGGING_LEVEL": "WARNING",

@@ -1,23 +1,16 @@
 """Stop a study cleanly when its storage is full, instead of retrying trials that cannot save.
 
-A trial whose checkpoint cannot be copied into ``--storage`` (ENOSPC) fails in ``ray_tune.report``;
-Tune would restart it from its last checkpoint (``FailureConfig``), where the next save fails
-again, and start the next trials, which fail the same way. ``StopWhenFull``, a Tune callback,
-interrupts the study at the first trial failure whose error says "No space left on device",
-the way Ctrl-C does (Tune's own SIGUSR1 handler: trials keep their state, so ``--resume``
-continues them; a stopper would mark them TERMINATED and nothing would resume), and the
-driver (``tune/run.py``) ends with one line (exit 74) saying so.
+A trial whose checkpoint cannot be copied into ``--storage`` fails in ``ray_tune.report``; Tune
+would restart it (``FailureConfig``) and start the next trials, all failing the same way. At the
+first failure saying "No space left on device", `StopWhenFull` interrupts the study as Ctrl-C
+does (Tune's SIGUSR1 handler: trials keep their state and ``--resume`` continues them; a stopper
+would mark them TERMINATED), and ``tune/run.py`` ends with one line (exit 74). Tune registers a
+checkpoint only once copied whole, so a resumed trial starts from a complete one; the failed
+save's half-copied directory is removed at once, so that Tune's experiment state, written into
+the same storage as the study stops, fits (a state cut short is one ``--resume`` cannot read).
 
-What stays consistent: Tune registers a checkpoint only after it was copied whole, so a trial
-restarted later (``--resume`` once there is space again) starts from a complete checkpoint.
-The half-copied directory of the failed save (never registered, so never handed back) is
-removed at once: Tune writes its own experiment state into the same storage as the study stops,
-and a state file cut short by the full disk is one its ``--resume`` cannot read (it would start
-the study over; ``tune.execution.storage.find_resume_path`` refuses such a state). Every MLflow
-run is closed by the driver as its trial ended.
-
-Tune restores its callbacks and stopper from the pickled experiment state on ``--resume``, so
-what was seen is kept in this module (the driver process), not in the instance.
+Tune restores its callbacks from the pickled experiment state on ``--resume``, so what was seen
+is kept in this module (the driver process), not in the instance.
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
 """The MLflow side of a study: one parent run per study invocation, child runs per trial.
 
-``ParentRun`` is the driver's parent run as a context manager: it creates the run (or reopens
-it on ``--resume``) with the study's params and tags, turns SIGTERM into an interrupt while the
-block runs, and on every way out of the block closes the child runs still RUNNING and ends the
-parent FINISHED, FAILED or KILLED, so no run stays RUNNING. Trials create their own child runs
-with ``ttsr.tracking.MlflowTracker`` (so remote workers log straight to an HTTP tracking
-server); ``find_child`` lets a restarted trial reattach to the run it had instead of making a
-duplicate.
-
-All calls go through ``MlflowClient`` with an explicit tracking URI: no global active run, so
-the driver, trials and tests cannot step on each other's state.
+Trials make their own child runs with ``ttsr.tracking.MlflowTracker`` (remote workers log
+straight to an HTTP tracking server); ``find_child`` lets a restarted trial reattach to its run
+instead of making a duplicate. Every call goes through ``MlflowClient`` with an explicit
+tracking URI: no global active run, so the driver, trials and tests cannot step on each other.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,8 +17,9 @@ from typing import Any
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
+from ttsr import names
 from ttsr.tracking import PARENT_RUN_TAG as PARENT_TAG
-from ttsr.tracking import get_or_create_experiment, param_text
+from ttsr.tracking import get_or_create_experiment, param_text, ui_url
 from tune.execution.storage import MLFLOW_RUN_KEY as MLFLOW_RUN_KEY  # noqa: F401 - trials, tests
 from tune.execution.storage import PARENT_FILE as PARENT_FILE  # noqa: F401 - report.py, tests
 from tune.study.studies import Study
@@ -34,6 +30,7 @@ TRIAL_ID_TAG = "trial_id"
 ROLE_TAG = "role"
 ROLE_STUDY, ROLE_WARM_START, ROLE_TRIAL = "study", "warm-start", "trial"
 CONFIG_TAG = "config"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the MLflow UI's saved (shared) runs-table views
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
@@ -49,9 +46,10 @@ class ParentRun:
     """The parent run of one study invocation; use ``with ParentRun.start(...)`` or
     ``with ParentRun.reopen(info)``.
 
-    Inside the block, ``finish(trial_status)`` records how the trials ended; leaving the block
-    ends the run with that status (FINISHED when ``finish`` was not called), KILLED on
-    KeyboardInterrupt or SIGTERM, FAILED on any other exception.
+    Inside the block SIGTERM raises `Interrupted`, and ``finish(trial_status)`` records how the
+    trials ended. Leaving the block closes the child runs still RUNNING and ends the run with
+    that status (FINISHED when ``finish`` was not called), KILLED on KeyboardInterrupt or
+    SIGTERM, FAILED on any other exception: no run stays RUNNING.
     """
 
     def __init__(self, tracking_uri: str, *, experiment_id: str, run_id: str, info: dict) -> None:
@@ -66,15 +64,16 @@ class ParentRun:
     def start(
         cls, tracking_uri: str, study: Study, *, run_name: str, tags: dict, overrides: Mapping
     ) -> ParentRun:
-        """A new parent run in the experiment named after the study."""
-        experiment_id, run_id = start_parent(
-            tracking_uri,
-            study=study.name,
-            run_name=run_name,
-            tags={"study": study.name, "profile": study.profile, ROLE_TAG: ROLE_STUDY, **tags},
-            params=study_params(study, overrides),
-        )
-        save_comparison_view(tracking_uri, experiment_id, study, run_id)
+        """A new parent run in the experiment named after the study, with the study's params
+        and its `comparison_view` saved on the experiment."""
+        client = MlflowClient(tracking_uri)
+        experiment_id = get_or_create_experiment(client, study.name)
+        tags = {"study": study.name, "profile": study.profile, ROLE_TAG: ROLE_STUDY, **tags}
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        for key, value in sorted(study_params(study, overrides).items()):
+            client.log_param(run_id, key, param_text(value))
+        view = json.dumps(comparison_view(study, run_id))
+        client.set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + run_id, view)
         info = {
             "run_id": run_id,
             "experiment_id": experiment_id,
@@ -87,14 +86,13 @@ class ParentRun:
 
     @classmethod
     def reopen(cls, info: dict) -> ParentRun:
-        """The parent run recorded in a resumed invocation's mlflow_parent.json."""
+        """The parent run in a resumed invocation's mlflow_parent.json, RUNNING again."""
         uri = info["tracking_uri"]
-        reopen(uri, info["run_id"])
+        MlflowClient(uri).update_run(info["run_id"], status=RUNNING)
         return cls(uri, experiment_id=info["experiment_id"], run_id=info["run_id"], info=info)
 
     def trial_meta(self, study: Study) -> dict[str, Any]:
-        """What each trial needs to make and name its child run (passed with
-        tune.with_parameters)."""
+        """What each trial needs to make and name its child run (via tune.with_parameters)."""
         return {
             "study": study.name,
             "tracking_uri": self.tracking_uri,
@@ -128,10 +126,11 @@ class ParentRun:
         try:
             close_children(self.tracking_uri, self.experiment_id, self.run_id, {})  # RUNNING ones
         finally:
-            end(self.tracking_uri, self.run_id, self.status)
+            MlflowClient(self.tracking_uri).set_terminated(self.run_id, status=self.status)
 
 
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # the MLflow UI's saved (shared) runs-table views
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
 
 
 def comparison_view(study: Study, parent_run_id: str) -> dict[str, Any]:
@@ -140,7 +139,6 @@ def comparison_view(study: Study, parent_run_id: str) -> dict[str, Any]:
     inside), the swept params and the objectives at the kept epoch as the first columns, best
     first. The UI reads it from an experiment tag (``mlflow.sharedViewState.<key>``, what its
     own Share button writes) when the link carries ``viewStateShareKey=<key>``."""
-    from ttsr import names
 
     def column(kind: str, key: str) -> str:
         return f"{kind}.`{key}`"
@@ -176,28 +174,12 @@ def comparison_view(study: Study, parent_run_id: str) -> dict[str, Any]:
     }
 
 
-def save_comparison_view(tracking_uri: str, experiment_id: str, study: Study, run_id: str) -> str:
-    """Store `comparison_view` on the experiment; returns its share key (the parent run id)."""
-    import json
-
-    MlflowClient(tracking_uri).set_experiment_tag(
-        experiment_id, VIEW_TAG_PREFIX + run_id, json.dumps(comparison_view(study, run_id))
-    )
-    return run_id
-
-
 def comparison_url(tracking_uri: str, experiment_id: str, parent_run_id: str) -> str:
-    """The MLflow UI link to a study invocation's `comparison_view` (for a local store, where
-    ``mlflow ui`` serves it by default)."""
-    from ttsr.tracking import ui_url
-
+    """The MLflow UI link to a study invocation's `comparison_view` (its share key is the parent
+    run id); for a local store, where ``mlflow ui`` serves it by default."""
     local = not tracking_uri.startswith(("http://", "https://"))
     base = "http://127.0.0.1:5000" if local else tracking_uri
     return ui_url(base, experiment_id, view=parent_run_id)
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(f"signal {signum}")
 
 
 def study_params(study: Study, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,44 +200,9 @@ def study_params(study: Study, overrides: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-# ------------------------------------------------------------------------------------------------
-def start_parent(
-    tracking_uri: str,
-    *,
-    study: str,
-    run_name: str,
-    tags: dict[str, str],
-    params: dict[str, Any],
-) -> tuple[str, str]:
-    """Create the parent run; returns (experiment_id, run_id)."""
-    client = MlflowClient(tracking_uri)
-    exp_id = get_or_create_experiment(client, study)
-    run = client.create_run(exp_id, run_name=run_name, tags=tags)
-    for key, value in sorted(params.items()):
-        client.log_param(run.info.run_id, key, param_text(value))
-    return exp_id, run.info.run_id
-
-
-def reopen(tracking_uri: str, run_id: str) -> None:
-    """A resumed study sets its parent back to RUNNING until it ends again."""
-    MlflowClient(tracking_uri).update_run(run_id, status=RUNNING)
-
-
-def end(tracking_uri: str, run_id: str, status: str) -> None:
-    MlflowClient(tracking_uri).set_terminated(run_id, status=status)
-
-
-def children(tracking_uri: str, experiment: str, parent_run_id: str) -> list:
-    client = MlflowClient(tracking_uri)
-    return client.search_runs(
-        [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000
-    )
-
-
 def find_child(tracking_uri: str, experiment: str, parent_run_id: str, trial_id: str) -> str | None:
     """The child run a trial made earlier (before a crash or a driver restart), if any."""
-    client = MlflowClient(tracking_uri)
-    runs = client.search_runs(
+    runs = MlflowClient(tracking_uri).search_runs(
         [experiment],
         filter_string=(
             f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{TRIAL_ID_TAG}` = '{trial_id}'"
@@ -269,16 +216,17 @@ def find_child(tracking_uri: str, experiment: str, parent_run_id: str, trial_id:
 def close_children(
     tracking_uri: str, experiment: str, parent_run_id: str, trial_status: dict[str, str]
 ) -> int:
-    """After the Tuner returns, make each child run's status match its trial.
-
-    ``trial_status`` maps Tune trial id -> Tune status. TERMINATED -> FINISHED (also for trials
-    a scheduler stopped: the trial marked its run KILLED when Tune stopped it), ERROR -> FAILED,
-    anything else (PENDING/PAUSED/RUNNING: the study was interrupted) -> KILLED. A child whose
-    trial is unknown is only closed (KILLED) if still RUNNING. Returns how many runs changed.
+    """Make each child run's status match its trial's Tune status (``trial_status``: trial id
+    -> status): TERMINATED -> FINISHED (also for trials a scheduler stopped, which marked their
+    run KILLED), ERROR -> FAILED, anything else (the study was interrupted) -> KILLED. A child
+    whose trial is unknown is only closed (KILLED) if still RUNNING. Returns how many changed.
     """
     changed = 0
     client = MlflowClient(tracking_uri)
-    for run in children(tracking_uri, experiment, parent_run_id):
+    children = client.search_runs(
+        [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000
+    )
+    for run in children:
         tune_status = trial_status.get(run.data.tags.get(TRIAL_ID_TAG, ""))
         if tune_status is None:
             wanted = KILLED if run.info.status == RUNNING else run.info.status

@@ -1,13 +1,10 @@
 """``python -m ttsr.data prepare --address HEAD:6379`` (or ``auto``): the chunk jobs as Ray tasks.
 
 `ttsr` stays free of Ray: its data CLI imports this module by name only when ``--address`` is
-given. Every node must see ``--src`` and ``--out`` at the same paths (a shared filesystem):
-before anything is written, one probe task per alive node checks that, so a folder that only the
-driver sees is a one-line error. Each chunk is one task of 1 CPU running
-`ttsr.data.prepare.process_chunk`, the local path's own function, so shards, receipts and the
-manifest are the local path's. A task lost with its node is retried on another (Ray's
-``max_retries``); chunks are idempotent and receipts mark what is done, so a rerun of the
-command does only what is missing.
+given. Every node must see ``--src`` and ``--out`` at the same paths; one probe task per alive
+node checks that before anything is written. Each chunk is one 1-CPU task running the local
+path's `ttsr.data.prepare.process_chunk` (same shards, receipts and manifest); a task lost with
+its node is retried elsewhere, and a rerun of the command does only what receipts lack.
 """
 
 from __future__ import annotations
@@ -48,10 +45,6 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
-def _nearest_existing(path: Path) -> Path:
-    return next(p for p in (path, *path.parents) if p.exists())
-
-
 def _probe(src: str, out: str) -> tuple[str, bool, bool]:
     """On one node: (its IP, --src is a folder there, --out's folder exists and is writable)."""
     try:
@@ -83,7 +76,7 @@ def probe_nodes(src: Path | str, target: Path) -> list[tuple[str, bool, bool]]:
 
 def check_visible(src: Path | str, out: Path) -> None:
     """Every alive node sees ``src`` and can write where ``out`` goes; else a DataError."""
-    target = _nearest_existing(out)  # out itself may not exist yet: its first existing folder
+    target = next(p for p in (out, *out.parents) if p.exists())  # out may not exist yet
     for ip, src_ok, out_ok in probe_nodes(src, target):
         if not src_ok:
             raise DataError(

@@ -1,17 +1,14 @@
 """A study's warm start: one reconstruction-pretrained model that every trial fine-tunes from.
 
 The reference TTSR recipe trains with the reconstruction loss before adding the perceptual,
-transferal and adversarial losses. A study with ``pretrain:`` in experiments.yaml does that once:
-before its trials, the driver trains the fixed config with the ``pretrain`` values over it (as a
-Ray task with the resources of the trials it holds back, logged as its own MLflow child run, tag
-``role=pretrain``), keeps its best model in storage under
-``<storage>/<study>/pretrain-<digest>/model.pt``, and hands that path to every trial as
-``init_checkpoint``. The digest is a hash of the warm start's config (data path included): a
-later invocation, or ``--resume``, with the same config reuses it instead of training again.
-
-Why: trials that start from the same model differ only by what the study varies (and their
-seed), so a small difference between loss weights is not drowned by initialisation noise, and a
-short fine-tune on a laptop starts above bicubic instead of at random.
+transferal and adversarial losses. For a study with ``pretrain:`` in experiments.yaml, the
+driver trains the fixed config with the ``pretrain`` values over it once, as a Ray task with the
+resources of the trials it holds back and its own MLflow child run, keeps its best model at
+``<storage>/<study>/pretrain-<digest>/model.pt`` and gives that to every trial as
+``init_checkpoint``. The digest hashes the warm start's config (data path included): a later
+invocation or ``--resume`` with the same config reuses the model. Why: trials from one model
+differ only by what the study varies (and their seed), so a small difference between loss
+weights is not drowned by initialisation noise, and a short fine-tune starts above bicubic.
 """
 
 from __future__ import annotations
@@ -83,12 +80,10 @@ def _train_remotely(study: Study, *, target: str, meta: dict[str, str], cpus: fl
     own = sorted(
         k
         for k, v in study.pretrain.items()
-        if k not in study.search and k not in ("out_dir", "extra") and study.config.get(k) != v
+        if k not in study.search and k not in _NOT_HASHED and study.config.get(k) != v
     )
     ref = task.remote(dict(study.pretrain), dict(meta), target, int(max(1, cpus)), own)
-    with _EpochProgress(meta, name=_name(target), epochs=int(study.pretrain["epochs"])) as bar:
-        while not ray.wait([ref], timeout=2.0)[0]:
-            bar.poll()
+    _wait_showing_epochs(ref, meta, name=_name(target), epochs=int(study.pretrain["epochs"]))
     return ray.get(ref)
 
 
@@ -96,56 +91,44 @@ def _name(target: str) -> str:
     return target.rstrip("/").rsplit("/", 1)[-1]
 
 
-class _EpochProgress:
-    """The warm start's epochs, read from its MLflow run: a bar on a terminal, else a line per
-    epoch (a log file should not fill with carriage returns)."""
+def _wait_showing_epochs(ref: Any, meta: dict[str, str], *, name: str, epochs: int) -> None:
+    """Wait for the task, showing the warm start's epochs as they reach its MLflow run: a bar
+    on a terminal, else a line per epoch (a log file should not fill with carriage returns)."""
+    import sys
 
-    def __init__(self, meta: dict[str, str], *, name: str, epochs: int) -> None:
-        import sys
+    import ray
+    from mlflow import MlflowClient
+    from tqdm import tqdm
 
-        from tqdm import tqdm
+    from tune.execution.parent_run import find_child
 
-        self.meta, self.name, self.epochs = meta, name, epochs
-        self.shown, self.run_id = -1, None
-        self.bar = None
-        if sys.stdout.isatty():
-            self.bar = tqdm(total=epochs, desc="warm start", unit="epoch", dynamic_ncols=True)
-
-    def __enter__(self) -> _EpochProgress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.poll()
-        if self.bar is not None:
-            self.bar.close()
-
-    def poll(self) -> None:
-        from mlflow import MlflowClient
-
-        from tune.execution.parent_run import find_child
-
-        try:
-            uri = self.meta["tracking_uri"]
-            if self.run_id is None:
-                self.run_id = find_child(
-                    uri, self.meta["experiment_id"], self.meta["parent_run_id"], self.name
+    terminal = sys.stdout.isatty()
+    bar = tqdm(
+        total=epochs, desc="warm start", unit="epoch", dynamic_ncols=True, disable=not terminal
+    )
+    shown, run_id, finished = -1, None, False
+    try:
+        while not finished:
+            finished = bool(ray.wait([ref], timeout=2.0)[0])
+            uri = meta["tracking_uri"]
+            try:
+                run_id = run_id or find_child(
+                    uri, meta["experiment_id"], meta["parent_run_id"], name
                 )
-            if self.run_id is None:
-                return
-            history = MlflowClient(uri).get_metric_history(self.run_id, "val_psnr")
-        except Exception:  # noqa: BLE001 - progress is best effort (e.g. the server is down)
-            return
-        for m in sorted(history, key=lambda m: m.step):
-            if m.step <= self.shown:
+                history = MlflowClient(uri).get_metric_history(run_id, "val_psnr") if run_id else []
+            except Exception:  # noqa: BLE001 - progress is best effort (e.g. the server is down)
                 continue
-            self.shown = m.step
-            if self.bar is not None:
-                self.bar.n = m.step
-                self.bar.set_postfix(val_psnr=f"{m.value:.2f}")
-            else:
-                print(
-                    f"warm start epoch {m.step}/{self.epochs}: val_psnr {m.value:.2f}", flush=True
-                )
+            for m in sorted(history, key=lambda m: m.step):
+                if m.step <= shown:
+                    continue
+                shown = m.step
+                if not terminal:
+                    print(f"warm start epoch {m.step}/{epochs}: val_psnr {m.value:.2f}", flush=True)
+                else:
+                    bar.n = m.step
+                    bar.set_postfix(val_psnr=f"{m.value:.2f}")
+    finally:
+        bar.close()
 
 
 def _pretrain_task(
@@ -193,7 +176,7 @@ def _pretrain_task(
     if result.best_checkpoint is None:
         raise RuntimeError(f"warm start {name}: no best checkpoint ({result.stop_detail})")
     model = f"{target}/model.pt"
-    storage.put_file(result.best_checkpoint / "model.pt", model)
+    storage.write_bytes(model, (result.best_checkpoint / "model.pt").read_bytes())
     last = result.history[-1]
     shutil.rmtree(scratch, ignore_errors=True)
     return {

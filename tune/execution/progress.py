@@ -1,12 +1,11 @@
 """The study's console progress: one line per trial start, epoch and end.
 
-Replaces Tune's periodic status table (CLIReporter), which reprints every trial every 30 s
-(with the driver's staging dir as "Result logdir") and says nothing about how far the study is.
-Each line here says what just happened; the end-of-trial line adds trials done / total, the
-best value of the study's first objective so far, and an ETA: with ``d`` the mean duration of
-the trials finished in this invocation, the running trials end ``d`` after they started and the
-pending ones follow in waves of ``max_concurrent``. The full table of every trial is printed
-once, by the report at the end.
+Replaces Tune's periodic status table (CLIReporter), which reprints every trial every 30 s and
+says nothing about how far the study is; the report prints the full table once, at the end.
+The end-of-trial line adds trials done / total, the best value of the study's first objective
+so far, and an ETA: with ``d`` the mean duration of the trials finished in this invocation, the
+running trials end ``d`` after they started and the pending ones follow in waves of
+``max_concurrent``.
 """
 
 from __future__ import annotations
@@ -14,13 +13,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.search.repeater import TRIAL_INDEX
 
 from ttsr import names
 from tune.reporting.formatting import duration, fmt, number, short
-from tune.search.repeats import TRIAL_INDEX
 
 FINAL_STATES = ("TERMINATED", "ERROR")
 
@@ -44,7 +44,7 @@ class ProgressLines(Callback):
         self.max_epochs = max_epochs
         self.max_concurrent = max(1, max_concurrent)
         self.metrics = metrics or (metric,)  # shown on epoch lines
-        self.echo = echo
+        self.echo = echo or partial(print, flush=True)
         self._reset()
 
     def _reset(self) -> None:
@@ -69,11 +69,12 @@ class ProgressLines(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self.running[trial.trial_id] = time.monotonic()
         params = _label(trial.evaluated_params)
-        self._print(f"trial {trial.trial_id} started" + (f": {params}" if params else ""))
+        self.echo(f"trial {trial.trial_id} started" + (f": {params}" if params else ""))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
         value = number(result.get(self.metric))
-        if value is not None and self._better(value):
+        sign = 1 if self.mode == "max" else -1
+        if value is not None and (self.best is None or sign * (value - self.best[0]) > 0):
             self.best = (value, trial.trial_id)
         epoch = result.get(names.EPOCH)
         if epoch is None:
@@ -86,7 +87,7 @@ class ProgressLines(Callback):
         )
         secs = number(result.get(names.EPOCH_SECONDS))
         took = f" ({duration(secs, coarse=True)})" if secs is not None else ""
-        self._print(f"trial {trial.trial_id} epoch {epoch}{of}: {shown or 'no metrics'}{took}")
+        self.echo(f"trial {trial.trial_id} epoch {epoch}{of}: {shown or 'no metrics'}{took}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         result = trial.last_result or {}
@@ -96,7 +97,7 @@ class ProgressLines(Callback):
         self._ended(trial, f"ended ({why}){last}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._print(f"trial {trial.trial_id} failed; Tune restarts it from its last checkpoint")
+        self.echo(f"trial {trial.trial_id} failed; Tune restarts it from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         where = f"; see {trial.path}/error.txt" if getattr(trial, "path", None) else ""
@@ -109,7 +110,7 @@ class ProgressLines(Callback):
         if started is not None:
             self.durations.append(time.monotonic() - started)
         count = f"[{len(self.done)}/{self.total} done]"
-        self._print(f"{count} trial {trial.trial_id} {what} | {self.status()}")
+        self.echo(f"{count} trial {trial.trial_id} {what} | {self.status()}")
 
     def status(self) -> str:
         """Best so far, elapsed time and the ETA (what the end-of-trial lines end with)."""
@@ -134,17 +135,6 @@ class ProgressLines(Callback):
         running = [max(0.0, d - (now - t0)) for t0 in self.running.values()]
         pending = max(0, left - len(running))
         return max(running, default=0.0) + math.ceil(pending / self.max_concurrent) * d
-
-    def _better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best[0] if self.mode == "max" else value < self.best[0]
-
-    def _print(self, line: str) -> None:
-        if self.echo is not None:
-            self.echo(line)
-        else:
-            print(line, flush=True)
 
 
 def _label(params: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ttsr.atomic import write_bytes_atomically
 from ttsr.errors import first_line
 from tune.study.preflight import PreflightError
 
@@ -59,48 +60,33 @@ def check_storage(storage: str, *, create: bool = True) -> None:
 
 def read_json(uri: str) -> dict | None:
     """A small JSON file from local storage or a pyarrow URI; None when it does not exist."""
-    if is_remote(uri):
-        import pyarrow.fs
+    if not is_remote(uri):
+        p = Path(uri)
+        return json.loads(p.read_text()) if p.exists() else None
+    import pyarrow.fs
 
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-        if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
-            return None
-        with fs.open_input_stream(path) as f:
-            return json.loads(f.read().decode())
-    p = Path(uri)
-    return json.loads(p.read_text()) if p.exists() else None
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
 
 
 def write_json(uri: str, value: dict) -> None:
-    """Write atomically (local) or in one put (remote)."""
-    text = json.dumps(value, indent=2, sort_keys=True)
-    if is_remote(uri):
-        import pyarrow.fs
+    write_bytes(uri, json.dumps(value, indent=2, sort_keys=True).encode())
 
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(path) as f:
-            f.write(text.encode())
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a file into storage: atomically for a local path, in one upload for a URI."""
+    if not is_remote(uri):
+        write_bytes_atomically(uri, data)
         return
-    p = Path(uri)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, p)
+    import pyarrow.fs
 
-
-def put_file(local: str | Path, uri: str) -> None:
-    """Copy a local file into storage (atomically for a local path; one upload for a URI)."""
-    if is_remote(uri):
-        import pyarrow.fs
-
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        pyarrow.fs.copy_files(str(local), path, destination_filesystem=fs)
-        return
-    from ttsr.atomic import write_file_atomically
-
-    write_file_atomically(uri, lambda f: f.write(Path(local).read_bytes()))
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
 
 
 def fetch_file(uri: str, local: str | Path) -> Path:
@@ -124,17 +110,13 @@ def find_resume_path(resume: str, study_root: str) -> str:
         if is_remote(study_root):
             raise PreflightError("--resume: give the experiment path when --storage is remote")
         root = Path(study_root)
-        runs = sorted(
-            (p for p in root.glob("*/") if (p / PARENT_FILE).exists()),
-            key=lambda p: p.stat().st_mtime,
-        )
+        runs = [p for p in root.glob("*/") if (p / PARENT_FILE).exists()]
         if not runs:
             raise PreflightError(f"--resume: no earlier invocation under {root}")
-        path = str(runs[-1])
+        path = str(max(runs, key=lambda p: p.stat().st_mtime))
     else:
         path = resolve_storage(resume)
-        inside = path.startswith(study_root.rstrip("/") + "/")
-        if not inside:
+        if not path.startswith(study_root.rstrip("/") + "/"):
             raise PreflightError(f"--resume {resume}: not inside this study's storage {study_root}")
     if not ray_tune.Tuner.can_restore(path):
         raise PreflightError(f"--resume {path}: no Tune experiment state there")
@@ -153,8 +135,9 @@ def read_parent_info(experiment_dir: str) -> dict:
     """The parent run recorded by the invocation that made ``experiment_dir``."""
     info = read_json(f"{experiment_dir}/{PARENT_FILE}")
     if info is None:
-        why = f"no {PARENT_FILE} (not made by tune/run.py)"
-        raise PreflightError(f"--resume {experiment_dir}: {why}")
+        raise PreflightError(
+            f"--resume {experiment_dir}: no {PARENT_FILE} (not made by tune/run.py)"
+        )
     return info
 
 

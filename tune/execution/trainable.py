@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune as ray_tune
+from ray.tune.search.repeater import TRIAL_INDEX
 
 from ttsr import names
 from ttsr.config import TrainConfig
@@ -23,7 +25,6 @@ from tune.execution import parent_run
 from tune.execution.parent_run import MLFLOW_RUN_KEY
 from tune.execution.storage import fetch_file
 from tune.reporting import groups
-from tune.search.repeats import TRIAL_INDEX, seed_for
 
 CASE_KEY = "case"  # grid studies: the coupled settings of one grid point (a dict)
 
@@ -34,7 +35,7 @@ def trial_values(base: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]
     sampled = {k: v for k, v in config.items() if k not in (CASE_KEY, TRIAL_INDEX)}
     values = {**base, **config.get(CASE_KEY, {}), **sampled}
     if TRIAL_INDEX in config:
-        values["seed"] = seed_for(int(base.get("seed", 0)), config)
+        values["seed"] = int(base.get("seed", 0)) + int(config[TRIAL_INDEX])
     return values
 
 
@@ -45,18 +46,16 @@ def trial_naming(values: dict[str, Any], meta: dict[str, Any]) -> tuple[list[str
     configurations repeat over seeds); the whole config is the run's ``config.json`` artifact.
     The ``config`` tag is the configuration's label in the report (equal across seeds), the run
     name that label and the seed (``per_w=30, tpl_w=3, adv_w=0.05 · seed 1``)."""
-    varied = [k for k in meta.get("varied", ()) if k in values]
-    repeats = int(meta.get("repeats", 1)) > 1
-    config_name = groups.label({k: values[k] for k in varied})
-    params = {k: values[k] for k in varied}
-    if repeats:
+    varied = {k: values[k] for k in meta.get("varied", ()) if k in values}
+    params = dict(varied)
+    if int(meta.get("repeats", 1)) > 1:
         params[groups.SEED_KEY] = values.get(groups.SEED_KEY, 0)
     if varied:
         run_name = groups.trial_label(params)
     else:  # a study that varies nothing is named after itself (and the seed, when seeds vary)
         seed = params.get(groups.SEED_KEY)
         run_name = meta["study"] + (f" · seed {seed}" if seed is not None else "")
-    return list(params), config_name, run_name
+    return list(params), groups.label(varied), run_name
 
 
 def pick_device(requested: str, gpu_ids: list, *, cuda_available: bool) -> tuple[str, str | None]:
@@ -77,8 +76,7 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     URI, experiment and parent run id (fixed per invocation, passed with with_parameters)."""
     from ttsr.train import train  # heavy (torch); imported in the worker only
 
-    ctx = ray_tune.get_context()
-    trial_id = ctx.get_trial_id()
+    trial_id = ray_tune.get_context().get_trial_id()
     values = trial_values(base, config)
     import torch
 
@@ -92,8 +90,8 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     values["out_dir"] = str(scratch)
     values["extra"] = {**values.get("extra", {}), "study": meta["study"], "trial_id": trial_id}
     if values.get("init_checkpoint"):  # the study's warm start, maybe in remote storage
-        local = fetch_file(values["init_checkpoint"], scratch / "init_checkpoint.pt")
-        values["init_checkpoint"] = str(local)
+        local = scratch / "init_checkpoint.pt"
+        values["init_checkpoint"] = str(fetch_file(values["init_checkpoint"], local))
     train_config = TrainConfig.from_dict(values)
 
     shown, config_name, run_name = trial_naming(values, meta)
@@ -107,36 +105,26 @@ def train_trial(config: dict[str, Any], *, base: dict[str, Any], meta: dict[str,
     if fallback:
         tags["device_fallback"] = fallback
         print(f"[{trial_id}] {fallback}")
-    run_id = None
-    if meta.get("parent_run_id"):
-        # A restarted trial (after a crash or a driver restart) reattaches to its own child run.
-        run_id = parent_run.find_child(
-            meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], trial_id
-        )
+    parent = meta.get("parent_run_id")
     tracker = MlflowTracker(
         tracking_uri=meta["tracking_uri"],
         experiment=meta["study"],
         run_name=run_name,
-        parent_run_id=meta.get("parent_run_id"),
-        run_id=run_id,
+        parent_run_id=parent,
+        # A restarted trial (after a crash or a driver restart) reattaches to its own child run.
+        run_id=parent_run.find_child(meta["tracking_uri"], meta["experiment_id"], parent, trial_id)
+        if parent
+        else None,
         tags=tags,
     )
-    report = TuneReport(tracker, trial_id)
-    logger = MlflowCallback(tracker, params=shown)
+    callbacks = [MlflowCallback(tracker, params=shown), TuneReport(tracker, trial_id)]
     checkpoint = ray_tune.get_checkpoint()
     try:
-        with tracker:
-            if checkpoint is None:
-                train(train_config, callbacks=[logger, report], progress=False)
-                return
-            with checkpoint.as_directory() as ckpt_dir:
+        with tracker, checkpoint.as_directory() if checkpoint else nullcontext() as ckpt_dir:
+            if ckpt_dir is not None:
                 print(f"[{trial_id}] resuming from {checkpoint.path}")
-                train(
-                    train_config,
-                    callbacks=[logger, report],
-                    resume_from=Path(ckpt_dir),
-                    progress=False,
-                )
+            resume_from = Path(ckpt_dir) if ckpt_dir is not None else None
+            train(train_config, callbacks=callbacks, resume_from=resume_from, progress=False)
     finally:
         # report() has copied every checkpoint into Tune's storage before returning.
         shutil.rmtree(scratch, ignore_errors=True)
@@ -151,8 +139,7 @@ class TuneReport(Callback):
     def on_epoch_end(
         self, metrics: dict[str, Any], checkpoint_dir: Path, images: dict[str, Path]
     ) -> None:
-        report = dict(metrics)
-        report[MLFLOW_RUN_KEY] = self.tracker.run_id
+        report = {**metrics, MLFLOW_RUN_KEY: self.tracker.run_id}
         try:
             ray_tune.report(
                 report, checkpoint=ray_tune.Checkpoint.from_directory(str(checkpoint_dir))

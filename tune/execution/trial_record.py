@@ -1,21 +1,16 @@
 """Tune's per-trial record (result.json, progress.csv) with every reported epoch exactly once,
 also when a trial's node dies and the trial restarts from its checkpoint.
 
-The driver writes the record: Tune's logger callbacks append each result to the trial's files in
-the driver's staging directory, and the driver syncs that directory to the storage path every
-``TUNE_GLOBAL_CHECKPOINT_S`` seconds. Two things go wrong when a trial restarts (Ray 2.60):
+Tune's logger callbacks append each result to the trial's files in the driver's staging dir,
+synced to the storage path every ``TUNE_GLOBAL_CHECKPOINT_S``. On a restart (Ray 2.60):
 
-- Lost rows: at every (re)start of a trial that has a checkpoint, ``JsonLoggerCallback`` copies
-  result.json from the storage path over the driver's own copy (meant for ``Tuner.restore``,
-  where the driver has none). The storage copy lags by up to one sync period, so the rows
-  reported since the last sync are gone: a trial whose worker died right after Tune took epoch
-  2 (with its checkpoint) restarts from epoch 2's checkpoint and its record reads 1, 3, 4.
-- Repeated rows: a row whose checkpoint Tune had not registered when the worker died (or, after
-  a driver restart, a row newer than the experiment state) is reported again by the restarted
-  trial, so it would appear twice.
+- rows are lost: ``JsonLoggerCallback`` copies result.json from the storage path over the
+  driver's own copy (meant for ``Tuner.restore``); that copy lags by up to one sync period;
+- rows repeat: a row whose checkpoint Tune had not registered (or, after a driver restart, one
+  newer than the experiment state) is reported again by the restarted trial.
 
-These callbacks keep the driver's copy when it has one, and cut the record back to the row of
-the checkpoint the trial resumes from (rows after it are reported again), on every restart.
+These callbacks keep the driver's copy when it has one and, on every restart, cut the record
+back to the row of the checkpoint the trial resumes from.
 """
 
 from __future__ import annotations
@@ -35,10 +30,9 @@ def keep_through(rows: list[Any], checkpoint_names: list[Any], checkpoint: str |
     name; None: it starts over, so none). A record without that checkpoint is kept whole."""
     if checkpoint is None:
         return 0
-    for i in range(len(rows) - 1, -1, -1):
-        if checkpoint_names[i] == checkpoint:
-            return i + 1
-    return len(rows)
+    if checkpoint not in checkpoint_names:
+        return len(rows)
+    return len(checkpoint_names) - checkpoint_names[::-1].index(checkpoint)
 
 
 def trim_json(path: Path, checkpoint: str | None) -> int:
@@ -67,10 +61,6 @@ def trim_csv(path: Path, checkpoint: str | None) -> int:
     return len(rows) - keep
 
 
-def _checkpoint_name(trial: Any) -> str | None:
-    return Path(trial.checkpoint.path).name if trial.checkpoint is not None else None
-
-
 class _Record:
     """What the JSON and CSV loggers share: called by Tune right before a (re)started trial's
     file is opened for appending."""
@@ -82,7 +72,8 @@ class _Record:
         if not local.exists():  # first start in this driver (e.g. Tuner.restore): fetch it
             super()._restore_from_remote(file_name, trial)
         if local.exists():
-            self._trim(local, _checkpoint_name(trial))
+            checkpoint = trial.checkpoint
+            self._trim(local, Path(checkpoint.path).name if checkpoint is not None else None)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune restarts the trial later; close its file so the restart reopens it through
@@ -98,9 +89,3 @@ class CsvRecord(_Record, CSVLoggerCallback):
     """progress.csv, each epoch once (see the module docstring)."""
 
     _trim = staticmethod(trim_csv)
-
-
-def callbacks() -> list:
-    """Tune's result.json and progress.csv loggers, replaced by ours (Tune adds its defaults
-    only for the kinds it finds missing)."""
-    return [JsonRecord(), CsvRecord()]

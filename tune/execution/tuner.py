@@ -1,33 +1,28 @@
 """Turn a resolved study into a Ray Tune ``Tuner`` (search space, searcher, scheduler, configs).
 
-- Grid studies (``cases`` or ``grid`` dimensions) enumerate every point with
-  ``ray_tune.grid_search`` and Tune's default searcher (BasicVariantGenerator).
-- Search studies sample with ``OptunaSearch`` (seeded) under a ``ConcurrencyLimiter``; with two
-  objectives Optuna runs multi-objective and the report draws the Pareto front. Given a storage
-  URL, the Optuna study lives there under the invocation's name (``tune.search.stored_search``),
-  so optuna-dashboard shows it and ``--resume`` continues it.
-- ASHA (time_attr ``epoch``) only where the study says ``scheduler: asha`` (single objective).
-- The training loop's own early stopping ends a trial by returning; its last report carries
-  ``stop_reason``.
-- Console: Tune's own output is off (``verbose=0``); the callbacks the caller passes (e.g.
-  ``tune.execution.progress.ProgressLines``) print the progress.
+Grids (``cases`` or ``grid`` dimensions) use ``grid_search`` and Tune's default searcher;
+searched studies a seeded ``OptunaSearch`` (multi-objective with two objectives) under a
+``ConcurrencyLimiter``, its Optuna study in an RDB storage when one is given
+(``tune.search.stored_search``). ASHA only where the study says ``scheduler: asha``. Tune's own
+console output is off (``verbose=0``): the caller's callbacks print the progress.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from ray import tune as ray_tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import ConcurrencyLimiter, Repeater, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ttsr import names
-from tune.execution import trial_record
 from tune.execution.full_storage import StopWhenFull
 from tune.execution.trainable import CASE_KEY, train_trial
-from tune.search.repeats import SeedRepeater
+from tune.execution.trial_record import CsvRecord, JsonRecord
+from tune.reporting.formatting import number
 from tune.search.stored_search import StoredOptunaSearch
 from tune.study.studies import Study
 
@@ -42,22 +37,12 @@ def param_space(study: Study) -> dict[str, Any]:
     if study.cases:
         space[CASE_KEY] = ray_tune.grid_search([dict(c) for c in study.cases])
     for key, dim in study.search.items():
-        if dim.kind == "grid":
-            space[key] = ray_tune.grid_search(list(dim.values))
-        elif dim.kind == "choice":
-            space[key] = ray_tune.choice(list(dim.values))
-        elif dim.kind == "uniform":
-            space[key] = ray_tune.uniform(*dim.values)
-        elif dim.kind == "loguniform":
-            space[key] = ray_tune.loguniform(*dim.values)
+        if dim.kind in ("uniform", "loguniform"):  # (low, high)
+            space[key] = getattr(ray_tune, dim.kind)(*dim.values)
+        else:
+            sampler = ray_tune.grid_search if dim.kind == "grid" else ray_tune.choice
+            space[key] = sampler(list(dim.values))
     return space
-
-
-def searched_metric(metric: str) -> str:
-    """What Optuna is told for an objective: a quality metric's value at the trial's kept epoch
-    (``best_val_psnr`` for ``val_psnr``: the model the trial keeps, and the number the report
-    and the MLflow run show), a speed metric as reported."""
-    return names.kept(metric) if names.summarised(metric) else metric
 
 
 def searcher(
@@ -74,7 +59,10 @@ def searcher(
     memory."""
     if study.is_grid or not study.search:
         return None
-    metrics = [searched_metric(o.metric) for o in study.objectives]
+    # Optuna is told a quality metric's value at the trial's kept epoch (``best_val_psnr`` for
+    # ``val_psnr``: the number the report and the MLflow run show), a speed metric as reported.
+    metrics = [o.metric for o in study.objectives]
+    metrics = [names.kept(m) if names.summarised(m) else m for m in metrics]
     modes = [o.mode for o in study.objectives]
     options: dict[str, Any] = dict(
         metric=metrics if study.multi_objective else metrics[0],
@@ -96,6 +84,35 @@ def searcher(
     if study.repeats > 1:
         search = SeedRepeater(search, repeat=study.repeats, metrics=metrics)
     return ConcurrencyLimiter(search, max_concurrent=study.max_concurrent)
+
+
+class SeedRepeater(Repeater):
+    """Ray's `Repeater` (which averages a single metric only) averaging every objective: each
+    suggestion runs ``repeat`` times, trial i of a group with the study's seed + i (the
+    trainable reads Tune's ``__trial_index__``), and Optuna is told the mean of each objective
+    once the whole group has finished. (Grid and fixed-config studies get a seed grid instead.)
+    """
+
+    def __init__(self, searcher: Searcher, *, repeat: int, metrics: list[str]) -> None:
+        super().__init__(searcher, repeat=repeat, set_index=True)
+        self.metrics = list(metrics)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        group = self._trial_id_to_group.get(trial_id)
+        if group is None:  # not one of ours (cannot happen with Tune's own bookkeeping)
+            return
+        group.report(trial_id, {m: number((result or {}).get(m)) for m in self.metrics})
+        if group.finished_reporting():
+            mean = {m: _mean([s[m] for s in group.scores()]) for m in self.metrics}
+            self.searcher.on_trial_complete(group.primary_trial_id, result=mean, **kwargs)
+
+
+def _mean(values: list[float | None]) -> float:
+    """The mean of the finite ones (`number` made the rest None); NaN when there are none."""
+    finite = [v for v in values if v is not None]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def mlflow_attrs(meta: dict[str, Any]) -> dict[str, str]:
@@ -140,10 +157,10 @@ def run_config(
         name=name,
         storage_path=storage,
         verbose=0,
-        # result.json / progress.csv keep every epoch once (Tune's own loggers can lose some
-        # when a node dies: tune/execution/trial_record.py), then the caller's (e.g. progress lines)
-        # a full storage interrupts the study instead of failing every trial in turn
-        callbacks=[*trial_record.callbacks(), StopWhenFull(), *callbacks],
+        # result.json / progress.csv with every epoch once (Tune then adds none of its own
+        # loggers of those kinds, which can lose some when a node dies); a full storage
+        # interrupts the study
+        callbacks=[JsonRecord(), CsvRecord(), StopWhenFull(), *callbacks],
         checkpoint_config=ray_tune.CheckpointConfig(
             num_to_keep=2,
             # the metric the loop's early stopping watches (val_psnr or val_psnr_<mode>)

@@ -1,3 +1,1 @@
-"""The report's parts: data and frames, groups, answers, sections, plots, sample grids, the HTML
-page, number formatting (`tune/report.py` puts them together).
-"""
+"""The report's parts (`tune/report.py` puts them together; docs/DESIGN.md lists them)."""

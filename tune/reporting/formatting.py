@@ -29,7 +29,6 @@ def fmt(v: Any, spec: str) -> str:
 
 
 def db(v: Any) -> str:
-    """A PSNR in dB with two decimals."""
     return f"{fmt(v, '.2f')} dB"
 
 
@@ -58,20 +57,18 @@ def duration(v: Any, *, coarse: bool = False) -> str:
 
 def short(v: Any) -> str:
     """A parameter value as a label writes it: floats with %g, integral floats as ints."""
-    if isinstance(v, float):
-        return f"{v:g}"
     n = number(v)
     if n is not None and not isinstance(v, int):
         return f"{n:g}"
     return str(v)
 
 
-def span(values: Iterable[Any], write=count) -> str:
+def span(values: Iterable[Any]) -> str:
     """'540' when all values agree, else '540 to 1,080' (missing values are left out)."""
     found = sorted({n for n in (number(v) for v in values) if n is not None})
     if not found:
         return "n/a"
-    lo, hi = write(found[0]), write(found[-1])
+    lo, hi = count(found[0]), count(found[-1])
     return lo if lo == hi else f"{lo} to {hi}"
 
 

@@ -1,15 +1,9 @@
-"""Repeats of one configuration over seeds: per-configuration mean and spread, the seed-to-seed
-spread, and whether a difference between two configurations stands out of it.
-
-A *configuration* is every varied key of a trial except ``seed``; its trials differ only in
-their seed. The seed-to-seed spread of a metric is the pooled standard deviation of the
-configurations that ran with at least two seeds (sqrt of sum((n_i - 1) s_i^2) / sum(n_i - 1)).
-The rule the report applies: a difference between the means of two configurations (n_a and
-n_b seeds) is *significant* when it is at least two standard errors of that difference,
-2 * spread * sqrt(1/n_a + 1/n_b) (about a 95 % two-sided test for normal seed noise; with 2
-seeds each, twice the spread), and at least the spread itself. Smaller differences are
-reported as *not significant*; with one seed per configuration the spread is unknown and the
-report says so instead of guessing.
+"""Repeats of one configuration (every varied key of a trial except ``seed``) over seeds: mean
+and spread per configuration, the seed-to-seed spread (the pooled standard deviation of the
+configurations run with at least two seeds), and whether a difference between two
+configurations' means is *significant*: at least two standard errors of the difference (about
+a 95 % two-sided test for normal seed noise) and at least the spread itself. With one seed per
+configuration the spread is unknown and the report says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -40,8 +34,7 @@ def label(values: dict) -> str:
 
 def trial_label(params: dict) -> str:
     """A trial's name: its configuration, then its seed when seeds vary (``... · seed 1``)."""
-    config = {k: v for k, v in params.items() if k != SEED_KEY}
-    name = label(config)
+    name = label({k: v for k, v in params.items() if k != SEED_KEY})
     return f"{name} · seed {short(params[SEED_KEY])}" if SEED_KEY in params else name
 
 
@@ -75,8 +68,8 @@ def complete(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
 
 
 def seed_spread(groups: pd.DataFrame, metric: str) -> float | None:
-    """The pooled seed-to-seed standard deviation of ``metric``; None when no configuration
-    ran with two or more seeds."""
+    """sqrt(sum((n_i - 1) s_i^2) / sum(n_i - 1)) over the configurations with two or more
+    seeds; None when there is none."""
     num = den = 0.0
     for _, g in groups.iterrows():
         n, std = int(g.get(f"{metric}_n", 0) or 0), number(g.get(f"{metric}_std"))
@@ -106,32 +99,21 @@ class Difference:
 
     @property
     def significant(self) -> bool | None:
-        """True/False against the margin; None when the spread is unknown."""
         return None if self.margin is None else abs(self.delta) >= self.margin
 
-    def verdict(self, unit: str = " dB", spec: str = ".2f") -> str:
+    def verdict(self, unit: str = " dB") -> str:
         if self.spread is None:
             return "of unknown significance (single seed: spread unknown)"
-        margin = f"{fmt(self.margin, spec)}{unit}"
-        spread = f"seed spread {fmt(self.spread, spec)}{unit}"
+        margin = f"{fmt(self.margin, '.2f')}{unit}"
+        spread = f"seed spread {fmt(self.spread, '.2f')}{unit}"
         if self.significant:
             return f"beyond two standard errors ({margin}; {spread})"
         return f"not significant (within two standard errors, {margin}; {spread})"
 
 
 def difference(a: pd.Series, b: pd.Series, metric: str, spread: float | None) -> Difference:
-    """Configuration ``a`` minus configuration ``b`` on ``metric`` (group rows)."""
-    return Difference(
-        float(a[f"{metric}_mean"]) - float(b[f"{metric}_mean"]),
-        spread,
-        _count(a, metric),
-        _count(b, metric),
-    )
-
-
-def _count(row: pd.Series, metric: str) -> int:
-    n = number(row.get(f"{metric}_n"))
-    return int(n) if n else 1
+    a_n, b_n = (int(number(r.get(f"{metric}_n")) or 1) for r in (a, b))
+    return Difference(float(a[f"{metric}_mean"]) - float(b[f"{metric}_mean"]), spread, a_n, b_n)
 
 
 def mark_against_best(
@@ -147,13 +129,11 @@ def mark_against_best(
     best = out.loc[out[col].idxmax() if mode == "max" else out[col].idxmin()]
     marks, deltas = [], []
     for i, row in out.iterrows():
-        if number(row[col]) is None:
-            deltas.append(math.nan)
-            marks.append(None)
-            continue
-        d = difference(row, best, metric, spread)
+        d = difference(row, best, metric, spread)  # NaN when the configuration has no mean
         deltas.append(d.delta)
-        if i == best.name:
+        if number(row[col]) is None:
+            marks.append(None)
+        elif i == best.name:
             marks.append("best")
         elif d.significant is None:
             marks.append("spread unknown")

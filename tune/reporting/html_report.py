@@ -3,7 +3,12 @@
 kept trial's sample grids (before training and at its kept epoch), the plots; the full tables,
 the configuration and the printed summary folded away (the Parquet files hold every column).
 No external files, scripts or fonts: MLflow's artifact viewer shows it as it is. Everything
-fits a 1400-px window: wide tables scroll inside their own box, never the page."""
+fits a 1400-px window: wide tables scroll inside their own box, never the page.
+
+The grids come from the kept trial's MLflow child run: `ttsr.tracking.MlflowTracker.log_image`
+logs each epoch's test grid as the step-indexed image ``samples_test`` (artifacts
+``images/samples_test+step+<epoch>+...png``, already upscaled and labelled LR↑ | Ref | SR | HR).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ttsr.tracking import IMAGE_KEYS, no_download_progress
+
+# MLflow's file name of a step-indexed image (its .png; a +compressed.webp sits beside it)
+IMAGE = re.compile(r"images/(?P<key>[^+/]+)\+step\+(?P<step>\d+)\+[^/]*(?<!compressed)\.png")
 
 STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 1.5em auto; padding: 0 1em;
@@ -74,12 +84,12 @@ def write_html(
         parts += ["<h2>Configurations</h2>", _table(overview), f"<p class='caption'>{CAPTION}</p>"]
     parts.append("<h2>Sample grids of the kept model</h2>")
     if grids:
-        parts += [_figure(p, caption, css="plot") for caption, p in grids]
+        parts += [_figure(p, caption) for caption, p in grids]
     else:
         parts.append("<p>None: no MLflow store given, or the kept trial logged no grid.</p>")
     if plots:
         parts.append("<h2>Plots</h2>")
-        parts += [_figure(p, p.name, css="plot") for p in plots]
+        parts += [_figure(p, p.name) for p in plots]
     parts.append("<h2>Details</h2>")
     for name, table in tables.items():
         parts.append(f"<details><summary>{e(name)}</summary>{_table(table)}</details>")
@@ -109,11 +119,53 @@ def _table(table: pd.DataFrame) -> str:
     return f"<div class='scroll'>{body}</div>"
 
 
-def _figure(path: Path, caption: str, *, css: str = "") -> str:
+def _figure(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     alt = html.escape(caption)
-    cls = f" class='{css}'" if css else ""
     return (
-        f"<figure{cls}><img alt='{alt}' src='data:image/png;base64,{data}'>"
+        f"<figure class='plot'><img alt='{alt}' src='data:image/png;base64,{data}'>"
         f"<figcaption>{alt}</figcaption></figure>"
     )
+
+
+def logged_steps(tracking_uri: str, run_id: str, key: str = IMAGE_KEYS["test"]) -> dict[int, str]:
+    """step -> artifact path of the images ``key`` the run logged ({} when none)."""
+    from mlflow.tracking import MlflowClient
+
+    paths = [a.path for a in MlflowClient(tracking_uri).list_artifacts(run_id, "images")]
+    found = [m for p in paths if (m := IMAGE.fullmatch(p)) and m["key"] == key]
+    return {int(m["step"]): m.string for m in found}
+
+
+def kept_trial_grids(
+    tracking_uri: str, run_id: str, *, label: str, kept_epoch: int | None, dest: Path
+) -> list[tuple[str, Path]]:
+    """(caption, PNG) of the run's first logged test grid and of its kept epoch's (the last one
+    logged at or before it, when grids were not logged every epoch); [] when the run logged
+    none or cannot be reached."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        steps = logged_steps(tracking_uri, run_id)
+    except (MlflowException, OSError):
+        return []
+    if not steps:
+        return []
+    first = min(steps)
+    upto = [s for s in steps if kept_epoch is None or s <= kept_epoch]
+    kept = max(upto) if upto else max(steps)
+    wanted = {first: "before training" if first == 0 else "first logged epoch"}
+    wanted[kept] = "kept epoch" if kept == kept_epoch else "last logged epoch"
+    out = []
+    for step, what in sorted(wanted.items()):
+        try:
+            with no_download_progress():
+                local = download_artifacts(
+                    run_id=run_id, artifact_path=steps[step], dst_path=str(dest),
+                    tracking_uri=tracking_uri,
+                )  # fmt: skip
+        except (MlflowException, OSError):
+            continue
+        out.append((f"{label}: epoch {step} ({what})", Path(local)))
+    return out

@@ -1,9 +1,5 @@
-"""The report's PNG plots (matplotlib, Agg). Each takes the report's data frames and a path.
-
-Frames (see tune/reporting/trial_frames.py, tune/reporting/groups.py): ``epochs`` has one row per
-trial-epoch (trial_id, epoch, step, metrics); ``trials`` one row per trial (trial_id, label,
-parameters, kept-epoch and final metrics, bicubic_psnr); ``groups`` one row per configuration (means
-and standard deviations over seeds). Every PSNR axis carries bicubic upsampling as a dashed,
+"""The report's PNG plots (matplotlib, Agg) of its ``epochs``, ``trials`` and ``groups`` frames
+(tune/reporting/data.py). Every PSNR axis carries bicubic upsampling as a dashed,
 labelled baseline."""
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from ttsr import names  # noqa: E402
 from tune.reporting.formatting import short  # noqa: E402
 
 BICUBIC_STYLE = {"linestyle": "--", "linewidth": 1.2}
+DOTS = {"marker": "o", "ms": 3}
 X_LABELS = {names.EPOCH: "epoch (0 = before training)", names.STEP: "optimiser step"}
 
 
@@ -58,24 +55,20 @@ def curves(
     for ax, metric in zip(axes, metrics, strict=False):
         for trial_id, rows in epochs.groupby("trial_id", sort=True):
             rows = rows.sort_values(names.EPOCH)
-            line = ax.plot(rows[x], rows[metric], marker="o", ms=3)[0]
-            line.set_label(labels.get(trial_id, trial_id))
+            line = ax.plot(rows[x], rows[metric], label=labels.get(trial_id, trial_id), **DOTS)[0]
             colours[trial_id] = line.get_color()
             star = rows[rows[names.EPOCH] == kept.get(trial_id)]
             if metric == names.VAL_PSNR and not star.empty:
                 ax.plot(star[x], star[metric], "*", ms=14, color=line.get_color())
         if metric == names.VAL_PSNR:
             bicubic_baseline(ax, trials, colours)
-        _x_axis(ax, x)
-        ax.set_ylabel(metric + (" (dB)" if metric == names.VAL_PSNR else ""))
-        ax.grid(alpha=0.3)
+        _axes(ax, x, metric + (" (dB)" if metric == names.VAL_PSNR else ""))
     if metrics:
         axes[0].set_title("validation PSNR (star: kept epoch; dashed: bicubic)")
         if len(axes) > 1:
             axes[1].set_title("validation SSIM")
         _legend(axes[0], fontsize=7, loc="best")
-    fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, suptitle=title)
 
 
 def speed_vs_param(
@@ -94,13 +87,7 @@ def speed_vs_param(
     for _, row in df.iterrows():
         note = ", ".join(f"{k} {short(row[k])}" for k in label_keys if k in row)
         if note:
-            ax.annotate(
-                note,
-                (row[param], row[seconds]),
-                textcoords="offset points",
-                xytext=(4, 6),
-                fontsize=8,
-            )
+            _annotate(ax, note, (row[param], row[seconds]), (4, 6), 8)
     ax.set_xlabel(param)
     ax.set_ylabel("seconds per epoch", color="tab:blue")
     ax.set_xticks(df[param])
@@ -119,8 +106,7 @@ def speed_vs_param(
         ax_mem.text(0.5, 0.5, "peak GPU memory: not measured (CPU)", ha="center", va="center")
         ax_mem.set_axis_off()
     ax_mem.set_title("peak GPU memory")
-    fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, suptitle=title)
 
 
 def reference_curves(
@@ -137,30 +123,20 @@ def reference_curves(
     ``series``: (metric, words) pairs, the study's own first."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     styles = ["-", "-.", ":", (0, (3, 1, 1, 1))]
+    styled = [(m, style, words) for (m, words), style in zip(series, styles, strict=False)]
     colours: dict[str, str] = {}
     for _, trial in trials.iterrows():
         rows = epochs[epochs["trial_id"] == trial["trial_id"]].sort_values(names.EPOCH)
-        colour = None
-        for (metric, words), style in zip(series, styles, strict=False):
-            if metric not in rows or rows[metric].isna().all():
-                continue
-            line = ax.plot(rows[x], rows[metric], linestyle=style, marker="o", ms=3, color=colour)
-            colour = line[0].get_color()
-            line[0].set_label(f"{trial['label']}: {words}")
-            peak = rows.loc[rows[metric].idxmax()]
-            ax.plot(peak[x], peak[metric], "*", ms=13, color=colour)
+        colour = _trial_lines(ax, rows, x, styled, trial["label"], peaks=True)
         colours[trial["trial_id"]] = colour or "gray"
         kept = rows[rows[names.EPOCH] == trial.get(names.BEST_EPOCH)]
         if not kept.empty:
             ax.axvline(kept[x].iloc[0], color=colours[trial["trial_id"]], linestyle=":", lw=1)
     bicubic_baseline(ax, trials, colours)
-    _x_axis(ax, x)
-    ax.set_ylabel("validation PSNR (dB)")
+    _axes(ax, x, "validation PSNR (dB)")
     ax.set_title("PSNR per reference mode (star: peak; dotted: kept epoch; dashed: bicubic)")
-    ax.grid(alpha=0.3)
     _legend(ax, fontsize=7, loc="best")
-    fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, suptitle=title)
 
 
 def best_vs_param(groups: pd.DataFrame, param: str, path: Path, *, title: str) -> Path:
@@ -215,13 +191,8 @@ def pareto(
         zorder=3,
     )
     for _, row in front.iterrows():
-        ax.annotate(
-            labels.get(row["group"], row["group"]),
-            (row[f"{x}_mean"], row[f"{y}_mean"]),
-            textcoords="offset points",
-            xytext=(5, 4),
-            fontsize=7,
-        )
+        text = labels.get(row["group"], row["group"])
+        _annotate(ax, text, (row[f"{x}_mean"], row[f"{y}_mean"]), (5, 4), 7)
     bicubic_baseline(ax, trials)
     ax.margins(x=0.25, y=0.1)  # room for the labels at the ends of the front
     ax.set_xlabel(f"{x} (lower is better)")
@@ -249,19 +220,7 @@ def divergence_curves(
         rows = epochs[epochs["trial_id"] == trial["trial_id"]].sort_values(names.EPOCH)
         colour = None
         for target, series, scale in ((ax, psnr, 1.0), (ax_white, white, 100.0)):
-            for metric, style, words in series:
-                if metric not in rows or rows[metric].isna().all():
-                    continue
-                line = target.plot(
-                    rows[x],
-                    rows[metric] * scale,
-                    linestyle=style,
-                    marker="o",
-                    ms=3,
-                    color=colour,
-                    label=f"{trial['label']}: {words}",
-                )
-                colour = line[0].get_color()
+            colour = _trial_lines(target, rows, x, series, trial["label"], colour, scale)
         colours[trial["trial_id"]] = colour or "gray"
         kept = rows[rows[names.EPOCH] == trial.get(names.BEST_EPOCH)]
         if not kept.empty and names.VAL_PSNR in kept:
@@ -271,14 +230,11 @@ def divergence_curves(
                 target.axvline(rows[x].iloc[-1], color="tab:red", lw=1, alpha=0.6)
     bicubic_baseline(ax, trials, colours)
     for target, ylabel in ((ax, "PSNR (dB)"), (ax_white, "white-saturated pixels (%)")):
-        _x_axis(target, x)
-        target.set_ylabel(ylabel)
-        target.grid(alpha=0.3)
+        _axes(target, x, ylabel)
         _legend(target, fontsize=7, loc="best")
     ax.set_title("PSNR (star: kept; red line: diverged; dashed: bicubic)")
     ax_white.set_title("share of white pixels")
-    fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, suptitle=title)
 
 
 def _legend(ax, **kwargs) -> None:
@@ -286,12 +242,35 @@ def _legend(ax, **kwargs) -> None:
         ax.legend(**kwargs)
 
 
-def _x_axis(ax, x: str) -> None:
+def _trial_lines(ax, rows, x: str, series, label: str, colour=None, scale=1.0, peaks=False):
+    """One trial's ``series`` ((metric, line style, words) each) in one colour, the first
+    line's unless given; each line's peak starred with ``peaks``. Returns the colour."""
+    for metric, style, words in series:
+        if metric not in rows or rows[metric].isna().all():
+            continue
+        y = rows[metric] * scale
+        line = ax.plot(rows[x], y, linestyle=style, color=colour, label=f"{label}: {words}", **DOTS)
+        colour = line[0].get_color()
+        if peaks:
+            peak = rows.loc[rows[metric].idxmax()]
+            ax.plot(peak[x], peak[metric], "*", ms=13, color=colour)
+    return colour
+
+
+def _axes(ax, x: str, ylabel: str) -> None:
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
 
 
-def _save(fig, path: Path) -> Path:
+def _annotate(ax, text: str, xy, offset: tuple[int, int], size: int) -> None:
+    ax.annotate(text, xy, textcoords="offset points", xytext=offset, fontsize=size)
+
+
+def _save(fig, path: Path, suptitle: str | None = None) -> Path:
+    if suptitle is not None:
+        fig.suptitle(suptitle)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,13 +1,9 @@
 """Where a searched study keeps its Optuna study: an RDB storage next to the MLflow store.
 
-Default: ``optuna.db`` (SQLite) in the directory of a ``sqlite:///`` MLflow store, else
-``$PWD/optuna.db``; ``--optuna-storage URL`` takes any RDB URL SQLAlchemy opens (sqlite,
-postgresql, mysql, ...). The Optuna study is named after the invocation (its run name), so
-``optuna-dashboard URL`` lists one study per invocation and ``--resume`` continues it.
-
-``check_url`` validates without creating anything (dry runs, before Ray starts); ``connect``
-opens the storage once every check has passed (creating the SQLite file and Optuna's tables)
-and refuses a study name that is already taken. Both raise ``PreflightError`` naming the flag.
+Default: ``optuna.db`` (SQLite) beside a ``sqlite:///`` MLflow store, else in the working
+directory; ``--optuna-storage URL`` takes any RDB URL SQLAlchemy opens. The Optuna study is named
+after the invocation (its run name), so ``optuna-dashboard URL`` lists one study per invocation
+and ``--resume`` continues it. Problems raise ``PreflightError`` naming the flag.
 """
 
 from __future__ import annotations
@@ -25,18 +21,15 @@ SQLITE_PREFIX = "sqlite:///"
 
 def default_url(mlflow_uri: str) -> str:
     """``optuna.db`` beside a SQLite MLflow store; else in the working directory."""
-    if mlflow_uri.startswith(SQLITE_PREFIX):
-        db = Path(mlflow_uri[len(SQLITE_PREFIX) :])
-        if not db.is_absolute():
-            db = Path.cwd() / db
-        return f"{SQLITE_PREFIX}{db.parent / FILE_NAME}"
-    return f"{SQLITE_PREFIX}{Path.cwd() / FILE_NAME}"
+    folder = Path.cwd()
+    if mlflow_uri.startswith(SQLITE_PREFIX):  # an absolute path replaces the cwd in the join
+        folder = (folder / mlflow_uri.removeprefix(SQLITE_PREFIX)).parent
+    return f"{SQLITE_PREFIX}{folder / FILE_NAME}"
 
 
 def resolve_url(given: str | None, mlflow_uri: str) -> str:
     """The storage URL to use, checked (``check_url``); SQLite paths made absolute."""
-    url = given if given is not None else default_url(mlflow_uri)
-    return check_url(url)
+    return check_url(given if given is not None else default_url(mlflow_uri))
 
 
 def check_url(url: str) -> str:
@@ -67,9 +60,7 @@ def check_url(url: str) -> str:
 def _check_sqlite(url: str, database: str | None) -> Path:
     if not database or database == ":memory:":
         raise PreflightError(f"{FLAG} {url}: an in-memory database would be lost; give a file")
-    db = Path(database).expanduser()
-    if not db.is_absolute():
-        db = Path.cwd() / db
+    db = Path.cwd() / Path(database).expanduser()
     if not db.parent.is_dir():
         raise PreflightError(f"{FLAG} {url}: directory {db.parent} does not exist")
     if db.exists():

@@ -1,26 +1,17 @@
-"""Ray's ``OptunaSearch`` with its Optuna study in an RDB storage (``tune/search/optuna_store.py``).
+"""Ray's ``OptunaSearch`` with its Optuna study in an RDB storage, kept consistent when a driver
+is killed and ``--resume`` restores the searcher from its last checkpoint (the pickled searcher,
+written with Tune's experiment state every ``TUNE_GLOBAL_CHECKPOINT_S``) while the storage holds
+every trial asked since. `StoredOptunaSearch`:
 
-Ray's searcher already takes ``storage`` (an ``optuna.storages.BaseStorage``) and
-``study_name`` and creates the study with ``load_if_exists=True``. What it does not do is keep
-the storage consistent across a killed driver: Tune restores the searcher from its last
-checkpoint (the pickled searcher, written with the experiment state every few seconds), while
-the storage holds every trial asked since. A trial asked after that checkpoint is unknown to
-the restored searcher and to Tune, which suggests a new one in its place; without care it would
-stay RUNNING in the storage for ever, a duplicate in optuna-dashboard. `StoredOptunaSearch`:
+- tags each Optuna trial with the Tune trial id that asked for it (user attr ``tune_trial_id``,
+  as the MLflow child runs' tag ``trial_id``);
+- on restore, FAILs the storage's RUNNING trials the checkpoint does not know (user attr
+  ``lost``): Tune suggests a new trial in their place, and they would stay RUNNING for ever;
+- on restore, remembers the trials the checkpoint holds as running that the storage already
+  has finished: Tune reruns them from their checkpoints, and their results are not sent again
+  (Optuna refuses to update a finished trial, which ended the resumed study with a TuneError).
 
-- tags each Optuna trial with the Tune trial id that asked for it (user attr ``tune_trial_id``;
-  the MLflow child runs carry the same id as tag ``trial_id``);
-- on restore, marks the storage's RUNNING trials that the checkpoint does not know as FAIL
-  (user attr ``lost``), so the study's COMPLETE trials are exactly the results Tune has.
-
-- on restore, remembers the trials the checkpoint knows as running that the storage already
-  has finished (the killed driver told Optuna after its last checkpoint). Tune runs those again
-  from their last checkpoints; their reports and their end are not sent again (Optuna refuses
-  to update a finished trial, and before this the refusal ended the resumed study with a
-  TuneError), and the stored result stays the trial's Optuna value.
-
-A trial that asked *and* completed between the last checkpoint and the kill (only possible for
-trials shorter than the checkpoint period, ``TUNE_GLOBAL_CHECKPOINT_S``) stays COMPLETE; Tune
+A trial asked *and* completed between the last checkpoint and the kill stays COMPLETE; Tune
 runs a new one in its place.
 """
 
@@ -62,7 +53,6 @@ class StoredOptunaSearch(OptunaSearch):
         from optuna.storages import RDBStorage
 
         super().__init__(storage=RDBStorage(storage_url), study_name=study_name, **kwargs)
-        self.storage_url = storage_url
         self.trial_attrs = dict(trial_attrs or {})  # on every trial: where its MLflow runs are
         self.label_keys = label_keys  # the keys of the MLflow `config` tag of a trial's runs
         self._finished_in_storage: dict[str, Any] = {}  # Tune trial id -> FrozenTrial
@@ -70,12 +60,13 @@ class StoredOptunaSearch(OptunaSearch):
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
     ) -> bool:
-        # The start points go into the study once, when it is created: a searcher set up again
-        # on an existing study (a resumed driver) would enqueue them a second time.
-        if self._points_to_evaluate and self._study_exists():
-            self._points_to_evaluate = []
         import optuna
 
+        # The start points go into the study once, when it is created: a searcher set up again
+        # on an existing study (a resumed driver) would enqueue them a second time.
+        existing = optuna.get_all_study_names(self._storage)
+        if self._points_to_evaluate and self._study_name in existing:
+            self._points_to_evaluate = []
         done = super().set_search_properties(metric, mode, config, **spec)
         if done and self._ot_study is not None:  # optuna-dashboard names the objectives
             metrics = self._metric if isinstance(self._metric, list) else [self._metric]
@@ -85,18 +76,12 @@ class StoredOptunaSearch(OptunaSearch):
             self._ot_study.set_user_attr("read_me", READ_ME)
         return done
 
-    def _study_exists(self) -> bool:
-        import optuna
-
-        return self._study_name in optuna.get_all_study_names(self._storage)
-
     def suggest(self, trial_id: str) -> dict | None:
         new = trial_id not in self._ot_trials
         config = super().suggest(trial_id)
         if new and trial_id in self._ot_trials:
             trial = self._ot_trials[trial_id]
-            trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
-            for key, value in self.trial_attrs.items():
+            for key, value in {TUNE_TRIAL_ATTR: trial_id, **self.trial_attrs}.items():
                 trial.set_user_attr(key, value)
             if self.label_keys is not None and config is not None:
                 from tune.reporting.groups import label

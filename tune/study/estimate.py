@@ -2,37 +2,37 @@
 plan (``tune/run.py --dry-run``) before a cluster is spent on it.
 
 Per trial (an upper bound: early stopping, ASHA and divergence only shorten it): its training
-images (optimiser steps × batch, as ``ttsr/train/batches.py`` counts them) at the training
-images/s of its size and losses, plus its validation images (epoch 0 and every round, once per
-validation reference mode) at validation's images/s; peak memory = GiB per image × batch. The
-study: the trials' GPU time ÷ the GPUs it keeps busy (at most ``max_concurrent`` trials), never
-less than its longest trial, after the warm start (which runs alone, first).
+images at the training images/s of its size and losses, plus its validation images at
+validation's images/s; peak memory = GiB per image × batch. The study: the trials' GPU time ÷ the
+GPUs it keeps busy, never less than its longest trial, after the warm start (alone, first).
 
-The figures are a set from ``tune/figures.json`` (the reference code's H200 figures until
-a measured GPU set of the optimised path for the trial's model is added; then the optimised
-path's speed-up over the reference is measured, not assumed) or a set timed here on this GPU
-(``tune/study/measure.py``, ``--measure``). Sizes, losses and validation not in the set are derived
-from it by pixels (`per_image`); every such step is named in the output.
+The figures are a set from ``tune/figures.json`` (the reference code's H200 figures until a
+measured GPU set of the optimised path for the trial's model is added) or a set timed on this GPU
+(``--measure``: a few steps of each trial config through ``benchmarks.timing.run_case``). Sizes,
+losses and validation not in the set are derived from it by pixels (`per_image`); every such step
+is named in the output.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ttsr.config import TrainConfig
+from ttsr.train.batches import StepSchedule
 from tune.execution.cluster import Cluster
 from tune.reporting.formatting import duration
+from tune.study.preflight import PreflightError
 from tune.study.studies import Study
 
 FIGURES = Path(__file__).resolve().parents[1] / "figures.json"  # package data
 SEED_DATA = (56_000, 14_000)  # train, test images
 SEED_DATA_TEXT = "the seed document's FFHQ (70,000 images, 80/20 train/test split)"
-LOSS_KINDS = ("rec", "all")  # reconstruction only; any of perceptual/transferal/adversarial on
 OTHER_LOSSES = ("per_w", "tpl_w", "adv_w")
 
 
@@ -43,10 +43,6 @@ class Figure:
     losses: str  # "rec" | "all" (training) or "infer" (validation's forward)
     img_s: float
     peak_gib: float | None = None
-
-    @property
-    def pixels(self) -> int:
-        return self.size * self.size
 
 
 @dataclass(frozen=True)
@@ -68,9 +64,6 @@ class FigureSet:
         rows += [Figure(r["size"], r["batch"], "infer", r["img_s"]) for r in d.get("infer", ())]
         return cls(d["name"], d["code"], d["device"], d["device_type"], str(d["date"]),
                    int(d["n_feats"]), str(d["num_res_blocks"]), tuple(rows))  # fmt: skip
-
-    def describe(self) -> str:
-        return f"{self.code} code on {self.device} ({self.date}; set {self.name!r})"
 
 
 def load_figures(path: Path = FIGURES) -> list[FigureSet]:
@@ -127,7 +120,7 @@ def per_image(
     px = size * size
 
     def points(k: str) -> list[tuple[float, float]]:
-        return [(f.pixels, v) for f in rows if f.losses == k and (v := value(f)) is not None]
+        return [(f.size * f.size, v) for f in rows if f.losses == k and (v := value(f)) is not None]
 
     own, rec = points(kind), points("rec")
     exact = [v for p, v in own if p == px]
@@ -179,11 +172,6 @@ def _subset(n: int, fraction: float) -> int:
     return max(1, math.ceil(fraction * n))
 
 
-def _steps_per_pass(items: int, batch: int) -> int:
-    """As ttsr/train/batches.py: the last incomplete batch is dropped."""
-    return items // batch if items > batch else 1
-
-
 @dataclass(frozen=True)
 class TrialEstimate:
     label: str
@@ -210,7 +198,8 @@ def trial_estimate(
     train_n, test_n, data = dataset_counts(config.data, config.size)
     train_n = _subset(train_n, config.fraction)
     val_n = min(_subset(test_n, config.fraction), config.val_limit or test_n)
-    steps = config.step_budget or config.epochs * _steps_per_pass(train_n, config.batch_size)
+    schedule = StepSchedule(train_n, config.batch_size, config.epochs, config.step_budget)
+    steps = schedule.round_end(config.epochs)
     kind = loss_kind(config)
     # the reconstruction-only epochs a config starts with (init_epochs) run at rec speed
     rec_epochs = config.epochs if kind == "rec" else min(config.init_epochs, config.epochs)
@@ -291,7 +280,44 @@ class StudyEstimate:
         return warm + max(self.gpu_seconds / (self.slots * self.share), longest)
 
     def lines(self) -> list[str]:
-        return describe(self)
+        """The plan's estimate lines: per trial, the study's wall time, the assumptions."""
+        warm = self.warm_start
+        head = "estimate   per trial alone on one GPU, at most (early stopping only shortens it):"
+        lines = [head, *(_trial_line(t) for t in self.trials)]
+        if warm is not None:
+            lines.append(_trial_line(warm) + " (once, before the trials)")
+        before = f"warm start {duration(warm.seconds, coarse=True)} + " if warm else ""
+        each = f" × {self.share:g} GPU each" if self.share < 1 else ""
+        lines.append(
+            f"wall time  ≈ {duration(self.wall_seconds, coarse=True)}: {before}"
+            f"{sum(t.count for t in self.trials)} trials' {self.gpu_seconds / 3600:.1f} GPU-hours "
+            f"÷ {self.slots} at a time{each}, on {self.cluster}"
+        )
+        f = self.figures
+        figures = f"{f.code} code on {f.device} ({f.date}; set {f.name!r}), {f.source}"
+        lines.append(f"assumed    figures: {figures}; {self.speedup}")
+        sources: dict[str, list[str]] = {}
+        for t in (*self.trials, *([warm] if warm else [])):
+            sizes = sources.setdefault(t.data, [])
+            sizes += [] if str(t.size) in sizes else [str(t.size)]
+        counts = "; ".join(f"{', '.join(sizes)} px from {src}" for src, sizes in sources.items())
+        notes = [
+            f"image counts: {counts}; train = ceil(fraction × train split) per "
+            "epoch (or the step budget × batch); validation = ceil(fraction × test split), at most "
+            "val_limit, at epoch 0 and after every epoch, once per validation reference mode",
+            "images/s as in the table whatever the batch size; peak memory = GiB per image × batch",
+            "not counted: data loading, checkpoints, sample grids, trial start-up",
+            *self.assumed,
+        ]
+        if any("pixels" in t.how or "pixels" in t.val_how for t in self.trials):
+            notes.append(
+                "sizes not in the table: seconds and GiB per image linear in pixels between the "
+                "table's sizes, extrapolated from the nearest two beyond them"
+            )
+        if self.share < 1:
+            notes.append("trials sharing a GPU share its throughput (no gain from packing)")
+        lines += [f"  - {n}" for n in notes]
+        return lines
 
 
 def estimate_study(
@@ -354,41 +380,60 @@ def _trial_line(t: TrialEstimate) -> str:
     )
 
 
-def describe(e: StudyEstimate) -> list[str]:
-    """The plan's estimate lines: per trial, the study's wall time, the assumptions."""
-    trials = sum(t.count for t in e.trials)
-    lines = ["estimate   per trial alone on one GPU, at most (early stopping only shortens it):"]
-    lines += [_trial_line(t) for t in e.trials]
-    if e.warm_start is not None:
-        lines.append(_trial_line(e.warm_start) + " (once, before the trials)")
-    warm = f"warm start {duration(e.warm_start.seconds, coarse=True)} + " if e.warm_start else ""
-    lines.append(
-        f"wall time  ≈ {duration(e.wall_seconds, coarse=True)}: {warm}{trials} trials' "
-        f"{e.gpu_seconds / 3600:.1f} GPU-hours ÷ {e.slots} at a time"
-        + (f" × {e.share:g} GPU each" if e.share < 1 else "")
-        + f", on {e.cluster}"
+# ------------------------------------------------------------------------------------------------
+WARMUP_STEPS = 2  # untimed (cuDNN autotune, allocator warm-up)
+TIMED_STEPS = 5
+
+
+def measure_figures(
+    study: Study, *, warmup: int = WARMUP_STEPS, steps: int = TIMED_STEPS
+) -> FigureSet:
+    """``--dry-run --measure``: each distinct trial config (and the warm start) built by the
+    training builder and stepped by the loop's per-batch code (``benchmarks.timing.run_case``),
+    once training and once validation's forward, on this CUDA GPU."""
+    import torch
+
+    configs = [c for c, _, _ in trial_kinds(study)[0]]
+    if study.pretrain is not None:
+        configs.append(TrainConfig.from_dict(study.pretrain))
+    rows: dict[tuple[int, int, str], Figure] = {}
+    for config in configs:
+        kind = loss_kind(config)
+        for losses in (kind, "infer") if kind == "rec" else ("rec", kind, "infer"):
+            key = (config.size, config.batch_size, losses)
+            if key not in rows:
+                rows[key] = _measure(config, losses, warmup=warmup, steps=steps)
+    device = torch.cuda.get_device_name()
+    first = configs[0]
+    return FigureSet(
+        name=f"measured here ({warmup} + {steps} steps per config)",
+        code="optimised",
+        device=device,
+        device_type="cuda",
+        date=time.strftime("%Y-%m-%d"),
+        n_feats=first.n_feats,
+        num_res_blocks=first.num_res_blocks,
+        rows=tuple(rows.values()),
+        source="timed on this machine (--measure)",
     )
-    figures = f"{e.figures.describe()}, {e.figures.source}"
-    lines.append(f"assumed    figures: {figures}; {e.speedup}")
-    sources: dict[str, list[str]] = {}
-    for t in (*e.trials, *([e.warm_start] if e.warm_start else [])):
-        sizes = sources.setdefault(t.data, [])
-        sizes += [] if str(t.size) in sizes else [str(t.size)]
-    counts = "; ".join(f"{', '.join(sizes)} px from {src}" for src, sizes in sources.items())
-    notes = [
-        f"image counts: {counts}; train = ceil(fraction × train split) per "
-        "epoch (or the step budget × batch); validation = ceil(fraction × test split), at most "
-        "val_limit, at epoch 0 and after every epoch, once per validation reference mode",
-        "images/s as in the table whatever the batch size; peak memory = GiB per image × batch",
-        "not counted: data loading, checkpoints, sample grids, trial start-up",
-        *e.assumed,
-    ]
-    if any("pixels" in t.how or "pixels" in t.val_how for t in e.trials):
-        notes.append(
-            "sizes not in the table: seconds and GiB per image linear in pixels between the "
-            "table's sizes, extrapolated from the nearest two beyond them"
+
+
+def _measure(config: TrainConfig, losses: str, *, warmup: int, steps: int) -> Figure:
+    """One (size, batch, losses) of ``config`` on CUDA: images/s and peak GiB."""
+    from benchmarks.configs import ALL_LOSS_WEIGHTS, Case
+    from benchmarks.timing import run_case
+
+    weights = {"per_w": 0.0, "tpl_w": 0.0, "adv_w": 0.0} if losses == "rec" else {}
+    if losses == "all" and loss_kind(config) == "rec":
+        weights = ALL_LOSS_WEIGHTS
+    cuda = config.replace(device="cuda", data=None, init_checkpoint=None, **weights)
+    name = f"{losses}-{config.size}-b{config.batch_size}"
+    case = Case(name, config.size, config.batch_size, losses, warmup, steps)
+    result = run_case(case, cuda)
+    if result["status"] != "ok":
+        raise PreflightError(
+            f"--measure: {name} failed on this GPU ({result['status']}: "
+            f"{result.get('error', '')[:120]}); a trial of it cannot run here"
         )
-    if e.share < 1:
-        notes.append("trials sharing a GPU share its throughput (no gain from packing)")
-    lines += [f"  - {n}" for n in notes]
-    return lines
+    peak = result.get("peak_mib")
+    return Figure(config.size, config.batch_size, losses, result["img_s"], peak and peak / 1024)

@@ -1,4 +1,4 @@
-"""``tune/run.py``'s flags, parsed into one frozen ``Options`` value.
+"""``tune/run.py``'s flags, parsed into one ``Options`` namespace.
 
 Flag values that cannot work are rejected here (``PreflightError``/``StudyError``, one line
 naming the flag); values that depend on the study (``--set``, ``--max-epochs``, ...) travel as
@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ttsr.cli_errors import DEBUG_HELP
-from tune.study import preflight
 from tune.study.preflight import PreflightError
 from tune.study.studies import PROFILES, StudyError, parse_set
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_EXPERIMENTS = REPO / "experiments.yaml"
+DEFAULT_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments.yaml"
 
 # flag -> the study or TrainConfig key it overrides
 FLAG_KEYS = {
@@ -31,33 +28,9 @@ FLAG_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class Options:
-    study: str | None
-    list_studies: bool
-    profile: str | None
-    data: str | None
-    address: str | None
-    mlflow_uri: str
-    storage: str
-    experiments: str
-    num_samples: int | None
-    max_epochs: int | None
-    gpus_per_trial: float | None
-    cpus_per_trial: float | None
-    max_concurrent: int | None
-    sets: tuple[tuple[str, Any], ...]  # --set KEY=VALUE, values parsed as YAML
-    seed: int
-    resume: str | None  # "latest" or a path
-    num_cpus: int | None
-    ray_temp_dir: str | None
-    dry_run: bool
-    no_report: bool
-    no_dashboard: bool
-    dashboard_port: int
-    allow_random_vgg: bool = False  # run a seed-profile quality study without ImageNet VGG19
-    optuna_storage: str | None = None  # RDB URL of the Optuna study; None = beside MLflow's
-    measure: bool = False  # dry run: time a few steps of each trial config on this GPU
+class Options(argparse.Namespace):
+    """The flags, by their argparse names; ``sets``: the --set pairs, values parsed as YAML;
+    ``resume``: "latest" or a path."""
 
     @property
     def local_ray(self) -> bool:
@@ -84,12 +57,10 @@ class Options:
 def parse_options(argv: list[str] | None = None) -> Options:
     """Parse and check the flags; bad usage exits 2 (argparse), bad values raise."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.study is None and not args.list_studies:
+    options = parser.parse_args(argv, namespace=Options())
+    if options.study is None and not options.list_studies:
         parser.error("--study is required (or --list to see the studies)")
-    # every field is the flag's argparse name, but --set (repeatable, parsed here)
-    values = {f.name: getattr(args, f.name) for f in fields(Options) if f.name != "sets"}
-    options = Options(**values, sets=_parse_sets(args.set))
+    options.sets = _parse_sets(options.sets)
     _check_values(options)
     return options
 
@@ -149,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--mlflow-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI") or preflight.default_mlflow_uri(),
+        default=os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}",
         help="MLflow tracking URI (env MLFLOW_TRACKING_URI)",
     )
     p.add_argument(
@@ -168,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiments", default=str(DEFAULT_EXPERIMENTS), help="studies YAML file")
     p.add_argument(
         "--set",
+        dest="sets",
         action="append",
         default=[],
         metavar="KEY=VALUE",

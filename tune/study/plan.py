@@ -1,14 +1,10 @@
 """What one ``tune/run.py`` invocation will do, resolved before anything starts.
 
-``check`` validates everything that needs no cluster (the study with every override, storage,
-the MLflow and Optuna stores, the Ray address, ``--data``, what ``--resume`` continues) and
-returns a ``Request``; ``make`` picks the profile for the cluster at hand and returns the
-``Plan`` that ``--dry-run`` prints and the run follows. Both raise ``StudyError``/
-``PreflightError`` with a one-line message naming the flag or field.
-
-A dry run plans for a cluster it may not be on: what only this machine lacks (a GPU, the seed
-data, the VGG19 weights) does not stop ``make``; it lands in ``Plan.blockers``, printed with the
-plan (and its time estimate), and ``tune/run.py`` then exits 2 with the first one.
+``check`` validates everything that needs no cluster and returns a ``Request``; ``make`` picks the
+profile for the cluster at hand and returns the ``Plan`` that ``--dry-run`` prints and the run
+follows. A dry run plans for a cluster it may not be on: what only this machine lacks (a GPU, the
+seed data, the VGG19 weights) lands in ``Plan.blockers``, printed with the plan, and
+``tune/run.py`` then exits 2 with the first one.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ from tune.execution import storage
 from tune.execution.cluster import Cluster, local_gpu_count
 from tune.search import optuna_store
 from tune.study import preflight
-from tune.study.estimate import StudyEstimate, estimate_study
+from tune.study.estimate import StudyEstimate, estimate_study, measure_figures
 from tune.study.options import Options
 from tune.study.preflight import PreflightError
 from tune.study.studies import PROFILES, Study, StudyError, StudyFile, choose_profile
@@ -62,16 +58,11 @@ class Plan:
     blockers: tuple[str, ...] = ()  # dry runs: what would stop a real run on this cluster
 
     @property
-    def optuna_study(self) -> str:
-        """The Optuna study's name: the invocation's run name."""
-        return self.run_name
-
-    @property
     def optuna_info(self) -> dict[str, str]:
         """Parent-run tags and mlflow_parent.json keys that find the Optuna study again."""
         if self.optuna_storage is None:
             return {}
-        return {"optuna_storage": self.optuna_storage, "optuna_study": self.optuna_study}
+        return {"optuna_storage": self.optuna_storage, "optuna_study": self.run_name}
 
     @property
     def study_root(self) -> str:
@@ -96,7 +87,51 @@ class Plan:
         return TrainConfig.from_dict(self.study.config).epochs
 
     def describe(self) -> str:
-        return describe(self)
+        s = self.study
+        cfg, full = TrainConfig.from_dict(s.config), TrainConfig()
+        model = f"n_feats {cfg.n_feats}, residual blocks {cfg.num_res_blocks}"
+        if (cfg.n_feats, cfg.num_res_blocks) != (full.n_feats, full.num_res_blocks):
+            model += f" (reduced width; the seed uses {full.n_feats}, {full.num_res_blocks})"
+        objectives = ", ".join(f"{o.metric} ({o.mode})" for o in s.objectives)
+        seeds = f" × {s.repeats} seeds" if s.repeats > 1 else ""
+        lines = [
+            f"profile {s.profile!r} runs: {self.reason}",
+            f"study      {s.name}: {s.description}",
+            f"model      TTSR {model}",
+            f"data       {s.config.get('data') or 'built-in sample set'}",
+            f"search     {search_kind(s)}; objectives {objectives}; scheduler {s.scheduler}",
+            f"trials     {s.num_trials()} (num_samples {s.num_samples}{seeds}), at most "
+            f"{s.max_concurrent} at a time, "
+            f"{cfg.epochs} epoch(s) max each",
+            f"resources  {s.cpus_per_trial:g} CPU + {s.gpus_per_trial:g} GPU per trial",
+            f"loader     {loader_workers(s)}",
+        ]
+        if s.is_grid:
+            keys = sorted({k for c in s.cases for k in c} | set(s.search))
+            for i, point in enumerate(s.trial_configs()):
+                lines.append(f"  point {i}: " + ", ".join(f"{k}={point.get(k)}" for k in keys))
+        else:
+            lines += [f"  {key}: {dim.kind} {list(dim.values)}" for key, dim in s.search.items()]
+        if s.report_kind:
+            about = f" against {s.report_param}" if s.report_param else ""
+            lines.append(f"report     {s.report_kind}{about}")
+        if self.overrides:
+            given = ", ".join(f"{k}={v!r}" for k, v in self.overrides.items())
+            lines.append(f"overrides  {given}")
+        lines += [
+            f"fixed      {s.config}",
+            f"ray        {self.cluster.address}",
+            f"mlflow     {self.mlflow_uri} (experiment {s.name!r})",
+            f"storage    {self.experiment_dir}",
+        ]
+        if self.optuna_storage:
+            lines.append(f"optuna     {self.optuna_storage} (study {self.run_name!r})")
+        if isinstance(self.estimate, StudyEstimate):
+            lines += self.estimate.lines()
+        elif self.estimate:
+            lines.append(f"estimate   none: {self.estimate}")
+        lines += [*self.notes, *(f"would stop {b}" for b in self.blockers)]
+        return "\n".join(lines)
 
 
 def check(studies: StudyFile, options: Options) -> Request:
@@ -112,9 +147,9 @@ def check(studies: StudyFile, options: Options) -> Request:
     preflight.check_mlflow_uri(options.mlflow_uri)
     if options.address:
         preflight.check_ray_address(options.address)
-    if options.data is not None and not storage.is_remote(options.data):
-        if not Path(options.data).exists():
-            raise PreflightError(f"--data {options.data}: no such directory")
+    data = options.data
+    if data is not None and not storage.is_remote(data) and not Path(data).exists():
+        raise PreflightError(f"--data {data}: no such directory")
     resume_path = parent_info = None
     if options.resume:
         resume_path = storage.find_resume_path(options.resume, f"{root}/{options.study}")
@@ -125,21 +160,17 @@ def check(studies: StudyFile, options: Options) -> Request:
         given = recorded or options.optuna_storage
         optuna_url = optuna_store.resolve_url(given, options.mlflow_uri)
     if options.measure:
-        _check_cuda("--measure")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PreflightError(
+                "--measure: no CUDA GPU on this machine (the plan's estimate then "
+                "comes from tune/figures.json without it)"
+            )
     certain = _certain_profile(options, by_profile, parent_info)
     if certain == "seed" and not options.dry_run:  # refuse before Ray starts
         vgg_weights(by_profile["seed"], options)
     return Request(by_profile, root, resume_path, parent_info, optuna_url)
-
-
-def _check_cuda(flag: str) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise PreflightError(
-            f"{flag}: no CUDA GPU on this machine (the plan's estimate then "
-            "comes from tune/figures.json without it)"
-        )
 
 
 def _uses_optuna(study: Study) -> bool:
@@ -153,14 +184,14 @@ def _certain_profile(
     GPUs this machine shows."""
     if info is not None:
         return info["profile"]
-    if options.profile is not None:
-        return options.profile
-    has_data = options.data is not None or (
-        by_profile["seed"].data is not None and Path(by_profile["seed"].data).exists()
-    )
-    if options.local_ray and has_data:
-        return "seed" if local_gpu_count() > 0 else "demo"
-    return None
+    if options.profile is None and not options.local_ray:
+        return None  # the cluster's GPUs decide
+    return choose_profile(
+        requested=options.profile,
+        data=options.data,
+        seed_data=by_profile["seed"].data,
+        cluster_gpus=local_gpu_count(),
+    )[0]
 
 
 def vgg_weights(study: Study, options: Options) -> tuple[bool, str | None]:
@@ -197,11 +228,10 @@ def make(request: Request, options: Options, cluster: Cluster) -> Plan:
         if info["tracking_uri"] != options.mlflow_uri:
             notes.append(f"note: the parent run lives in {info['tracking_uri']}; using that store")
     else:
-        seed_data = request.studies["seed"].data
         profile, reason = choose_profile(
             requested=options.profile,
             data=options.data,
-            seed_data=seed_data,
+            seed_data=request.studies["seed"].data,
             cluster_gpus=cluster.gpus,
         )
         data = options.data
@@ -252,11 +282,9 @@ def _blocking(options: Options, blockers: list[str]) -> Iterator[None]:
 
 
 def _optuna_storage(study: Study, request: Request) -> str | None:
-    if not _uses_optuna(study):
-        return None
     info = request.parent_info
-    if info is not None and "optuna_storage" not in info:
-        return None  # resumed from an invocation that kept its Optuna study in memory
+    if not _uses_optuna(study) or (info is not None and "optuna_storage" not in info):
+        return None  # not searched, or resumed from an invocation that kept it in memory
     return request.optuna_storage
 
 
@@ -278,16 +306,10 @@ def _optuna_notes(study: Study, request: Request, options: Options) -> list[str]
 
 
 def _estimate(study: Study, cluster: Cluster, *, measure: bool) -> StudyEstimate | str | None:
-    """Time and memory of a GPU study's trials: from tune/figures.json, or measured
-    here (--measure)."""
+    """Time and memory of a GPU study's trials: from tune/figures.json, or measured here."""
     if study.gpus_per_trial <= 0:
         return None
-    sets = None
-    if measure:
-        from tune.study.measure import measure_figures
-
-        sets = [measure_figures(study)]
-    return estimate_study(study, cluster, sets=sets)
+    return estimate_study(study, cluster, sets=[measure_figures(study)] if measure else None)
 
 
 def _with_data(study: Study, data: str | None, *, given: bool) -> Study:
@@ -342,61 +364,14 @@ def loader_workers(study: Study) -> str:
     return f"{', '.join(map(str, counts))} worker(s) per trial ({rule})"
 
 
-def describe(plan: Plan) -> str:
-    s = plan.study
-    cfg, full = TrainConfig.from_dict(s.config), TrainConfig()
-    width, full_width = (cfg.n_feats, cfg.num_res_blocks), (full.n_feats, full.num_res_blocks)
-    reduced = f" (reduced width; the seed uses {full_width[0]}, {full_width[1]})"
-    objectives = ", ".join(f"{o.metric} ({o.mode})" for o in s.objectives)
-    samples = f"num_samples {s.num_samples}" + (f" × {s.repeats} seeds" if s.repeats > 1 else "")
-    lines = [
-        f"profile {s.profile!r} runs: {plan.reason}",
-        f"study      {s.name}: {s.description}",
-        f"model      TTSR n_feats {width[0]}, residual blocks {width[1]}"
-        + (reduced if width != full_width else ""),
-        f"data       {s.config.get('data') or 'built-in sample set'}",
-        f"search     {search_kind(s)}; objectives {objectives}; scheduler {s.scheduler}",
-        f"trials     {s.num_trials()} ({samples}), at most {s.max_concurrent} at a time, "
-        f"{cfg.epochs} epoch(s) max each",
-        f"resources  {s.cpus_per_trial:g} CPU + {s.gpus_per_trial:g} GPU per trial",
-        f"loader     {loader_workers(s)}",
-    ]
-    if s.is_grid:
-        keys = sorted({k for c in s.cases for k in c} | set(s.search))
-        for i, point in enumerate(s.trial_configs()):
-            lines.append(f"  point {i}: " + ", ".join(f"{k}={point.get(k)}" for k in keys))
-    else:
-        lines += [f"  {key}: {dim.kind} {list(dim.values)}" for key, dim in s.search.items()]
-    if s.report_kind:
-        about = f" against {s.report_param}" if s.report_param else ""
-        lines.append(f"report     {s.report_kind}{about}")
-    if plan.overrides:
-        given = ", ".join(f"{k}={v!r}" for k, v in plan.overrides.items())
-        lines.append(f"overrides  {given}")
-    lines += [
-        f"fixed      {s.config}",
-        f"ray        {plan.cluster.address}",
-        f"mlflow     {plan.mlflow_uri} (experiment {s.name!r})",
-        f"storage    {plan.experiment_dir}",
-    ]
-    if plan.optuna_storage:
-        lines.append(f"optuna     {plan.optuna_storage} (study {plan.optuna_study!r})")
-    if isinstance(plan.estimate, StudyEstimate):
-        lines += plan.estimate.lines()
-    elif plan.estimate:
-        lines.append(f"estimate   none: {plan.estimate}")
-    lines += [*plan.notes, *(f"would stop {b}" for b in plan.blockers)]
-    return "\n".join(lines)
-
-
 def list_studies(studies: StudyFile) -> str:
     """``--list``: one line per study: name, report kind, search, trials per profile."""
     rows = []
     for name, by_profile in studies.all().items():
         demo = by_profile["demo"]
         trials = ", ".join(f"{p} {by_profile[p].num_trials()}" for p in reversed(PROFILES))
-        kind = demo.report_kind or "-"
-        rows.append((name, kind, search_kind(demo, short=True), f"trials: {trials}"))
+        kind, search = demo.report_kind or "-", search_kind(demo, short=True)
+        rows.append((name, kind, search, f"trials: {trials}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r[:3], widths, strict=True)) + "  " + r[3]

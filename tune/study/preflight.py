@@ -1,8 +1,5 @@
 """Checks that run before anything starts: MLflow store, Ray address, resources (storage:
-``tune/execution/storage.py``).
-
-Each check raises ``PreflightError`` with a one-line message naming the flag; ``tune/run.py``
-prints it on stderr and exits 2, so a typo never leaves a half-started study behind.
+``tune/execution/storage.py``). Each raises ``PreflightError``, one line naming the flag.
 """
 
 from __future__ import annotations
@@ -22,10 +19,6 @@ class PreflightError(UsageError, RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------------
-def default_mlflow_uri() -> str:
-    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
 def check_mlflow_uri(uri: str, *, timeout: float = 3.0) -> None:
     """Probe the tracking store without creating anything: http(s) answers /health (or the
     REST API), sqlite's directory is writable, a file store's directory is writable."""
@@ -51,9 +44,7 @@ def check_mlflow_uri(uri: str, *, timeout: float = 3.0) -> None:
     if scheme == "sqlite":
         if not uri.startswith("sqlite:///"):
             raise PreflightError(f"--mlflow-uri {uri}: use sqlite:///ABSOLUTE/PATH/mlflow.db")
-        db = Path(uri[len("sqlite:///") :])
-        if not db.is_absolute():
-            db = Path.cwd() / db
+        db = Path.cwd() / uri.removeprefix("sqlite:///")  # an absolute path replaces the cwd
         _check_dir_writable(db.parent, f"--mlflow-uri {uri}")
         return
     if scheme in ("", "file"):
@@ -105,10 +96,8 @@ def check_ray_address(address: str, *, timeout: float = 3.0) -> None:
 def check_resources(
     nodes: list[dict], *, gpus_per_trial: float, cpus_per_trial: float, source: str
 ) -> None:
-    """A trial that no node can hold would pend forever; say so instead.
-
-    ``nodes``: ray.nodes() entries (alive ones are used), each with ``Resources``.
-    """
+    """A trial that no node can hold would pend forever; say so instead. ``nodes``: ray.nodes()
+    entries (alive ones are used)."""
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
     max_gpu = max((r.get("GPU", 0.0) for r in alive), default=0.0)
     max_cpu = max((r.get("CPU", 0.0) for r in alive), default=0.0)

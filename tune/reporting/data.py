@@ -1,27 +1,162 @@
-"""Everything a report section reads: the tables, the configurations and their seed spread,
-the step budget, and the axis the curves are drawn against."""
+"""Everything a report section reads: trial histories as the report's tables (one row per trial,
+one row per trial-epoch), the configurations and their seed spread, the step budget, and the axis
+the curves are drawn against.
+
+A trial's *kept* epoch is the one its best checkpoint holds: the ``best_epoch`` the training
+loop reported on its last epoch (chosen on ``TrainConfig.early_stop_metric``), else (a trial a
+scheduler stopped, an old history) the epoch of the highest ``val_psnr``. The trials table gives
+every quality metric at the kept epoch as ``best_<metric>`` (so ``best_val_psnr`` is the
+study's own-reference PSNR of the kept model), the final-epoch values under the plain names,
+and the speed figures averaged over the training epochs (epoch 0 only validates).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ttsr import names
-from ttsr.config import ConfigError, TrainConfig
+from ttsr.config import VAL_REF_MODES, ConfigError, TrainConfig
+from tune.execution.storage import MLFLOW_RUN_KEY
 from tune.reporting import groups as grouping
-from tune.reporting.formatting import count, number, span
-from tune.reporting.trial_frames import (
-    REF_MODE_METRICS,
-    SPEED_SUMMARY,
-    VS_BICUBIC,
-    kept,
-    objective_column,
-    pareto_mask,
-)
+from tune.reporting.formatting import count, number, span, text
 from tune.study.studies import Study
+
+# PSNR/SSIM in both published conventions: the reference code's (Y, no crop), MMagic's (RGB, 4 px)
+YC_AND_RGB_C4 = (names.VAL_PSNR, names.VAL_SSIM, names.VAL_PSNR_RGB_C4, names.VAL_SSIM_RGB_C4)
+REF_MODE_METRICS = tuple(
+    names.for_ref_mode(metric, mode)
+    for mode in VAL_REF_MODES
+    for metric in (*YC_AND_RGB_C4, names.VAL_LPIPS_PROXY)
+)
+QUALITY = (
+    *YC_AND_RGB_C4,
+    names.VAL_LPIPS_PROXY,
+    *REF_MODE_METRICS,
+    names.VAL_PSNR_MASK,
+    names.VAL_PSNR_OUTSIDE,
+    names.VAL_WHITE_SHARE,
+    names.VAL_WHITE_SHARE_MASK,
+)
+# speed metric -> (trials column, how the training epochs are summarised)
+SPEED_SUMMARY = {
+    names.EPOCH_SECONDS: ("mean_epoch_seconds", "mean"),
+    names.TRAIN_IMAGES_PER_SECOND: ("mean_train_images_per_s", "mean"),
+    names.PEAK_GPU_MEMORY_GIB: ("max_peak_gpu_memory_gib", "max"),
+}
+EPOCH_METRICS = (*QUALITY, names.BICUBIC_PSNR, names.STEP, names.IMAGES_SEEN, *names.LOSSES)
+EPOCH_METRICS += tuple(SPEED_SUMMARY)
+FAST_PATHS = "fast_paths"  # ttsr.fast_paths: which fast paths a trial trusted, which fell back
+VS_BICUBIC = "vs_bicubic_db"  # best_val_psnr - bicubic_psnr (> 0: the kept model beats bicubic)
+
+
+kept = names.kept  # the trials column of a metric at the kept epoch: best_<metric>
+
+
+def objective_column(metric: str) -> str:
+    """Where a study objective sits in the trials table: quality at the kept epoch, speed
+    averaged over the training epochs."""
+    if metric in QUALITY:
+        return kept(metric)
+    return SPEED_SUMMARY.get(metric, (metric, ""))[0]
+
+
+@dataclass
+class TrialRecord:
+    """What the report needs from one trial (built from Tune's results, or by tests)."""
+
+    trial_id: str
+    status: str  # Tune's: TERMINATED, ERROR, ...
+    params: dict[str, Any]  # the trial's values of the varied keys (and its seed with repeats)
+    history: list[dict[str, Any]]  # every report, in order
+    best_checkpoint: str | None = None
+    max_epochs: int | None = None
+
+
+def frames(
+    records: list[TrialRecord], *, scheduler: str = "fifo"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    epoch_rows, trial_rows = [], []
+    for rec in records:
+        history = [h for h in rec.history if number(h.get(names.EPOCH)) is not None]
+        for h in history:
+            row = {"trial_id": rec.trial_id, names.EPOCH: int(h[names.EPOCH])}
+            row.update({m: number(h.get(m)) for m in EPOCH_METRICS})
+            epoch_rows.append(row)
+        trial_rows.append(_trial_row(rec, history, scheduler))
+    trials = pd.DataFrame(trial_rows)
+    epochs = pd.DataFrame(epoch_rows, columns=["trial_id", names.EPOCH, *EPOCH_METRICS])
+    return trials, epochs
+
+
+def _trial_row(rec: TrialRecord, history: list[dict], scheduler: str) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    best = kept_epoch(history)
+    bicubics = (number(h.get(names.BICUBIC_PSNR)) for h in history)
+    bicubic = next((v for v in bicubics if v is not None), None)
+    row: dict[str, Any] = {
+        "trial_id": rec.trial_id,
+        "status": rec.status,
+        "label": grouping.trial_label(rec.params) if rec.params else rec.trial_id,
+        "epochs_run": max((int(h[names.EPOCH]) for h in history), default=0),
+        "stop_reason": _stop_reason(rec, last, scheduler),
+        names.STOP_DETAIL: text(last.get(names.STOP_DETAIL)),
+        names.STOP_SIGNAL: text(last.get(names.STOP_SIGNAL)),
+        names.BEST_EPOCH: int(best[names.EPOCH]) if best else None,
+    }
+    for m in QUALITY:
+        row[kept(m)] = number(best.get(m))
+    row[names.BICUBIC_PSNR] = bicubic
+    psnr = row[names.BEST_VAL_PSNR]
+    row[VS_BICUBIC] = psnr - bicubic if psnr is not None and bicubic is not None else None
+    training = [h for h in history if int(h[names.EPOCH]) > 0]
+    for metric, (column, how) in SPEED_SUMMARY.items():
+        values = [v for v in (number(h.get(metric)) for h in training) if v is not None]
+        summary = (max(values) if how == "max" else sum(values) / len(values)) if values else None
+        row[column] = summary
+    row["best_checkpoint"] = rec.best_checkpoint
+    row[MLFLOW_RUN_KEY] = text(last.get(MLFLOW_RUN_KEY))
+    row[FAST_PATHS] = text(last.get(FAST_PATHS))  # "on: ...; off: path (why)" or "none"
+    row.update(rec.params)
+    for m in EPOCH_METRICS:  # final-epoch values (what the searcher saw)
+        row.setdefault(m, number(last.get(m)))
+    return row
+
+
+def kept_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The history row of the kept epoch ({} when no epoch has a PSNR)."""
+    reported = number(history[-1].get(names.BEST_EPOCH)) if history else None
+    if reported is not None:
+        for h in history:
+            if int(h[names.EPOCH]) == int(reported):
+                return h
+    scored = [h for h in history if number(h.get(names.VAL_PSNR)) is not None]
+    return max(scored, key=lambda h: number(h[names.VAL_PSNR]), default={})
+
+
+def _stop_reason(rec: TrialRecord, last: dict[str, Any], scheduler: str) -> str | None:
+    if rec.status == "ERROR":
+        return "error"
+    stop = text(last.get(names.STOP_REASON))
+    if stop or not last:
+        return stop
+    if rec.max_epochs is not None and int(last[names.EPOCH]) >= rec.max_epochs:
+        return names.STOP_MAX_EPOCHS
+    return "asha" if scheduler == "asha" and rec.status == "TERMINATED" else "incomplete"
+
+
+def pareto_mask(df: pd.DataFrame, maximize: str, minimize: str) -> pd.Series:
+    """True for rows no other row beats on both objectives (ties are not domination)."""
+    pts = df[[maximize, minimize]].dropna()
+    hi, lo = pts[maximize].to_numpy(), pts[minimize].to_numpy()
+    no_worse = (hi[None, :] >= hi[:, None]) & (lo[None, :] <= lo[:, None])  # [i, j]: j vs i
+    better = (hi[None, :] > hi[:, None]) | (lo[None, :] < lo[:, None])
+    front = pd.Series(~(no_worse & better).any(axis=1), index=pts.index)
+    return front.reindex(df.index, fill_value=False)
 
 
 @dataclass(frozen=True)
@@ -55,17 +190,6 @@ class ReportData:
         a, b = self.study.objectives
         hi, lo = (a, b) if a.mode == "max" else (b, a)
         return objective_column(hi.metric), objective_column(lo.metric)
-
-    def best_group(self) -> pd.Series | None:
-        """The configuration with the best mean of the main objective over its seeds, on the
-        Pareto front of the configuration means when the study has two objectives."""
-        col = f"{objective_column(self.study.metric)}_mean"
-        g = grouping.complete(self.groups, col)
-        if self.study.multi_objective and "pareto" in g:
-            g = g[g["pareto"].fillna(False).astype(bool)]
-        if g.empty:
-            return None
-        return g.loc[g[col].idxmax() if self.study.mode == "max" else g[col].idxmin()]
 
 
 def make_data(

@@ -1,30 +1,35 @@
-"""The answer of each report kind: a short paragraph computed from the data.
-
-One function per ``Study.report_kind`` (``speed``, ``reference``, ``tradeoff``, ``scaling``,
-``divergence``) and ``best_only`` for a study without a report kind. Each takes the report's
-`ReportData` and returns the paragraph; every number in it comes from the tables.
+"""The part of a report that depends on ``Study.report_kind`` (``speed``, ``reference``,
+``tradeoff``, ``scaling``, ``divergence``): per kind, its answer (a short paragraph computed from
+the data: every number in it comes from the tables) and its `Section` (the answer, plots, HTML
+tables and summary lines). A study without a kind gets the curves only (drawn by tune/report.py
+for every study) and the best trial as its answer.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from ttsr import names
 from ttsr.config import LOSS_WEIGHTS, TrainConfig
+from tune.reporting import plots
+from tune.reporting.data import SPEED_SUMMARY, VS_BICUBIC, ReportData, kept
 from tune.reporting.formatting import (
     count,
     db,
     duration,
     fmt,
+    mean_std,
     number,
     param_phrase,
     short,
     span,
+    table_text,
     text,
 )
 from tune.reporting.groups import GROUP, Difference, complete, difference
-from tune.reporting.report_data import ReportData
-from tune.reporting.trial_frames import SPEED_SUMMARY, VS_BICUBIC, kept
 
 REF_WORDS = {  # TrainConfig.ref_mode -> (plural noun, adjective)
     "gt": ("ground-truth references", "ground-truth-reference"),
@@ -92,7 +97,6 @@ def best_only(data: ReportData) -> str:
     )
 
 
-# ------------------------------------------------------------------------------------------------
 def speed(data: ReportData) -> str:
     param = data.study.report_param
     time_col, ips_col, mem_col = (f"{c}_mean" for c, _ in SPEED_SUMMARY.values())
@@ -123,17 +127,22 @@ def speed(data: ReportData) -> str:
         out += "; peak GPU memory not measured (CPU)"
     spread = data.spread.get(SPEED_SUMMARY[names.EPOCH_SECONDS][0])
     diff = Difference(float(last[time_col] - first[time_col]), spread)
-    return out + f"; the difference is {diff.verdict(' s', '.2f')}."
+    return out + f"; the difference is {diff.verdict(' s')}."
 
 
-# ------------------------------------------------------------------------------------------------
 def extra_ref_modes(data: ReportData) -> list[str]:
     """The extra validation reference modes with data: the config's val_ref_modes, else any
     ``val_psnr_<mode>`` the trials reported."""
     declared = list(config_value(data.study, "val_ref_modes"))
     modes = declared or [m for m in REF_WORDS if m != config_value(data.study, "ref_mode")]
-    column = lambda m: names.for_ref_mode(names.VAL_PSNR, m)  # noqa: E731
-    return [m for m in modes if column(m) in data.epochs and data.epochs[column(m)].notna().any()]
+    return [
+        m for m in modes if ref_psnr(m) in data.epochs and data.epochs[ref_psnr(m)].notna().any()
+    ]
+
+
+def ref_psnr(mode: str) -> str:
+    """The epochs column of the PSNR validated with ``mode`` references."""
+    return names.for_ref_mode(names.VAL_PSNR, mode)
 
 
 def reference(data: ReportData) -> str:
@@ -149,11 +158,9 @@ def reference(data: ReportData) -> str:
             "comes from copying the reference is not measured (set val_ref_modes: [other])."
         )
     rows = data.epochs[data.epochs["trial_id"] == best["trial_id"]]
-    peaks = [f"epoch {_peak(rows, names.VAL_PSNR)} with {own_words}"]
-    peaks += [
-        f"epoch {_peak(rows, names.for_ref_mode(names.VAL_PSNR, m))} with {REF_WORDS[m][0]}"
-        for m in modes
-    ]
+    found = [(_peak(rows, names.VAL_PSNR), own_words)]
+    found += [(_peak(rows, ref_psnr(m)), REF_WORDS[m][0]) for m in modes]
+    peaks = [f"epoch {'n/a' if e is None else e} with {words}" for e, words in found]
     watched = config_value(data.study, "early_stop_metric")
     out = (
         f"Peak at {', '.join(peaks)}; stopped at epoch {best['epochs_run']} "
@@ -161,7 +168,7 @@ def reference(data: ReportData) -> str:
     )
     bicubic = number(best[names.BICUBIC_PSNR])
     for m in modes:
-        other = number(best.get(kept(names.for_ref_mode(names.VAL_PSNR, m))))
+        other = number(best.get(kept(ref_psnr(m))))
         if other is None:
             continue
         gap = number(best[names.BEST_VAL_PSNR]) - other
@@ -175,19 +182,12 @@ def reference(data: ReportData) -> str:
             out += f" and {abs(other - bicubic):.2f} dB {side} bicubic ({db(bicubic)}): {verdict}."
         else:
             out += "."
-        out += _gap_spread(data, m)
+        gaps = (data.trials[names.BEST_VAL_PSNR] - data.trials[kept(ref_psnr(m))]).dropna()
+        if len(gaps) >= 2:
+            out += f" Across {len(gaps)} trials the gap is {gaps.mean():.2f} ± {gaps.std():.2f} dB."
     return out
 
 
-def _gap_spread(data: ReportData, mode: str) -> str:
-    other = kept(names.for_ref_mode(names.VAL_PSNR, mode))
-    gaps = (data.trials[names.BEST_VAL_PSNR] - data.trials[other]).dropna()
-    if len(gaps) < 2:
-        return ""
-    return f" Across {len(gaps)} trials the gap is {gaps.mean():.2f} ± {gaps.std():.2f} dB."
-
-
-# ------------------------------------------------------------------------------------------------
 def weights_label(row: pd.Series, study) -> str:
     """The non-zero extra loss weights of a configuration, or 'reconstruction only'."""
     parts = [f"{w}={short(v)}" for w in EXTRA_WEIGHTS if (v := weight(row, w, study))]
@@ -196,9 +196,7 @@ def weights_label(row: pd.Series, study) -> str:
 
 def weight(row: pd.Series, key: str, study) -> float:
     value = number(row.get(key))
-    if value is not None:
-        return value
-    return float(config_value(study, key))
+    return float(config_value(study, key)) if value is None else value
 
 
 def tradeoff(data: ReportData) -> str:
@@ -270,7 +268,6 @@ def _certainty(dy: Difference, dx: Difference) -> str:
     return f"only the {which} change is beyond two standard errors of the seed spread"
 
 
-# ------------------------------------------------------------------------------------------------
 def scaling(data: ReportData) -> str:
     param, col = data.study.report_param, f"{names.BEST_VAL_PSNR}_mean"
     g = complete(data.groups, col, param)
@@ -282,7 +279,8 @@ def scaling(data: ReportData) -> str:
     lead = f"{data.budget.prefix}, best PSNR" if data.budget.prefix else "best PSNR"
     lead = lead[0].upper() + lead[1:]
     if len(g) == 1:
-        return f"{lead} {db(first[col])} {where(first)}; it {_group_vs_bicubic(first)}."
+        verdict = bicubic_verdict(first.get(f"{VS_BICUBIC}_mean"))
+        return f"{lead} {db(first[col])} {where(first)}; it {verdict}."
     rise = difference(last, first, names.BEST_VAL_PSNR, data.spread.get(names.BEST_VAL_PSNR))
     out = (
         f"{lead} {'rises' if rise.delta >= 0 else 'falls'} from {db(first[col])} {where(first)} "
@@ -347,11 +345,6 @@ def diverged_note(data: ReportData) -> str:
     )
 
 
-def _group_vs_bicubic(row: pd.Series) -> str:
-    return bicubic_verdict(row.get(f"{VS_BICUBIC}_mean"))
-
-
-# ------------------------------------------------------------------------------------------------
 def divergence(data: ReportData) -> str:
     t = data.trials
     if t.empty:
@@ -392,16 +385,185 @@ def _trial_story(r: pd.Series) -> str:
     return out + f"; it {bicubic_verdict(r[VS_BICUBIC])}."
 
 
-# ------------------------------------------------------------------------------------------------
 def _best_trial(data: ReportData) -> pd.Series | None:
     t = complete(data.trials, names.BEST_VAL_PSNR)
     return None if t.empty else t.loc[t[names.BEST_VAL_PSNR].idxmax()]
 
 
-def _peak(rows: pd.DataFrame, metric: str) -> str:
-    rows = rows.dropna(subset=[metric])
-    return "n/a" if rows.empty else str(int(rows.loc[rows[metric].idxmax(), names.EPOCH]))
+def _peak(rows: pd.DataFrame, metric: str) -> int | None:
+    """The epoch of the highest ``metric`` in ``rows`` (None when there is none)."""
+    rows = rows.dropna(subset=[metric]) if metric in rows else rows.iloc[0:0]
+    return None if rows.empty else int(rows.loc[rows[metric].idxmax(), names.EPOCH])
 
 
 def _name(column: str) -> str:
     return column.removeprefix("best_")
+
+
+@dataclass
+class Section:
+    answer: str
+    lines: list[str] = field(default_factory=list)  # for the printed summary
+    files: list[Path] = field(default_factory=list)  # plots
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # title -> table (HTML)
+
+    def add(self, title: str, table: pd.DataFrame, heading: str = "") -> None:
+        """A table for the page (``title``) and the printed summary (``heading``, else title)."""
+        self.tables[title] = table
+        self.lines += ["", heading or f"{title}:", table_text(table)]
+
+
+def make_section(data: ReportData) -> Section:
+    kind = data.study.report_kind
+    return KINDS[kind](data) if kind in KINDS else Section(best_only(data))
+
+
+def speed_section(data: ReportData) -> Section:
+    param = data.study.report_param
+    section = Section(speed(data))
+    seconds, ips, mem = (f"{c}_mean" for c, _ in SPEED_SUMMARY.values())
+    if data.groups.empty or seconds not in data.groups or param not in data.groups:
+        return section
+    others = [k for k in data.keys if k != param]
+    path = data.out_dir / "epoch_time.png"
+    section.files.append(
+        plots.speed_vs_param(data.groups, param, path, title=data.title, label_keys=others)
+    )
+    rows = data.groups.dropna(subset=[seconds]).sort_values(param)
+    keys = [param, *others]
+    section.lines += ["", "seed Exp2-1 table for the data at hand:", speed_table(rows, keys)]
+    table = rows[[*keys, seconds, ips, mem, "n"]].rename(
+        columns={seconds: "epoch seconds", ips: "train images/s", mem: "peak GPU memory (GiB)"}
+    )
+    section.tables["speed (means over seeds)"] = table
+    return section
+
+
+def speed_table(rows: pd.DataFrame, keys: list[str]) -> str:
+    """The seed's Exp2-1 table: the varied keys, epoch time, images/s, peak memory."""
+    heads = [{"batch_size": "batch"}.get(k, k) for k in keys]
+    widths = [max(6, len(h)) for h in heads]
+    line = " ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
+    lines = [f"{line} {'epoch time':>12} {'img/s':>8} {'peak mem':>10}"]
+    seconds, ips, mem = (f"{c}_mean" for c, _ in SPEED_SUMMARY.values())
+    for _, r in rows.iterrows():
+        values = " ".join(f"{short(r[k]):>{w}}" for k, w in zip(keys, widths, strict=True))
+        gib = number(r.get(mem))
+        lines.append(
+            f"{values} {duration(r.get(seconds)):>12} {fmt(r.get(ips), '.1f'):>8} "
+            f"{(fmt(gib, '.2f') + ' GiB') if gib else 'n/a (cpu)':>10}"
+        )
+    return "\n".join(lines)
+
+
+def reference_section(data: ReportData) -> Section:
+    section = Section(reference(data))
+    if data.epochs.empty:
+        return section
+    own = config_value(data.study, "ref_mode")
+    modes = extra_ref_modes(data)
+    words = lambda m: REF_WORDS.get(m, (f"{m} references", ""))[0]  # noqa: E731
+    series = [(names.VAL_PSNR, own), *((ref_psnr(m), m) for m in modes)]
+    path = data.out_dir / "reference.png"
+    in_words = [(metric, words(mode)) for metric, mode in series]
+    section.files.append(
+        plots.reference_curves(data.epochs, data.trials, in_words, path, title=data.title, x=data.x)
+    )
+    rows = []
+    for _, t in data.trials.iterrows():
+        e = data.epochs[data.epochs["trial_id"] == t["trial_id"]]
+        row = {"trial": t["label"], "kept epoch": t[names.BEST_EPOCH], "stopped": t["epochs_run"]}
+        for metric, mode in series:
+            row[f"peak epoch {mode}"] = _peak(e, metric)
+            row[f"kept PSNR {mode}"] = t.get(kept(metric))
+        for metric, mode in series[1:]:
+            row[f"gap {mode}"] = t[names.BEST_VAL_PSNR] - t.get(kept(metric))
+        row["bicubic"] = t[names.BICUBIC_PSNR]
+        rows.append(row)
+    heading = f"PSNR per reference mode (dB; gap = {own} minus the other mode):"
+    section.add("PSNR per reference mode (dB)", pd.DataFrame(rows), heading)
+    return section
+
+
+def tradeoff_section(data: ReportData) -> Section:
+    section = Section(tradeoff(data))
+    if "pareto" not in data.trials:
+        return section
+    y, x = data.split_objectives()
+    labels = {g[GROUP]: weights_label(g, data.study) for _, g in data.groups.iterrows()}
+    path = data.out_dir / "pareto.png"
+    section.files.append(
+        plots.pareto(data.trials, data.groups, x, y, path, title=data.title, labels=labels)
+    )
+    front = data.trials[data.trials["pareto"]]
+    heading = f"Pareto front ({len(front)} of {len(data.trials)} trials; kept-epoch values):"
+    section.add("Pareto front (trials)", front[["label", y, x]], heading)
+    g = data.groups
+    if (g["n"] > 1).any():
+        gf = g[g["pareto"]]
+        heading = f"Pareto front over configuration means ({len(gf)} of {len(g)} configurations):"
+        cols = [GROUP, "n", f"{y}_mean", f"{y}_std", f"{x}_mean", f"{x}_std"]
+        section.add("Pareto front (configuration means)", gf[cols], heading)
+    return section
+
+
+def scaling_section(data: ReportData) -> Section:
+    param = data.study.report_param
+    section = Section(scaling(data))
+    mean = f"{names.BEST_VAL_PSNR}_mean"
+    if data.groups.empty or mean not in data.groups or param not in data.groups:
+        return section
+    path = data.out_dir / f"best_vs_{param}.png"
+    section.files.append(plots.best_vs_param(data.groups, param, path, title=data.title))
+    rows = []
+    psnr = names.BEST_VAL_PSNR
+    for _, g in data.groups.sort_values(param).iterrows():
+        rows.append(
+            {
+                param: g[param],
+                "best PSNR (dB)": mean_std(g[mean], g.get(f"{psnr}_std"), g.get(f"{psnr}_n")),
+                "bicubic (dB)": fmt(g.get(f"{names.BICUBIC_PSNR}_mean"), ".2f"),
+                "vs bicubic": bicubic_verdict(g.get(f"{VS_BICUBIC}_mean")),
+                "vs best": g.get("significance"),
+            }
+        )
+    section.add(f"best PSNR against {param}", pd.DataFrame(rows))
+    return section
+
+
+def divergence_section(data: ReportData) -> Section:
+    section = Section(divergence(data))
+    if data.epochs.empty:
+        return section
+    path = data.out_dir / "divergence.png"
+    section.files.append(
+        plots.divergence_curves(data.epochs, data.trials, path, title=data.title, x=data.x)
+    )
+    rows = []
+    for _, t in data.trials.iterrows():
+        white = number(t.get(kept(names.VAL_WHITE_SHARE)))
+        signal = stop_signal(t["stop_reason"], t[names.STOP_DETAIL], t.get(names.STOP_SIGNAL))
+        rows.append(
+            {
+                "trial": t["label"],
+                "stopped by": signal,
+                "at epoch": t["epochs_run"],
+                "kept epoch": t[names.BEST_EPOCH],
+                "kept PSNR": db(t[names.BEST_VAL_PSNR]),
+                "box": db(t.get(kept(names.VAL_PSNR_MASK))),
+                "outside": db(t.get(kept(names.VAL_PSNR_OUTSIDE))),
+                "white (kept)": "n/a" if white is None else f"{white:.1%}",
+                "detail": t[names.STOP_DETAIL],
+            }
+        )
+    section.add("what stopped each trial", pd.DataFrame(rows))
+    return section
+
+
+KINDS = {  # Study.report_kind -> its section
+    "speed": speed_section,
+    "reference": reference_section,
+    "tradeoff": tradeoff_section,
+    "scaling": scaling_section,
+    "divergence": divergence_section,
+}
