@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,22 @@ def test_resume_latest_needs_an_earlier_invocation(tmp_path):
         storage.find_resume_path("latest", str(tmp_path / "s"))
     with pytest.raises(PreflightError, match="give the experiment path"):
         storage.find_resume_path("latest", "s3://bucket/results/s")
+
+
+def test_latest_invocation_is_the_last_written_one(tmp_path, capsys):
+    """What `--resume latest` continues and `tune/report.py` reports without --run."""
+    from tune import report
+
+    assert storage.latest_invocation(tmp_path) is None
+    assert report.main(["--study", "s", "--storage", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --study s: no results under {tmp_path / 's'}"
+    for i, name in enumerate(["b", "a", "c"]):
+        storage.write_json(f"{tmp_path}/{name}/{storage.PARENT_FILE}", {"run_id": name})
+        os.utime(tmp_path / name, (1e9 + i, 1e9 + i))
+    (tmp_path / "d").mkdir()  # newest, but not an invocation of tune/run.py
+    assert storage.latest_invocation(tmp_path) == tmp_path / "c"
+    os.utime(tmp_path / "a", (2e9, 2e9))
+    assert storage.latest_invocation(tmp_path) == tmp_path / "a"
 
 
 @pytest.mark.parametrize("state", ['{"trial_data": [["', ""])  # cut short; empty

@@ -193,11 +193,11 @@ def _load(
             if not path.exists():
                 raise InferError(f"checkpoint not found: {checkpoint}")
             return load_model(path, device=device, search_chunk=search_chunk)
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from ttsr.tracking import no_download_progress
         from ttsr.tracking.model_uri import ModelError, local_checkpoint
 
         uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        with tempfile.TemporaryDirectory(prefix="ttsr-infer-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="ttsr-infer-") as tmp, no_download_progress():
             try:
                 path = local_checkpoint(checkpoint, tmp, tracking_uri=uri)
             except ModelError as exc:

@@ -418,14 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mlflow", action="store_true", help="do not log to the parent run")
     args = p.parse_args(argv)
     root = Path(storage.resolve_storage(args.storage)) / args.study
-    if args.run:
-        run_dir = Path(args.run).resolve()
-    else:
-        runs = sorted(root.glob(f"*/{storage.PARENT_FILE}"), key=lambda f: f.stat().st_mtime)
-        if not runs:
-            print(f"error: --study {args.study}: no results under {root}", file=sys.stderr)
-            return 2
-        run_dir = runs[-1].parent
+    run_dir = Path(args.run).resolve() if args.run else storage.latest_invocation(root)
+    if run_dir is None:
+        print(f"error: --study {args.study}: no results under {root}", file=sys.stderr)
+        return 2
     info = storage.read_json(str(run_dir / storage.PARENT_FILE)) or {}
     try:
         study = load_study(args.experiments, args.study, info.get("profile", "demo"))

@@ -18,7 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ttsr import names
-from tune.execution import parent_run
+from tune.execution import parent_run, storage
 
 from .conftest import GPU_STUDY, SPREAD_STUDY, TINY_CONFIG, StudyResult, alive_nodes
 
@@ -173,7 +173,7 @@ def test_results_landed_in_shared_storage(request, study):
     result = _finished(request.getfixturevalue(_FIXTURE[study]))
     exp_dir = _experiment_dir(result)
     assert exp_dir.parent.parent == result.storage
-    assert (exp_dir / parent_run.PARENT_FILE).is_file()
+    assert (exp_dir / storage.PARENT_FILE).is_file()
     trials = _trial_results(result)
     assert len(trials) == TRIALS[study]
     for trial_id, rows in trials.items():

@@ -21,7 +21,6 @@ from ttsr import names
 from ttsr.tracking import PARENT_RUN_TAG as PARENT_TAG
 from ttsr.tracking import get_or_create_experiment, param_text, ui_url
 from tune.execution.storage import MLFLOW_RUN_KEY as MLFLOW_RUN_KEY  # noqa: F401 - trials, tests
-from tune.execution.storage import PARENT_FILE as PARENT_FILE  # noqa: F401 - report.py, tests
 from tune.study.studies import Study
 
 TRIAL_ID_TAG = "trial_id"

@@ -102,6 +102,12 @@ def fetch_file(uri: str, local: str | Path) -> Path:
     return local
 
 
+def latest_invocation(study_root: str | Path) -> Path | None:
+    """The study's invocation directory (one holding PARENT_FILE) written to last, if any."""
+    runs = [f.parent for f in Path(study_root).glob(f"*/{PARENT_FILE}")]
+    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+
+
 def find_resume_path(resume: str, study_root: str) -> str:
     """The experiment dir to resume: given (must lie inside this study's storage) or latest."""
     from ray import tune as ray_tune
@@ -109,11 +115,10 @@ def find_resume_path(resume: str, study_root: str) -> str:
     if resume == "latest":
         if is_remote(study_root):
             raise PreflightError("--resume: give the experiment path when --storage is remote")
-        root = Path(study_root)
-        runs = [p for p in root.glob("*/") if (p / PARENT_FILE).exists()]
-        if not runs:
-            raise PreflightError(f"--resume: no earlier invocation under {root}")
-        path = str(max(runs, key=lambda p: p.stat().st_mtime))
+        latest = latest_invocation(study_root)
+        if latest is None:
+            raise PreflightError(f"--resume: no earlier invocation under {study_root}")
+        path = str(latest)
     else:
         path = resolve_storage(resume)
         if not path.startswith(study_root.rstrip("/") + "/"):
