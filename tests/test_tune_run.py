@@ -322,3 +322,28 @@ def test_allow_random_vgg_and_the_demo_say_so(tmp_path):
         timeout=120,
     )
     assert out.returncode == 0 and "RANDOM VGG" not in out.stdout
+
+
+@pytest.mark.parametrize("flags, port", [([], None), (["--dashboard-port", "8300"], 8300)])
+def test_a_second_local_study_gets_the_next_free_dashboard_port(monkeypatch, capsys, flags, port):
+    """By default Ray picks the dashboard port (8265, or the next free one: a study already runs
+    there; a fixed 8265 failed with 'already occupied'); a port given with --dashboard-port is
+    kept (Ray refuses it when taken). The printed link is the one Ray serves."""
+    import ray
+
+    from tune.execution import cluster
+    from tune.study.options import parse_options
+
+    seen = {}
+
+    def fake_init(**kwargs):
+        seen.update(kwargs)
+        return type("Context", (), {"dashboard_url": "127.0.0.1:8266"})()
+
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}])
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with cluster.connect(parse_options(["--study", "loss-weights", *flags])):
+        pass
+    assert seen["dashboard_port"] == port and seen["include_dashboard"]
+    assert "Ray dashboard: http://127.0.0.1:8266 " in capsys.readouterr().out

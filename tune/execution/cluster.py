@@ -48,10 +48,9 @@ def connect(options: Options) -> Iterator[Cluster]:
             _temp_dir=options.ray_temp_dir,
         )
         if not options.no_dashboard:
-            url = context.dashboard_url or f"127.0.0.1:{options.dashboard_port}"
             print(
-                f"Ray dashboard: http://{url} (when it asks for an authentication token, "
-                "`ray get-auth-token` prints it)",
+                f"Ray dashboard: http://{context.dashboard_url} (when it asks for an "
+                "authentication token, `ray get-auth-token` prints it)",
                 flush=True,
             )
         yield Cluster(tuple(ray.nodes()), "local Ray on 127.0.0.1 (started by this command)")

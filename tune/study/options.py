@@ -200,5 +200,9 @@ def _add_local_ray_flags(p: argparse.ArgumentParser) -> None:
         help="local Ray only: don't start the Ray dashboard (default: on 127.0.0.1:8265)",
     )
     p.add_argument(
-        "--dashboard-port", type=int, default=8265, help="local Ray only: dashboard port"
+        "--dashboard-port",
+        type=int,
+        default=None,  # Ray's own choice: 8265, or the next free port (another study runs there)
+        help="local Ray only: dashboard port, an error when taken (default: 8265 or the next "
+        "free one)",
     )
