@@ -130,7 +130,7 @@ def study_config(
     """The config a study would run for ``case``: TrainConfig's defaults plus the case (size,
     batch, model, loss weights, device, its `Case.changes`), and ``compile`` when asked for."""
     weights = ALL_LOSS_WEIGHTS if case.losses == "all" else {}
-    return TrainConfig(
+    values = dict(
         size=case.size,
         batch_size=case.batch,
         n_feats=n_feats,
@@ -138,8 +138,8 @@ def study_config(
         device=device,
         compile=compile,
         **weights,
-        **dict(case.changes),
     )
+    return TrainConfig(**{**values, **dict(case.changes)})  # the case's changes win
 
 
 def reference_config(config: TrainConfig) -> TrainConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,7 @@ def test_a_case_changes_its_study_config_and_round_trips_through_a_child():
     )
     job = train_step.Job(case, config, "optimised", 1)
     assert train_step.job_from_json(train_step.job_to_json(job)) == job
+    # a change may also name a field the case itself sets: the change wins
+    wider = replace(case, changes=(("batch_size", 2), ("compile", True)))
+    changed = study_config(wider, device="cpu", n_feats=8, blocks="1+1+1+1")
+    assert (changed.batch_size, changed.compile) == (2, True)

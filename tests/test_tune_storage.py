@@ -54,10 +54,11 @@ def test_latest_invocation_is_the_last_written_one(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: --study s: no results under {tmp_path / 's'}"
     for i, name in enumerate(["b", "a", "c"]):
         storage.write_json(f"{tmp_path}/{name}/{storage.PARENT_FILE}", {"run_id": name})
-        os.utime(tmp_path / name, (1e9 + i, 1e9 + i))
+        os.utime(tmp_path / name / storage.PARENT_FILE, (1e9 + i, 1e9 + i))
     (tmp_path / "d").mkdir()  # newest, but not an invocation of tune/run.py
+    (tmp_path / "a" / "report").mkdir()  # a report of an older invocation written just now
     assert storage.latest_invocation(tmp_path) == tmp_path / "c"
-    os.utime(tmp_path / "a", (2e9, 2e9))
+    os.utime(tmp_path / "a" / storage.PARENT_FILE, (2e9, 2e9))
     assert storage.latest_invocation(tmp_path) == tmp_path / "a"
 
 

@@ -61,6 +61,12 @@ def summarised(metric: str) -> bool:
     return metric.startswith(SUMMARISED)
 
 
+def kept_value(metric: str) -> str:
+    """The key whose value at a run's end is the kept model's: ``kept(metric)`` for a
+    summarised quality metric, ``metric`` itself otherwise (speed: as reported)."""
+    return kept(metric) if summarised(metric) else metric
+
+
 STOP_PATIENCE = "patience"
 STOP_DIVERGED = "diverged"
 STOP_MAX_EPOCHS = "max_epochs"

@@ -42,8 +42,7 @@ from tune.reporting.data import (  # noqa: E402
     pareto_mask,
 )
 from tune.reporting.formatting import db, fmt, mean_std, number, table_text  # noqa: E402
-from tune.reporting.groups import GROUP, complete  # noqa: E402
-from tune.reporting.kinds import bicubic_verdict  # noqa: E402
+from tune.reporting.groups import GROUP, best_index, complete  # noqa: E402
 from tune.study.studies import Study  # noqa: E402
 
 __all__ = ["Report", "TrialRecord", "build", "frames", "make_report", "pareto_mask"]
@@ -83,12 +82,11 @@ def best_trial(data: ReportData) -> dict[str, Any]:
         g = g[g["pareto"].fillna(False).astype(bool)]
     if g.empty:
         return {}
-    group = g.loc[g[f"{col}_mean"].idxmax() if study.mode == "max" else g[f"{col}_mean"].idxmin()]
+    group = g.loc[best_index(g[f"{col}_mean"], study.mode)]
     members = trials[trials[GROUP] == group[GROUP]].dropna(subset=[col])
     if members.empty:
         return {}
-    best = members[col].idxmax() if study.mode == "max" else members[col].idxmin()
-    return members.loc[best].to_dict()
+    return members.loc[best_index(members[col], study.mode)].to_dict()
 
 
 def build(
@@ -174,6 +172,8 @@ def overview_lines(data: ReportData, notes: list[str]) -> list[str]:
     if data.budget.sentence:
         lines += ["", data.budget.sentence]
     if t[VS_BICUBIC].notna().any() and study.report_kind != "speed":  # speed: not scored
+        from tune.reporting.kinds import bicubic_verdict  # kinds imports matplotlib
+
         lines += ["", "against bicubic (kept epoch):"]
         lines += [f"  {r['label']}: {bicubic_verdict(r[VS_BICUBIC])}" for _, r in t.iterrows()]
     return lines + repeat_lines(data)

@@ -16,8 +16,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ttsr.config import VAL_REF_MODES
 from ttsr.data.images import IMAGE_EXTENSIONS, UnusableImage, decode_rgb_square, resize_to
-from ttsr.data.items import NON_PAIRED_MODES, InpaintOptions, ItemBuilder, other_partner
+from ttsr.data.items import InpaintOptions, ItemBuilder, other_partner
 from ttsr.data.manifest import SPLITS, available_sizes, read_manifest, size_dir, take_fraction
 from ttsr.data.shards import ShardReader, unusable_shard
 from ttsr.errors import DataError
@@ -85,10 +86,10 @@ class ShardDataset(_ItemDataset):
         super().__init__(
             root, size, split, seed=seed, augment=augment, jitter_ref=jitter_ref, inpaint=inpaint
         )
-        if ref_mode not in NON_PAIRED_MODES:
+        if ref_mode not in VAL_REF_MODES:
             raise DataError(
                 f"ref_mode: {ref_mode!r} needs a paired folder (train/input + train/ref); "
-                f"{root} is a prepared folder, use one of {', '.join(NON_PAIRED_MODES)}"
+                f"{root} is a prepared folder, use one of {', '.join(VAL_REF_MODES)}"
             )
         manifest = read_manifest(root)
         sizes = available_sizes(manifest)

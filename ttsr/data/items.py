@@ -25,7 +25,6 @@ from PIL import Image, ImageFilter
 from ttsr.data.images import bicubic
 from ttsr.data.manifest import fraction_order
 
-NON_PAIRED_MODES = ("gt", "gt-augmented", "other")
 MAX_SHIFT_FRACTION = 1 / 16  # of the side (gt-augmented)
 JITTER = 0.1  # brightness, contrast and saturation factors in [1 - JITTER, 1 + JITTER]
 # independent random streams per item (see item_rng)

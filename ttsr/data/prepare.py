@@ -86,8 +86,11 @@ def folder_lock(path: Path):
     """Exclusive advisory lock (fcntl) on ``path``; blocks until the holder is done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed
-        yield
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:  # not left to the close: forked workers share the open file, and its lock
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def prepare(

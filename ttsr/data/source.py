@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ttsr.atomic import write_dir_atomically
 from ttsr.config import REF_MODES
 from ttsr.data.dataset import PairedDataset, ShardDataset, is_paired_dir
 from ttsr.data.items import InpaintOptions
@@ -78,9 +78,7 @@ def sample_dataset_dir(size: int, *, root: Path | None = None) -> Path:
         if _has_size(prepared, size):  # another process built it while we waited
             return prepared
         if not crops.is_dir():
-            with tempfile.TemporaryDirectory(prefix=".crops-", dir=base) as tmp:
-                write_sample_crops(Path(tmp))
-                os.replace(tmp, crops)  # the cleanup then finds nothing to remove
+            write_dir_atomically(crops, write_sample_crops)
         prepare(crops, prepared, sizes=[size], workers=0, allow_upscale=True, progress=False)
     return prepared
 
@@ -187,9 +185,11 @@ def inpaint_options(config: TrainConfig) -> InpaintOptions | None:
     )
 
 
-def open_dataset_from_config(config: TrainConfig, split: str) -> Dataset:
+def open_dataset_from_config(
+    config: TrainConfig, split: str, *, ref_mode: str | None = None
+) -> Dataset:
     """`open_dataset` with the data fields of a `TrainConfig` (augmentation: train only, and
-    only when ``config.augment``).
+    only when ``config.augment``); ``ref_mode`` replaces the config's (a validation mode).
 
     ``fraction`` subsets the training split only: every run validates on the same test images
     whatever share of the training data it uses, so a dataset-fraction study compares like
@@ -198,7 +198,7 @@ def open_dataset_from_config(config: TrainConfig, split: str) -> Dataset:
         config.data,
         size=config.size,
         split=split,
-        ref_mode=config.ref_mode,
+        ref_mode=ref_mode or config.ref_mode,
         fraction=config.fraction if split == "train" else 1.0,
         inpaint=inpaint_options(config),
         seed=config.seed,

@@ -372,8 +372,9 @@ class MlflowTracker:
                 gpus = sm.this_process_gpus(reader) if reader is not None else []
             except Exception as exc:  # noqa: BLE001 - GPU numbers are not worth a failed run
                 reader, why = None, f"none readable ({type(exc).__name__}: {exc})"[:500]
-        watched = ", ".join(f"cuda:{g.cuda_index}=nvml:{g.nvml_index} (GPU-{g.uuid})" for g in gpus)
-        if gpu:
+            watched = ", ".join(
+                f"cuda:{g.cuda_index}=nvml:{g.nvml_index} (GPU-{g.uuid})" for g in gpus
+            )
             self.set_tags({"system_metrics.gpus": watched or why})
         first = 0
         if self.resumed:  # continue the sample steps of the earlier attempt

@@ -24,10 +24,9 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from ttsr import names
 from ttsr.config import TrainConfig
-from ttsr.data import open_dataset
 from ttsr.data.items import to_model_range
 from ttsr.data.loading import loader_options
-from ttsr.data.source import inpaint_options
+from ttsr.data.source import open_dataset_from_config
 from ttsr.metrics import RGB_CROP, SSIM_WINDOW, psnr, psnr_rgb, ssim, ssim_rgb, to_y
 from ttsr.train.early_stopping import DeviceSums, OutputCollapseMonitor, OutputStats
 
@@ -67,16 +66,7 @@ class Evaluator:
         self.inpaint = config.inpaint
         self.datasets: dict[str, Dataset] = {}
         for mode in (config.ref_mode, *config.val_ref_modes):
-            # As open_dataset_from_config's test split, with each mode's references.
-            dataset = open_dataset(
-                config.data,
-                size=config.size,
-                split="test",
-                ref_mode=mode,
-                inpaint=inpaint_options(config),
-                seed=config.seed,
-                data_seed=config.data_seed,
-            )
+            dataset = open_dataset_from_config(config, "test", ref_mode=mode)
             if config.val_limit is not None and config.val_limit < len(dataset):
                 dataset = Subset(dataset, range(config.val_limit))
             self.datasets[mode] = dataset

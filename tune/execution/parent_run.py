@@ -143,7 +143,7 @@ def comparison_view(study: Study, parent_run_id: str) -> dict[str, Any]:
         return f"{kind}.`{key}`"
 
     objectives = [o.metric for o in study.objectives]
-    metrics = [names.kept(m) if names.summarised(m) else m for m in objectives]
+    metrics = [names.kept_value(m) for m in objectives]
     params = [*study.varied_keys, *(["seed"] if study.repeats > 1 else [])]
     return {
         "searchFilter": (

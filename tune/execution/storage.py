@@ -103,9 +103,10 @@ def fetch_file(uri: str, local: str | Path) -> Path:
 
 
 def latest_invocation(study_root: str | Path) -> Path | None:
-    """The study's invocation directory (one holding PARENT_FILE) written to last, if any."""
-    runs = [f.parent for f in Path(study_root).glob(f"*/{PARENT_FILE}")]
-    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+    """The study's invocation directory whose PARENT_FILE was written last, if any: not the
+    directory's own mtime, which a report written into an older one (its report/) moves."""
+    files = list(Path(study_root).glob(f"*/{PARENT_FILE}"))
+    return max(files, key=lambda f: f.stat().st_mtime).parent if files else None
 
 
 def find_resume_path(resume: str, study_root: str) -> str:

@@ -61,8 +61,7 @@ def searcher(
         return None
     # Optuna is told a quality metric's value at the trial's kept epoch (``best_val_psnr`` for
     # ``val_psnr``: the number the report and the MLflow run show), a speed metric as reported.
-    metrics = [o.metric for o in study.objectives]
-    metrics = [names.kept(m) if names.summarised(m) else m for m in metrics]
+    metrics = [names.kept_value(o.metric) for o in study.objectives]
     modes = [o.mode for o in study.objectives]
     options: dict[str, Any] = dict(
         metric=metrics if study.multi_objective else metrics[0],

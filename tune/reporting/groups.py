@@ -116,6 +116,11 @@ def difference(a: pd.Series, b: pd.Series, metric: str, spread: float | None) ->
     return Difference(float(a[f"{metric}_mean"]) - float(b[f"{metric}_mean"]), spread, a_n, b_n)
 
 
+def best_index(values: pd.Series, mode: str):
+    """The index label of the best of ``values`` (NaN skipped) for ``mode`` ("max"/"min")."""
+    return values.idxmax() if mode == "max" else values.idxmin()
+
+
 def mark_against_best(
     groups: pd.DataFrame, metric: str, *, mode: str, spread: float | None
 ) -> pd.DataFrame:
@@ -126,7 +131,7 @@ def mark_against_best(
     if out.empty or col not in out or out[col].isna().all():
         out[f"{metric}_vs_best"], out["significance"] = math.nan, None
         return out
-    best = out.loc[out[col].idxmax() if mode == "max" else out[col].idxmin()]
+    best = out.loc[best_index(out[col], mode)]
     marks, deltas = [], []
     for i, row in out.iterrows():
         d = difference(row, best, metric, spread)  # NaN when the configuration has no mean

@@ -253,7 +253,7 @@ def _trial_lines(ax, rows, x: str, series, label: str, colour=None, scale=1.0, p
         colour = line[0].get_color()
         if peaks:
             peak = rows.loc[rows[metric].idxmax()]
-            ax.plot(peak[x], peak[metric], "*", ms=13, color=colour)
+            ax.plot(peak[x], peak[metric] * scale, "*", ms=13, color=colour)
     return colour
 
 

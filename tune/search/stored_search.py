@@ -64,8 +64,9 @@ class StoredOptunaSearch(OptunaSearch):
 
         # The start points go into the study once, when it is created: a searcher set up again
         # on an existing study (a resumed driver) would enqueue them a second time.
-        existing = optuna.get_all_study_names(self._storage)
-        if self._points_to_evaluate and self._study_name in existing:
+        if self._points_to_evaluate and (
+            self._study_name in optuna.get_all_study_names(self._storage)
+        ):
             self._points_to_evaluate = []
         done = super().set_search_properties(metric, mode, config, **spec)
         if done and self._ot_study is not None:  # optuna-dashboard names the objectives
